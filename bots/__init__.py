@@ -1,0 +1,1 @@
+"""Channel adapters (Slack, Discord, console) and the `uppzy-bot` entry point."""

@@ -1,0 +1,145 @@
+"""The `uppzy-bot` command: the composition root that reads settings once and starts what was asked."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from core.config import ConfigError, Settings, load_settings
+from core.redaction import configure_logging
+
+__all__ = ["main"]
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        low, _, high = text.partition("-")
+        pair = (float(low), float(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a range; use MIN-MAX seconds, e.g. 2-6") from None
+    if pair[0] < 0 or pair[1] < pair[0]:
+        raise argparse.ArgumentTypeError("the range must be MIN-MAX with 0 <= MIN <= MAX")
+    return pair
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be a share from 0 to 1, e.g. 0.05 for 5%")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all four subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="uppzy-bot",
+        description="Puts an Uppzy AI assistant into Slack and Discord. Settings come from the environment "
+        "and .env (see .env.example).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("run", help="run the bot for Slack and/or Discord (whichever tokens are set)")
+    demo = sub.add_parser("demo", help="chat in this terminal with a simulated Uppzy site (no accounts needed)")
+    demo.add_argument("--db", default="uppzy-demo.db", help="SQLite file for the demo (default: %(default)s)")
+    demo.add_argument("--latency", type=_range, default=(0.8, 2.5), metavar="MIN-MAX",
+                      help="simulated answer latency in seconds (default: 0.8-2.5)")
+    demo.add_argument("--idle", default="2m", help="close the session after this much silence (default: 2m)")
+    check = sub.add_parser("check", help="staging smoke test of the configured Uppzy, Slack and Discord access")
+    check.add_argument("--no-chat", action="store_true", help="skip the async chat round trip")
+    check.add_argument("--json", action="store_true", help="print the results as JSON (for CI pipelines)")
+    sim = sub.add_parser("simulate", help="serve a local Uppzy M2M API simulator (for demos and tests)")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sim.add_argument("--port", type=int, default=8787, help="port to listen on (default: %(default)s)")
+    sim.add_argument("--api-key", default="sim-key", help="the X-API-Key it accepts (default: %(default)s)")
+    sim.add_argument("--site-id", default="demo-site", help="the site id it serves (default: %(default)s)")
+    sim.add_argument("--tenant-id", default="demo-tenant", help="the tenant id it serves (default: %(default)s)")
+    sim.add_argument("--latency", type=_range, default=(2.0, 6.0), metavar="MIN-MAX",
+                     help="seconds until an async answer is ready (default: 2-6)")
+    sim.add_argument("--seed", type=int, default=None, help="random seed for repeatable runs")
+    sim.add_argument("--error-rate", type=_share, default=0.0, help="share of calls answered 5xx")
+    sim.add_argument("--rate-limit-rate", type=_share, default=0.0, help="share of calls answered 429")
+    sim.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429 (default: 1)")
+    sim.add_argument("--stall-rate", type=_share, default=0.0, help="share of calls that stall first")
+    sim.add_argument("--stall-seconds", type=float, default=30.0, help="how long a stall lasts (default: 30)")
+    sim.add_argument("--fail-rate", type=_share, default=0.0, help="share of async requests that end failed")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `uppzy-bot` and `python -m bots`."""
+    args = build_parser().parse_args(argv)
+    if args.command == "simulate":
+        configure_logging("INFO")
+        return _run_async(_simulate(args))
+    from dotenv import load_dotenv
+
+    load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        print(f"uppzy-bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    try:
+        if args.command == "demo":
+            from bots.demo import run_demo
+
+            return _run_async(run_demo(settings, args))
+        if args.command == "check":
+            from bots.check import run_check
+
+            return _run_async(run_check(settings, no_chat=args.no_chat, as_json=args.json))
+        from bots.runner import run_bot
+
+        return _run_async(run_bot(settings))
+    except ConfigError as exc:
+        print(f"uppzy-bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_async(coro: object) -> int:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from simulator import Simulator, SimulatorConfig
+
+    sim = Simulator(SimulatorConfig(
+        api_key=args.api_key, sites=(args.site_id,), tenant_id=args.tenant_id, latency=args.latency,
+        seed=args.seed, error_rate=args.error_rate, rate_limit_rate=args.rate_limit_rate,
+        retry_after=args.retry_after, stall_rate=args.stall_rate, stall_seconds=args.stall_seconds,
+        fail_rate=args.fail_rate,
+    ))
+    try:
+        base = await sim.start(args.host, args.port)
+    except OSError as exc:
+        print(f"uppzy-bot simulate: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"Uppzy simulator on {base}  (site {args.site_id}, tenant {args.tenant_id}, key {args.api_key})")
+    print(f"  UPPZY_BASE_URL={base} UPPZY_SITE_ID={args.site_id} UPPZY_API_KEY={args.api_key}")
+    print(f"  try: curl -s -X POST -H 'X-API-Key: {args.api_key}' -H 'Content-Type: application/json' "
+          f"-d '{{\"session_id\":\"s1\",\"message\":\"how do returns work?\"}}' {base}/m2m/sites/{args.site_id}/chat/async")
+    print("Press Ctrl+C to stop.", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await sim.stop()
+    return 0
+
+
+def settings_from_env() -> Settings:
+    """Settings from this process's environment (for tools and benches that reuse the composition root)."""
+    return load_settings(os.environ)

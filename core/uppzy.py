@@ -1,0 +1,431 @@
+"""The one piece of core that talks to Uppzy's M2M chat API: typed results, typed errors, bounded retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+import stamina
+
+from core.config import Secret
+from core.errors import UppzyError, UppzyTimeout, UppzyUnavailable, error_for_status
+from core.retry import Repeatable, RetryPolicy, backoff_hook, parse_retry_after
+
+__all__ = [
+    "CallRecord",
+    "ChatAnswer",
+    "Confidence",
+    "FeedbackReceipt",
+    "RequestStatus",
+    "SessionInfo",
+    "Submission",
+    "Timeouts",
+    "UppzyClient",
+]
+
+log = logging.getLogger(__name__)
+
+Rating = Literal["good", "bad"]
+TERMINAL_STATUSES = frozenset({"completed", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds allowed per call: connect, every quick call in total, and sync chat in total."""
+
+    connect: float = 5.0
+    default: float = 10.0
+    chat: float = 75.0  # the guide documents up to 60 s for sync chat
+
+
+@dataclass(frozen=True, slots=True)
+class Confidence:
+    """Uppzy's confidence in an answer: score 0-100 and a level such as 'high' or 'low'."""
+
+    score: float | None = None
+    level: str | None = None
+
+    @property
+    def is_low(self) -> bool:
+        """True when Uppzy itself says low, or the score is under 40 with no level given."""
+        if self.level:
+            return self.level.lower() == "low"
+        return self.score is not None and self.score < 40
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAnswer:
+    """A sync chat answer."""
+
+    session_id: str
+    request_id: str
+    answer: str
+    confidence: Confidence
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What async submit returns: the handle to poll."""
+
+    request_id: str
+    session_id: str
+    status: str
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStatus:
+    """One poll of an async request; `done` once completed or failed (any other status is in progress)."""
+
+    request_id: str
+    session_id: str
+    status: str
+    answer: str | None
+    error: str | None
+    confidence: Confidence
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        """True when Uppzy will not change this request any more."""
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackReceipt:
+    """Feedback accepted; `first` is False when Uppzy already had a rating (no timestamp comes back)."""
+
+    request_id: str
+    feedback: str
+    submitted_at: str | None
+
+    @property
+    def first(self) -> bool:
+        """True when this call recorded the rating, False when Uppzy kept an earlier one."""
+        return self.submitted_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One entry of the session list."""
+
+    id: str
+    created_at: str | None
+    updated_at: str | None
+    closed_at: str | None
+    message_count: int | None
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def open(self) -> bool:
+        """True while the session accepts messages."""
+        return self.closed_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One HTTP attempt, handed to the observer for metrics."""
+
+    endpoint: str
+    status: int | None
+    seconds: float
+    attempt: int
+    error: str | None
+
+
+def _confidence(data: Mapping[str, Any]) -> Confidence:
+    score = data.get("confidence_score")
+    level = data.get("confidence_level")
+    return Confidence(
+        score=float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None,
+        level=level if isinstance(level, str) and level else None,
+    )
+
+
+def _text(data: Mapping[str, Any], key: str, default: str = "") -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else default
+
+
+class UppzyClient:
+    """Async Uppzy M2M client on one pooled httpx.AsyncClient; the key lives only in request headers."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: Secret,
+        site_id: str,
+        tenant_id: str | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
+        observer: Callable[[CallRecord], None] | None = None,
+    ) -> None:
+        self._api_key = api_key
+        self.site_id = site_id
+        self.tenant_id = tenant_id
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self._observer = observer
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            timeout=httpx.Timeout(self.timeouts.default, connect=self.timeouts.connect),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"Accept": "application/json", "User-Agent": "uppzy-chat-bot/0.1"},
+            transport=transport,
+            trust_env=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"UppzyClient(base_url={str(self._http.base_url)!r}, site_id={self.site_id!r})"
+
+    async def __aenter__(self) -> UppzyClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    # ---- chat -------------------------------------------------------------------------------------
+
+    async def chat(
+        self, session_id: str, message: str, *, email: str | None = None, site_id: str | None = None,
+        response_language: str | None = None,
+    ) -> ChatAnswer:
+        """Sync chat: ask and wait (up to Timeouts.chat) for the answer in the same round trip."""
+        data = await self._call(
+            "POST", f"m2m/sites/{self._site(site_id)}/chat", "chat", Repeatable.ONCE,
+            json=_chat_body(session_id, message, email, response_language), timeout=self.timeouts.chat,
+        )
+        return ChatAnswer(
+            session_id=_text(data, "session_id", session_id), request_id=_text(data, "request_id"),
+            answer=_text(data, "answer"), confidence=_confidence(data), raw=data,
+        )
+
+    async def submit(
+        self, session_id: str, message: str, *, email: str | None = None, site_id: str | None = None,
+        response_language: str | None = None,
+    ) -> Submission:
+        """Async submit: returns a request handle at once; a timeout raises rather than resubmitting."""
+        data = await self._call(
+            "POST", f"m2m/sites/{self._site(site_id)}/chat/async", "chat_async", Repeatable.ONCE,
+            json=_chat_body(session_id, message, email, response_language),
+        )
+        request_id = _text(data, "request_id")
+        if not request_id:
+            raise UppzyUnavailable("Uppzy chat_async answered without a request_id", endpoint="chat_async")
+        return Submission(
+            request_id=request_id, session_id=_text(data, "session_id", session_id),
+            status=_text(data, "status", "pending"), raw=data,
+        )
+
+    async def status(self, request_id: str, *, site_id: str | None = None, retry: bool = True) -> RequestStatus:
+        """Poll one async request; retry=False leaves re-polling to the caller's scheduler."""
+        data = await self._call(
+            "GET", f"m2m/sites/{self._site(site_id)}/chat/requests/{quote(request_id, safe='')}",
+            "chat_status", Repeatable.SAFE if retry else Repeatable.NEVER, request_id=request_id,
+        )
+        answer = data.get("answer")
+        error = data.get("error")
+        return RequestStatus(
+            request_id=_text(data, "request_id", request_id), session_id=_text(data, "session_id"),
+            status=_text(data, "status", "pending").lower(), answer=answer if isinstance(answer, str) else None,
+            error=error if isinstance(error, str) else None, confidence=_confidence(data), raw=data,
+        )
+
+    async def feedback(
+        self, session_id: str, request_id: str, rating: Rating, *, site_id: str | None = None
+    ) -> FeedbackReceipt:
+        """Rate a completed answer good or bad; Uppzy keeps the first rating and says so by omission."""
+        if rating not in ("good", "bad"):
+            raise ValueError("rating must be 'good' or 'bad'")
+        data = await self._call(
+            "POST", f"m2m/sites/{self._site(site_id)}/chat/feedback", "chat_feedback", Repeatable.SAFE,
+            json={"session_id": session_id, "request_id": request_id, "feedback": rating}, request_id=request_id,
+        )
+        submitted = data.get("feedback_submitted_at")
+        return FeedbackReceipt(
+            request_id=_text(data, "request_id", request_id), feedback=_text(data, "feedback", rating),
+            submitted_at=submitted if isinstance(submitted, str) else None,
+        )
+
+    async def close_session(self, session_id: str, *, site_id: str | None = None) -> None:
+        """Close a session (idempotent); it then accepts no messages and the bot starts a new id."""
+        await self._call(
+            "POST", f"m2m/sites/{self._site(site_id)}/chat/session/close", "session_close", Repeatable.SAFE,
+            json={"session_id": session_id},
+        )
+
+    async def list_sessions(
+        self, *, email: str | None = None, site_id: str | None = None, limit: int | None = None
+    ) -> list[SessionInfo]:
+        """List a site's sessions, optionally only one user's (by email)."""
+        params: dict[str, str] = {}
+        if email:
+            params["email"] = email
+        if limit:
+            params["limit"] = str(limit)
+        data = await self._call(
+            "GET", f"m2m/sites/{self._site(site_id)}/sessions", "sessions", Repeatable.SAFE, params=params,
+        )
+        items = data.get("sessions")
+        return [
+            SessionInfo(
+                id=str(item.get("id") or item.get("session_id") or ""),
+                created_at=item.get("created_at"), updated_at=item.get("updated_at"),
+                closed_at=item.get("closed_at"),
+                message_count=item.get("message_count") if isinstance(item.get("message_count"), int) else None,
+                raw=item,
+            )
+            for item in (items if isinstance(items, list) else [])
+            if isinstance(item, dict)
+        ]
+
+    # ---- connectivity ----------------------------------------------------------------------------
+
+    async def tenant_limits(self, tenant_id: str | None = None) -> Mapping[str, Any]:
+        """The documented connectivity check: proves the key, its tenant and the network path."""
+        tenant = tenant_id or self.tenant_id
+        if not tenant:
+            raise ValueError("tenant_limits needs a tenant id (UPPZY_TENANT_ID)")
+        return await self._call("GET", f"m2m/tenants/{quote(tenant, safe='')}/limits", "tenant_limits",
+                                Repeatable.SAFE)
+
+    async def site(self, site_id: str | None = None) -> Mapping[str, Any]:
+        """Read the site: a cheap site-scoped probe when no tenant id is configured."""
+        return await self._call("GET", f"m2m/sites/{self._site(site_id)}", "site", Repeatable.SAFE)
+
+    async def ping(self) -> Mapping[str, Any]:
+        """Tenant limits when a tenant is configured, else a site read."""
+        return await (self.tenant_limits() if self.tenant_id else self.site())
+
+    # ---- transport ------------------------------------------------------------------------------
+
+    def _site(self, site_id: str | None) -> str:
+        return quote(site_id or self.site_id, safe="")
+
+    async def _call(
+        self, method: str, path: str, endpoint: str, repeatable: Repeatable, *,
+        json: Mapping[str, Any] | None = None, params: Mapping[str, str] | None = None,
+        timeout: float | None = None, request_id: str | None = None,
+    ) -> Mapping[str, Any]:
+        policy = self.retry
+        deadline = time.monotonic() + policy.budget
+        attempt = 0
+        async for retry_attempt in stamina.retry_context(
+            on=backoff_hook(repeatable, deadline), attempts=policy.attempts, timeout=policy.budget,
+            wait_initial=policy.wait_initial, wait_max=policy.wait_max, wait_jitter=policy.wait_jitter,
+        ):
+            with retry_attempt:
+                attempt += 1
+                return await self._attempt(
+                    method, path, endpoint, attempt, json=json, params=params,
+                    timeout=timeout or self.timeouts.default, request_id=request_id,
+                )
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    async def _attempt(
+        self, method: str, path: str, endpoint: str, attempt: int, *, json: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None, timeout: float, request_id: str | None,
+    ) -> Mapping[str, Any]:
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    response = await self._http.request(
+                        method, path, json=json, params=params,
+                        headers={"X-API-Key": self._api_key.reveal()},
+                        timeout=httpx.Timeout(timeout, connect=min(self.timeouts.connect, timeout)),
+                    )
+                    body = response.content
+            except (TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+                raise UppzyTimeout(
+                    f"Uppzy {endpoint} did not answer within {timeout:g}s", endpoint=endpoint,
+                    request_id=request_id, maybe_processed=True,
+                ) from _scrub(exc)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                raise UppzyUnavailable(
+                    f"Uppzy {endpoint} unreachable ({type(exc).__name__})", endpoint=endpoint, request_id=request_id,
+                ) from _scrub(exc)
+            except httpx.HTTPError as exc:
+                raise UppzyUnavailable(
+                    f"Uppzy {endpoint} connection failed mid-request ({type(exc).__name__})", endpoint=endpoint,
+                    request_id=request_id, maybe_processed=True,
+                ) from _scrub(exc)
+            status = response.status_code
+            data = _json_object(body)
+            request_id = request_id or _text(data, "request_id") or None
+            if status >= 400:
+                error = data.get("error")
+                raise error_for_status(
+                    status, endpoint=endpoint, request_id=request_id,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                    server_error=error if isinstance(error, str) else None,
+                )
+            if not (200 <= status < 300):
+                raise UppzyUnavailable(f"Uppzy {endpoint} answered HTTP {status}", endpoint=endpoint,
+                                       status=status)
+            self._record(endpoint, status, started, attempt, request_id, None)
+            return data
+        except UppzyError as exc:
+            self._record(endpoint, status, started, attempt, request_id, type(exc).__name__)
+            raise
+
+    def _record(
+        self, endpoint: str, status: int | None, started: float, attempt: int, request_id: str | None,
+        error: str | None,
+    ) -> None:
+        seconds = time.monotonic() - started
+        level = logging.DEBUG if error is None else logging.WARNING
+        log.log(
+            level, "uppzy %s status=%s latency_ms=%.0f attempt=%d request_id=%s%s",
+            endpoint, status if status is not None else "-", seconds * 1000, attempt, request_id or "-",
+            f" error={error}" if error else "",
+            extra={"endpoint": endpoint, "status": status, "latency_ms": round(seconds * 1000, 1),
+                   "attempt": attempt, "request_id": request_id},
+        )
+        if self._observer is not None:
+            self._observer(CallRecord(endpoint, status, seconds, attempt, error))
+
+
+def _chat_body(
+    session_id: str, message: str, email: str | None, response_language: str | None
+) -> dict[str, str]:
+    body = {"session_id": session_id, "message": message}
+    if email:
+        body["email"] = email
+    if response_language:
+        body["response_language"] = response_language
+    return body
+
+
+def _json_object(body: bytes) -> Mapping[str, Any]:
+    import json
+
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _scrub(exc: BaseException) -> BaseException:
+    """Drop the httpx request (and with it our headers) from a chained exception before it travels."""
+    if isinstance(exc, httpx.RequestError):
+        exc._request = None  # type: ignore[attr-defined]
+    return exc

@@ -1,0 +1,5 @@
+"""A local Uppzy M2M API that behaves like the documented one: for the demo, the smoke test, benchmarks, tests."""
+
+from simulator.server import Fault, RecordedRequest, Simulator, SimulatorConfig
+
+__all__ = ["Fault", "RecordedRequest", "Simulator", "SimulatorConfig"]
