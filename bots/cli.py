@@ -128,7 +128,8 @@ async def _simulate(args: argparse.Namespace) -> int:
     print(f"Uppzy simulator on {base}  (site {args.site_id}, tenant {args.tenant_id}, key {args.api_key})")
     print(f"  UPPZY_BASE_URL={base} UPPZY_SITE_ID={args.site_id} UPPZY_API_KEY={args.api_key}")
     print(f"  try: curl -s -X POST -H 'X-API-Key: {args.api_key}' -H 'Content-Type: application/json' "
-          f"-d '{{\"session_id\":\"s1\",\"message\":\"how do returns work?\"}}' {base}/m2m/sites/{args.site_id}/chat/async")
+          f"-d '{{\"session_id\":\"s1\",\"message\":\"how do returns work?\"}}' "
+          f"{base}/m2m/sites/{args.site_id}/chat/async")
     print("Press Ctrl+C to stop.", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
