@@ -12,10 +12,12 @@ __all__ = ["JsonFormatter", "RedactingFilter", "configure_logging", "redact"]
 
 # Shapes of Slack and Discord credentials, caught even when they were never configured here.
 _TOKEN_SHAPES = re.compile(
-    r"(xox[abposr]-[0-9A-Za-z-]{6,}|xapp-\d-[0-9A-Za-z-]{6,}|[MN][A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,})"
+    # Discord: base64 of a 17-19 digit user id (23-26 chars; starts M, N or O), a 6-char timestamp, an HMAC.
+    r"(xox[abposr]-[0-9A-Za-z-]{6,}|xapp-\d-[0-9A-Za-z-]{6,}|[MNO][A-Za-z0-9_-]{22,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,})"
 )
 _HEADER_SHAPES = re.compile(r"(?i)((?:x-api-key|authorization)['\"]?\s*[:=]\s*['\"]?)(?:bot |bearer )?[^\s'\",}]+")
 MASK = "[REDACTED]"
+_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -44,6 +46,13 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text, self.secrets)
         if record.stack_info:
             record.stack_info = redact(record.stack_info, self.secrets)
+        for name, value in list(vars(record).items()):  # `extra` fields, which JsonFormatter prints as they are
+            if name in _STANDARD_ATTRS or isinstance(value, int | float | bool | type(None)):
+                continue
+            shown = value if isinstance(value, str) else repr(value)
+            cleaned = redact(shown, self.secrets)
+            if cleaned != shown:
+                setattr(record, name, cleaned)
         return True
 
 

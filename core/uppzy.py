@@ -225,7 +225,8 @@ class UppzyClient:
         )
         request_id = _text(data, "request_id")
         if not request_id:
-            raise UppzyUnavailable("Uppzy chat_async answered without a request_id", endpoint="chat_async")
+            raise UppzyUnavailable("Uppzy chat_async answered without a request_id", endpoint="chat_async",
+                                   maybe_processed=True)
         return Submission(
             request_id=request_id, session_id=_text(data, "session_id", session_id),
             status=_text(data, "status", "pending"), raw=data,
@@ -366,7 +367,8 @@ class UppzyClient:
                     request_id=request_id, maybe_processed=True,
                 ) from _scrub(exc)
             status = response.status_code
-            data = _json_object(body)
+            parsed = _json_object(body)
+            data = parsed if parsed is not None else {}
             request_id = request_id or _text(data, "request_id") or None
             if status >= 400:
                 error = data.get("error")
@@ -378,6 +380,11 @@ class UppzyClient:
             if not (200 <= status < 300):
                 raise UppzyUnavailable(f"Uppzy {endpoint} answered HTTP {status}", endpoint=endpoint,
                                        status=status)
+            if parsed is None:  # a 2xx we cannot read: the server may have acted, so only SAFE calls retry it
+                raise UppzyUnavailable(
+                    f"Uppzy {endpoint} answered HTTP {status} with a body that is not a JSON object",
+                    endpoint=endpoint, status=status, request_id=request_id, maybe_processed=True,
+                )
             self._record(endpoint, status, started, attempt, request_id, None)
             return data
         except UppzyError as exc:
@@ -412,16 +419,17 @@ def _chat_body(
     return body
 
 
-def _json_object(body: bytes) -> Mapping[str, Any]:
+def _json_object(body: bytes) -> Mapping[str, Any] | None:
+    """The body as a JSON object; {} for an empty body, None when it is something else (HTML, a list, junk)."""
     import json
 
-    if not body:
+    if not body.strip():
         return {}
     try:
         data = json.loads(body)
     except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _scrub(exc: BaseException) -> BaseException:

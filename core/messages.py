@@ -1,0 +1,59 @@
+"""Every user-visible sentence core produces, in one place, so none leaks an API detail."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ALREADY_RATED",
+    "DEFAULT_FALLBACK",
+    "DEFAULT_LOW_CONFIDENCE_NOTE",
+    "EMPTY_MESSAGE",
+    "FEEDBACK_FAILED",
+    "LOST_IN_RESTART",
+    "NOT_AN_ANSWER",
+    "NOT_YOUR_ANSWER",
+    "SESSION_ENDED",
+    "THANKS_BAD",
+    "THANKS_GOOD",
+    "TIMED_OUT",
+    "UNAVAILABLE",
+    "human_duration",
+    "idle_closed",
+    "too_long",
+]
+
+DEFAULT_FALLBACK = "Sorry, I couldn't get an answer to that right now. Please try again in a moment."
+DEFAULT_LOW_CONFIDENCE_NOTE = "I'm not fully sure about this one; please double-check or ask a colleague."
+TIMED_OUT = "Sorry, this is taking much longer than usual, so I've stopped waiting. Please ask again."
+UNAVAILABLE = "The assistant isn't available right now. Your admins have been told; please try again later."
+LOST_IN_RESTART = "Sorry, I lost track of your question while restarting. Please ask it again."
+EMPTY_MESSAGE = "It looks like your message was empty. What would you like to ask?"
+SESSION_ENDED = "Conversation ended. Your next message starts a fresh one."
+THANKS_GOOD = "Thanks for the feedback! 👍"
+THANKS_BAD = "Thanks for telling us. We'll use it to improve the answers."
+ALREADY_RATED = "You've already rated this answer; the first rating is the one that counts."
+NOT_YOUR_ANSWER = "Only the person who asked the question can rate this answer."
+NOT_AN_ANSWER = "That message isn't one of my answers, so there's nothing to rate."
+FEEDBACK_FAILED = "Sorry, I couldn't record your rating just now. Please try again in a minute."
+
+
+def human_duration(seconds: float) -> str:
+    """'30 minutes', '2 hours', '45 seconds': how a person says an idle timeout."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    if seconds >= 60:
+        minutes = round(seconds / 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    count = round(seconds)
+    return f"{count} second{'s' if count != 1 else ''}"
+
+
+def idle_closed(seconds: float) -> str:
+    """The idle-close notice."""
+    return f"This conversation was closed after {human_duration(seconds)} of inactivity; mention me to start again."
+
+
+def too_long(limit: int) -> str:
+    """Refusal for an over-long question."""
+    return f"That message is too long for me ({limit:,} characters at most). Could you shorten it?"

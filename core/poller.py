@@ -1,0 +1,199 @@
+"""One scheduler polls every pending request, within a global status-call budget, when answers are likely ready."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.errors import UppzyError, UppzyRateLimited, UppzyRejected
+from core.latency import LatencyModel
+from core.ratelimit import TokenBucket
+from core.uppzy import RequestStatus, UppzyClient
+
+__all__ = ["PendingRequest", "PollScheduler"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class PendingRequest:
+    """A request Uppzy accepted and we are waiting on."""
+
+    turn_id: int
+    request_id: str
+    site_id: str
+    submitted_at: float
+    deadline: float
+    due: float = 0.0
+    last_age: float = 0.0
+    polls: int = 0
+    errors: int = 0
+    late_polls: int = 0
+
+
+Done = Callable[[PendingRequest, RequestStatus], Awaitable[None]]
+Expired = Callable[[PendingRequest, str], Awaitable[None]]
+
+
+class PollScheduler:
+    """Polls due requests oldest-likeliest first; never exceeds `rate` status calls per second."""
+
+    def __init__(
+        self,
+        *,
+        uppzy: UppzyClient,
+        on_done: Done,
+        on_expired: Expired,
+        rate: float = 20.0,
+        interval: float = 1.2,
+        latency: LatencyModel | None = None,
+        clock: Callable[[], float] = time.time,
+        concurrency: int = 32,
+    ) -> None:
+        self._uppzy = uppzy
+        self._on_done = on_done
+        self._on_expired = on_expired
+        self.interval = interval
+        self.latency = latency or LatencyModel()
+        self._clock = clock
+        self.budget = TokenBucket(rate, burst=max(1.0, rate / 2))
+        self._items: dict[int, PendingRequest] = {}
+        self._heap: list[tuple[float, int, int]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.status_calls = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, turn_id: int, request_id: str, site_id: str, *, submitted_at: float, deadline: float) -> None:
+        """Start watching a request; its first poll waits until an answer could plausibly be ready."""
+        item = PendingRequest(turn_id, request_id, site_id, submitted_at, deadline)
+        item.due = submitted_at + max(0.25, self.latency.quantile(0.1))
+        self._items[turn_id] = item
+        self._push(item)
+        self._wake.set()
+
+    def _push(self, item: PendingRequest) -> None:
+        heapq.heappush(self._heap, (item.due, next(self._seq), item.turn_id))
+
+    def _next_gap(self, age: float, item: PendingRequest) -> float:
+        """Poll every `interval` while answers usually arrive; back off past the slowest seen."""
+        if age < self.latency.quantile(0.1):
+            return max(0.25, self.latency.quantile(0.1) - age)
+        if age <= self.latency.quantile(0.98) * 1.25:
+            return self.interval
+        item.late_polls += 1
+        return min(5.0, self.interval * 1.5 ** item.late_polls)
+
+    def _due_items(self, now: float) -> list[PendingRequest]:
+        due: list[PendingRequest] = []
+        while self._heap and self._heap[0][0] <= now:
+            when, _, turn_id = heapq.heappop(self._heap)
+            item = self._items.get(turn_id)
+            if item is not None and item.due == when:
+                due.append(item)
+        return due
+
+    async def step(self) -> float:
+        """Poll what is due and affordable now; returns seconds until the next thing to do."""
+        now = self._clock()
+        due = self._due_items(now)
+        expired = [i for i in due if now >= i.deadline]
+        for item in expired:
+            self._items.pop(item.turn_id, None)
+            self._spawn(self._on_expired(item, "timeout"))
+        due = [i for i in due if now < i.deadline]
+        affordable = self.budget.available()
+        if len(due) > affordable:
+            # Over budget: spend it where an answer is most likely waiting; the rest stay due.
+            due.sort(key=lambda i: (self._priority(i, now), now - i.submitted_at), reverse=True)
+            for item in due[affordable:]:
+                self._push(item)
+            due = due[:affordable]
+        for item in due:
+            self.budget.take()
+            item.due = float("inf")  # in flight
+            self._spawn(self._poll(item))
+        if due and len(due) == affordable and self._heap and self._heap[0][0] <= now:
+            return max(0.01, self.budget.wait_time())
+        return max(0.01, min(1.0, (self._heap[0][0] - now) if self._heap else 1.0))
+
+    def _priority(self, item: PendingRequest, now: float) -> float:
+        score = self.latency.hazard(item.last_age, now - item.submitted_at)
+        return score + (1.0 if item.deadline - now < 10 else 0.0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until `stop` is set; in-flight polls are left to finish or be resumed after restart."""
+        while not stop.is_set():
+            try:
+                delay = await self.step()
+            except Exception:  # never let one bad step end polling for everyone
+                log.exception("poll scheduler step failed")
+                delay = 1.0
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _poll(self, item: PendingRequest) -> None:
+        async with self._slots:
+            now = self._clock()
+            age = now - item.submitted_at
+            self.status_calls += 1
+            item.polls += 1
+            try:
+                status = await self._uppzy.status(item.request_id, site_id=item.site_id, retry=False)
+            except UppzyRateLimited as exc:
+                wait = exc.retry_after if exc.retry_after is not None else 2.0
+                self.budget.penalize(wait)
+                self._reschedule(item, self._clock() + wait)
+                return
+            except UppzyRejected as exc:  # 404 request unknown, 401/403 key trouble: it will not get better
+                log.error("polling request_id=%s turn=%s rejected: %s", item.request_id, item.turn_id, exc)
+                self._items.pop(item.turn_id, None)
+                await self._on_expired(item, "rejected")
+                return
+            except UppzyError:
+                item.errors += 1
+                self._reschedule(item, self._clock() + min(30.0, 0.5 * 2 ** item.errors))
+                return
+            if status.done:
+                self._items.pop(item.turn_id, None)
+                self.latency.observe((item.last_age + age) / 2)
+                await self._on_done(item, status)
+                return
+            item.last_age = age
+            self._reschedule(item, now + self._next_gap(age, item))
+
+    def _reschedule(self, item: PendingRequest, when: float) -> None:
+        if item.turn_id not in self._items:
+            return
+        item.due = min(when, item.deadline)
+        self._push(item)
+        self._wake.set()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("poll task failed", exc_info=task.exception())
+
+    async def aclose(self) -> None:
+        """Cancel in-flight polls (their requests stay pending in the store)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,105 @@
+"""One loop closes idle sessions at a bounded pace, driven by the last-activity index, not per-session timers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from core import messages
+from core.errors import UppzyError, UppzyNotFound
+from core.models import Notice, NoticeKind
+from core.ratelimit import TokenBucket
+from core.store import SessionRow, Store
+from core.uppzy import UppzyClient
+
+__all__ = ["IdleReaper"]
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[SessionRow, Notice], Awaitable[None]]
+RETENTION = 30 * 86400.0
+
+
+class IdleReaper:
+    """Closes sessions idle past their workspace's timeout, then tells the conversation."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        uppzy: UppzyClient,
+        notify: Notify,
+        default_idle: float,
+        close_rate: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        batch: int = 500,
+    ) -> None:
+        self._store = store
+        self._uppzy = uppzy
+        self._notify = notify
+        self._default_idle = default_idle
+        self._clock = clock
+        self._batch = batch
+        self.pace = TokenBucket(close_rate, burst=max(1.0, close_rate))
+        self.closed = 0
+        self._last_prune = 0.0
+
+    async def reap_once(self, now: float | None = None) -> int:
+        """Close every session that is idle as of `now`; returns how many were closed."""
+        now = self._clock() if now is None else now
+        closed = 0
+        for row in await self._store.closing_sessions():  # closes started before a crash or a failed call
+            closed += await self._finish(row, "idle", None)
+        for row in await self._store.idle_sessions(now, self._batch):
+            await self.pace.acquire()
+            if not await self._store.claim_for_close(row.id, idle_at=now):
+                continue  # became active or has a question in flight
+            notice = Notice(NoticeKind.IDLE_CLOSED, messages.idle_closed(row.idle_timeout))
+            closed += await self._finish(row, "idle", notice)
+        if now - self._last_prune > 3600:
+            self._last_prune = now
+            pruned = await self._store.prune(now - RETENTION)
+            if pruned:
+                log.info("pruned %d finished questions older than 30 days", pruned)
+        return closed
+
+    async def close_now(self, row: SessionRow, reason: str) -> bool:
+        """Close one session at once (a user ended it); False if a question is still in flight."""
+        if not await self._store.claim_for_close(row.id, idle_at=None):
+            return False
+        await self._finish(row, reason, None)
+        return True
+
+    async def _finish(self, row: SessionRow, reason: str, notice: Notice | None) -> int:
+        try:
+            await self._uppzy.close_session(row.id, site_id=row.site_id)
+        except UppzyNotFound:
+            log.warning("closing session=%s: site %s not found; marking closed", row.id, row.site_id)
+        except UppzyError as exc:
+            log.warning("closing session=%s failed (%s); will retry", row.id, type(exc).__name__)
+            return 0
+        await self._store.mark_closed(row.id, reason, now=self._clock())
+        self.closed += 1
+        log.info("session closed session=%s reason=%s", row.id, reason)
+        if notice is not None and row.last_target is not None:
+            try:
+                await self._notify(row, notice)
+            except Exception:
+                log.warning("idle notice for session=%s could not be posted", row.id, exc_info=True)
+        return 1
+
+    async def run(self, stop: asyncio.Event, *, every: float | None = None) -> None:
+        """Reap periodically until `stop` is set."""
+        every = every or max(5.0, min(60.0, self._default_idle / 10))
+        while not stop.is_set():
+            try:
+                await self.reap_once()
+            except Exception:
+                log.exception("idle reaper pass failed")
+            try:
+                async with asyncio.timeout(every):
+                    await stop.wait()
+            except TimeoutError:
+                pass

@@ -1,0 +1,463 @@
+"""The relay: record each question durably, submit it in order per session, deliver each answer exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from core import messages
+from core.config import Settings
+from core.errors import (
+    UppzyAuthError,
+    UppzyConflict,
+    UppzyError,
+    UppzyForbidden,
+    UppzyNotFound,
+    UppzyRateLimited,
+    UppzyRejected,
+    UppzyUnavailable,
+)
+from core.models import (
+    Accepted,
+    Answer,
+    FeedbackEvent,
+    FeedbackOutcome,
+    FeedbackResult,
+    InboundMessage,
+    Notice,
+    NoticeKind,
+    Rejected,
+    ReplyTarget,
+    Turn,
+    TurnState,
+)
+from core.poller import PendingRequest, PollScheduler
+from core.ports import ChatPlatform
+from core.reaper import IdleReaper
+from core.sessions import session_key
+from core.store import SessionRow, Store
+from core.uppzy import Confidence, RequestStatus, SessionInfo, UppzyClient
+from core.workspace import WorkspaceSettingsService
+
+__all__ = ["EndResult", "Relay", "StatusReport"]
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 4000
+DELIVERY_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 30.0)
+
+
+class EndResult(StrEnum):
+    """What `/end` did."""
+
+    ENDED = "ended"
+    NO_SESSION = "no_session"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """What `/uppzy status` shows an admin."""
+
+    settings: list[tuple[str, str, str]]
+    uppzy_ok: bool
+    uppzy_detail: str
+    pending: int
+    open_sessions: int
+
+
+class Relay:
+    """Platform-neutral core; adapters call handle_message / handle_feedback and implement ChatPlatform."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        uppzy: UppzyClient,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 1.2,
+        submit_concurrency: int = 32,
+        max_chars: int = MAX_QUESTION_CHARS,
+        delivery_backoff: tuple[float, ...] = DELIVERY_BACKOFF,
+    ) -> None:
+        self.store = store
+        self.uppzy = uppzy
+        self.settings = settings
+        self.clock = clock
+        self.max_chars = max_chars
+        self.answer_timeout = settings.uppzy_answer_timeout
+        self.workspaces = WorkspaceSettingsService(store, settings, clock=clock)
+        self.platforms: dict[str, ChatPlatform] = {}
+        self.poller = PollScheduler(uppzy=uppzy, on_done=self._on_status, on_expired=self._on_expired,
+                                    rate=settings.uppzy_poll_rate, interval=poll_interval, clock=clock)
+        self.reaper = IdleReaper(store=store, uppzy=uppzy, notify=self._notify_session,
+                                 default_idle=settings.session_idle_timeout, close_rate=settings.session_close_rate,
+                                 clock=clock)
+        self._delivery_backoff = delivery_backoff
+        self._submit_slots = asyncio.Semaphore(submit_concurrency)
+        self._session_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._rejected_keys: dict[str, None] = {}
+        self.delivered = 0
+        self.failed = 0
+
+    def register(self, platform: ChatPlatform) -> None:
+        """Attach an adapter; its `platform` name routes answers back to it."""
+        self.platforms[platform.platform] = platform
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self, *, reaper: bool = True) -> None:
+        """Resume everything the store says is unfinished, then start the poller (and idle reaper)."""
+        self._stop.clear()
+        await self._recover()
+        self._loops.append(asyncio.create_task(self.poller.run(self._stop), name="uppzy-poller"))
+        if reaper:
+            self._loops.append(asyncio.create_task(self.reaper.run(self._stop), name="idle-reaper"))
+
+    async def stop(self) -> None:
+        """Stop loops and in-flight work; every unfinished question stays in the store for the next start."""
+        self._stop.set()
+        for task in [*self._loops, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        await self.poller.aclose()
+        self._loops.clear()
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no question is in flight (tests and graceful shutdown)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if not self._tasks and len(self.poller) == 0:
+                    counts = await self.store.counts()
+                    if counts["pending"] == 0:
+                        return
+                await asyncio.sleep(0.02)
+
+    async def _recover(self) -> None:
+        turns = await self.store.active_turns()
+        if turns:
+            log.info("resuming %d unfinished questions", len(turns))
+        heads: set[str] = set()
+        for turn in turns:
+            if turn.state is TurnState.QUEUED:
+                heads.add(turn.session_id)
+            elif turn.state is TurnState.SUBMITTING:
+                # Uppzy may or may not have taken it; resubmitting could ask twice, so say so instead.
+                self._spawn(self._fail(turn, NoticeKind.LOST, messages.LOST_IN_RESTART, kind="lost"))
+            elif turn.state is TurnState.PENDING and turn.request_id and turn.submitted_at is not None:
+                self.poller.add(turn.id, turn.request_id, turn.site_id, submitted_at=turn.submitted_at,
+                                deadline=turn.submitted_at + self.answer_timeout)
+            elif turn.state in (TurnState.READY, TurnState.DELIVERING):
+                self._spawn(self._deliver(turn.id, recovering=turn.state is TurnState.DELIVERING))
+        for session_id in heads:
+            self._spawn(self._advance(session_id))
+
+    # ---- inbound ----------------------------------------------------------------------------------
+
+    async def handle_message(self, msg: InboundMessage) -> Accepted | Rejected:
+        """Record a question (de-duplicated by event key) and start work on it; returns at once."""
+        target = msg.target
+        text = msg.text.strip()
+        rejection: tuple[NoticeKind, str] | None = None
+        if not text:
+            rejection = (NoticeKind.EMPTY, messages.EMPTY_MESSAGE)
+        elif len(text) > self.max_chars:
+            rejection = (NoticeKind.TOO_LONG, messages.too_long(self.max_chars))
+        if rejection is not None:
+            dedupe = f"{target.platform}:{msg.event_key}"
+            if dedupe in self._rejected_keys:
+                return Rejected(rejection[0].value, duplicate=True)
+            self._rejected_keys[dedupe] = None
+            if len(self._rejected_keys) > 10_000:
+                self._rejected_keys.pop(next(iter(self._rejected_keys)))
+            await self._post_notice(target, Notice(*rejection))
+            return Rejected(rejection[0].value)
+        ws = await self.workspaces.get(target.platform, target.workspace_id)
+        key = session_key(target, ws.session_strategy)
+        turn = await self.store.record_question(
+            replace(msg, text=text, email=msg.email if ws.send_email else None),
+            key=key, site_id=ws.site_id, idle_timeout=ws.idle_timeout, now=self.clock(),
+        )
+        if turn is None:
+            log.info("duplicate event dropped platform=%s event=%s", target.platform, msg.event_key)
+            return Rejected("duplicate", duplicate=True)
+        log.info("question turn=%d session=%s platform=%s workspace=%s chars=%d", turn.id, turn.session_id,
+                 target.platform, target.workspace_id, len(text))
+        self._spawn(self._begin(turn))
+        return Accepted(turn.id, turn.session_id)
+
+    async def _begin(self, turn: Turn) -> None:
+        await self._call_platform(turn.target, "show_working")
+        await self._advance(turn.session_id)
+
+    def _lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._session_locks.get(session_id)
+        if lock is None:
+            lock = self._session_locks[session_id] = asyncio.Lock()
+        return lock
+
+    async def _advance(self, session_id: str) -> None:
+        """Submit the session's oldest waiting question unless an earlier one is still in flight."""
+        lock = self._lock(session_id)
+        async with lock:
+            head = await self.store.head_turn(session_id)
+            if head is not None and head.state is TurnState.QUEUED:
+                await self._submit(head)
+        if not lock.locked() and self._session_locks.get(session_id) is lock:
+            self._session_locks.pop(session_id, None)
+
+    async def _submit(self, turn: Turn) -> None:
+        await self.store.set_state(turn.id, TurnState.SUBMITTING)
+        session_id = turn.session_id
+        for _ in range(2):
+            try:
+                async with self._submit_slots:
+                    sub = await self.uppzy.submit(session_id, turn.text or "", email=turn.email,
+                                                  site_id=turn.site_id)
+            except UppzyConflict:
+                # Uppzy closed this session (idle on their side, or our DB was restored): move on to a new id.
+                session_id = await self.store.rebind_session(turn.id, now=self.clock())
+                log.info("session closed upstream; turn=%d moves to session=%s", turn.id, session_id)
+                continue
+            except (UppzyRateLimited, UppzyUnavailable) as exc:
+                if exc.maybe_processed:
+                    await self._fail(turn, NoticeKind.FAILED, None, kind="uncertain")
+                    return
+                await self._retry_submit_later(turn, exc)
+                return
+            except UppzyError as exc:
+                await self._fail_rejected(turn, exc)
+                return
+            now = self.clock()
+            await self.store.mark_submitted(turn.id, sub.request_id, now=now)
+            log.info("submitted turn=%d request_id=%s session=%s", turn.id, sub.request_id, session_id)
+            self.poller.add(turn.id, sub.request_id, turn.site_id, submitted_at=now,
+                            deadline=now + self.answer_timeout)
+            return
+        await self._fail(turn, NoticeKind.FAILED, None, kind="conflict")
+
+    async def _retry_submit_later(self, turn: Turn, exc: UppzyError) -> None:
+        """Uppzy did not take it (429/5xx after retries): try again later, within the answer budget."""
+        waited = self.clock() - turn.created_at
+        if waited >= self.answer_timeout:
+            await self._fail(turn, NoticeKind.FAILED, None, kind="unavailable")
+            return
+        await self.store.set_state(turn.id, TurnState.QUEUED)
+        delay = getattr(exc, "retry_after", None) or min(20.0, 2.0 + waited / 4)
+        log.warning("submit turn=%d deferred %.1fs (%s)", turn.id, delay, type(exc).__name__)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            await self._advance(turn.session_id)
+
+        self._spawn(later())
+
+    async def _fail_rejected(self, turn: Turn, exc: UppzyError) -> None:
+        if isinstance(exc, UppzyAuthError | UppzyForbidden | UppzyNotFound):
+            log.error("Uppzy refused turn=%d (%s): check UPPZY_API_KEY, plan and site id", turn.id,
+                      type(exc).__name__)
+            await self._fail(turn, NoticeKind.UNAVAILABLE, messages.UNAVAILABLE, kind="rejected")
+        else:
+            log.error("Uppzy rejected turn=%d as %s", turn.id, type(exc).__name__)
+            await self._fail(turn, NoticeKind.FAILED, None, kind="rejected")
+
+    # ---- answers ----------------------------------------------------------------------------------
+
+    async def _on_status(self, item: PendingRequest, status: RequestStatus) -> None:
+        turn = await self.store.get_turn(item.turn_id)
+        if turn is None or turn.state is not TurnState.PENDING:
+            return
+        if status.status == "completed":
+            await self.store.store_answer(turn.id, status.answer or "", status.confidence.score,
+                                          status.confidence.level, now=self.clock())
+            await self._deliver(turn.id)
+        else:
+            log.warning("Uppzy could not answer turn=%d request_id=%s", turn.id, item.request_id)
+            await self._fail(turn, NoticeKind.FAILED, None, kind="failed")
+
+    async def _on_expired(self, item: PendingRequest, why: str) -> None:
+        turn = await self.store.get_turn(item.turn_id)
+        if turn is None or not turn.state.active:
+            return
+        if why == "timeout":
+            log.warning("no answer within %.0fs turn=%d request_id=%s", self.answer_timeout, turn.id,
+                        item.request_id)
+            await self._fail(turn, NoticeKind.TIMEOUT, messages.TIMED_OUT, kind="timeout")
+        else:
+            await self._fail(turn, NoticeKind.FAILED, None, kind=why)
+
+    async def _deliver(self, turn_id: int, *, recovering: bool = False) -> None:
+        turn = await self.store.get_turn(turn_id)
+        if turn is None or turn.state not in (TurnState.READY, TurnState.DELIVERING):
+            return
+        platform = self.platforms.get(turn.target.platform)
+        if platform is None:
+            log.warning("turn=%d waits for its platform %s to be connected", turn.id, turn.target.platform)
+            return
+        ws = await self.workspaces.get(turn.target.platform, turn.target.workspace_id)
+        confidence = Confidence(turn.confidence_score, turn.confidence_level)
+        answer = Answer(
+            text=turn.answer or ws.fallback_text, request_id=turn.request_id or "",
+            confidence_score=turn.confidence_score, confidence_level=turn.confidence_level,
+            low_confidence_note=ws.low_confidence_note if confidence.is_low else None,
+            delivery_key=f"uppzy-turn-{turn.id}",
+        )
+        await self.store.set_state(turn.id, TurnState.DELIVERING)
+        for attempt, pause in enumerate((*self._delivery_backoff, None)):
+            try:
+                ids = await platform.post_answer(turn.target, answer, recovering=recovering or attempt > 0)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("posting answer turn=%d attempt=%d failed: %s", turn.id, attempt + 1,
+                            type(exc).__name__)
+                if pause is None:
+                    await self.store.mark_failed(turn.id, "delivery", now=self.clock())
+                    self.failed += 1
+                    await self._after(turn)
+                    return
+                await asyncio.sleep(pause)
+        await self.store.mark_answered(turn.id, ids, now=self.clock())
+        self.delivered += 1
+        log.info("answered turn=%d request_id=%s messages=%d", turn.id, turn.request_id, len(ids))
+        await self._after(turn)
+
+    async def _fail(self, turn: Turn, kind: NoticeKind, text: str | None, *, kind_label: str | None = None,
+                    **extra: str) -> None:
+        """End a question with one clear, friendly line in its thread."""
+        label = extra.get("kind", kind.value)
+        if text is None:
+            text = (await self.workspaces.get(turn.target.platform, turn.target.workspace_id)).fallback_text
+        await self._post_notice(turn.target, Notice(kind, text))
+        await self.store.mark_failed(turn.id, label, now=self.clock())
+        self.failed += 1
+        log.info("question failed turn=%d reason=%s", turn.id, label)
+        await self._after(turn)
+
+    async def _after(self, turn: Turn) -> None:
+        await self._call_platform(turn.target, "clear_working")
+        self._spawn(self._advance(turn.session_id))
+
+    async def _post_notice(self, target: ReplyTarget, notice: Notice) -> None:
+        platform = self.platforms.get(target.platform)
+        if platform is None:
+            return
+        for attempt, pause in enumerate((1.0, 3.0, None)):
+            try:
+                await platform.post_notice(target, notice)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("posting notice %s attempt=%d failed: %s", notice.kind.value, attempt + 1,
+                            type(exc).__name__)
+                if pause is None:
+                    return
+                await asyncio.sleep(pause)
+
+    async def _call_platform(self, target: ReplyTarget, method: str) -> None:
+        platform = self.platforms.get(target.platform)
+        if platform is None:
+            return
+        try:
+            await getattr(platform, method)(target)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # cosmetic: never let a progress indicator break an answer
+            log.debug("%s failed on %s: %s", method, target.platform, type(exc).__name__)
+
+    async def _notify_session(self, row: SessionRow, notice: Notice) -> None:
+        if row.last_target is not None:
+            await self._post_notice(row.last_target, notice)
+
+    # ---- feedback, sessions, status ---------------------------------------------------------------
+
+    async def handle_feedback(self, event: FeedbackEvent) -> FeedbackResult:
+        """Turn a reaction or button on an answer into Uppzy feedback, at most once per answer."""
+        if event.removed:
+            return FeedbackResult(FeedbackOutcome.IGNORED)  # Uppzy keeps the first rating; nothing to undo
+        turn = await self.store.turn_for_message(event.platform, event.message_id)
+        if turn is None:
+            return FeedbackResult(FeedbackOutcome.NOT_AN_ANSWER, message=messages.NOT_AN_ANSWER)
+        ws = await self.workspaces.get(event.platform, turn.target.workspace_id)
+        rating = event.rating or (ws.rating_for(event.emoji) if event.emoji else None)
+        if rating not in ("good", "bad"):
+            return FeedbackResult(FeedbackOutcome.IGNORED)
+        if ws.feedback_raters == "asker" and event.user_id != turn.target.user_id:
+            return FeedbackResult(FeedbackOutcome.NOT_ALLOWED, rating, messages.NOT_YOUR_ANSWER, turn)
+        earlier = await self.store.claim_feedback(turn.id, rating, event.user_id, event.source, now=self.clock())
+        if earlier is not None:
+            return FeedbackResult(FeedbackOutcome.ALREADY_RATED, earlier, messages.ALREADY_RATED, turn)  # type: ignore[arg-type]
+        try:
+            receipt = await self.uppzy.feedback(turn.session_id, turn.request_id or "", rating,  # type: ignore[arg-type]
+                                                site_id=turn.site_id)
+        except UppzyError as exc:
+            await self.store.finish_feedback(turn.id, sent=False)
+            log.warning("feedback for turn=%d not recorded: %s", turn.id, type(exc).__name__)
+            return FeedbackResult(FeedbackOutcome.FAILED, rating, messages.FEEDBACK_FAILED, turn)  # type: ignore[arg-type]
+        await self.store.finish_feedback(turn.id, sent=True)
+        log.info("feedback turn=%d request_id=%s rating=%s source=%s", turn.id, turn.request_id, rating,
+                 event.source)
+        if not receipt.first:
+            return FeedbackResult(FeedbackOutcome.ALREADY_RATED, rating, messages.ALREADY_RATED, turn)  # type: ignore[arg-type]
+        if rating == "bad" and ws.escalation_target:
+            platform = self.platforms.get(event.platform)
+            if platform is not None:
+                self._spawn(platform.escalate(turn.target, ws.escalation_target, event.message_id))
+        thanks = messages.THANKS_GOOD if rating == "good" else messages.THANKS_BAD
+        return FeedbackResult(FeedbackOutcome.RECORDED, rating, thanks, turn)  # type: ignore[arg-type]
+
+    async def end_conversation(self, target: ReplyTarget) -> EndResult:
+        """Close the caller's session for this conversation now (the next message starts a fresh one)."""
+        ws = await self.workspaces.get(target.platform, target.workspace_id)
+        row = await self.store.live_session(session_key(target, ws.session_strategy))
+        if row is None:
+            return EndResult.NO_SESSION
+        return EndResult.ENDED if await self.reaper.close_now(row, "user") else EndResult.BUSY
+
+    async def list_sessions(self, platform: str, workspace_id: str, email: str | None) -> list[SessionInfo]:
+        """Uppzy's session list for a workspace's site, optionally one user's (by email)."""
+        ws = await self.workspaces.get(platform, workspace_id)
+        return await self.uppzy.list_sessions(email=email, site_id=ws.site_id)
+
+    async def status_report(self, platform: str, workspace_id: str) -> StatusReport:
+        """Settings, Uppzy connectivity and counts for one workspace."""
+        described = await self.workspaces.describe(platform, workspace_id)
+        ws = await self.workspaces.get(platform, workspace_id)
+        try:
+            await self.uppzy.site(ws.site_id)
+            ok, detail = True, "reachable"
+        except UppzyAuthError:
+            ok, detail = False, "the API key was refused (401)"
+        except UppzyForbidden:
+            ok, detail = False, "the plan does not allow API access (403)"
+        except UppzyNotFound:
+            ok, detail = False, f"site {ws.site_id!r} not found (404)"
+        except UppzyRejected as exc:
+            ok, detail = False, f"refused ({exc.status})"
+        except UppzyError as exc:
+            ok, detail = False, f"unreachable ({type(exc).__name__})"
+        counts = await self.store.counts(platform, workspace_id)
+        return StatusReport(described, ok, detail, counts["pending"], counts["open_sessions"])
+
+    # ---- tasks ------------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("relay task failed", exc_info=task.exception())

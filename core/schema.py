@@ -1,0 +1,94 @@
+"""SQLite schema as ordered migrations; PRAGMA user_version says how many an existing file has had."""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: conversations, questions and the answers posted for them.
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        key TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        platform TEXT NOT NULL,
+        workspace_id TEXT NOT NULL,
+        site_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_activity REAL NOT NULL,
+        idle_timeout REAL NOT NULL,
+        closed_at REAL,
+        close_reason TEXT,
+        last_turn_id INTEGER
+    );
+    CREATE UNIQUE INDEX sessions_open_key ON sessions(key) WHERE state = 'open';
+    CREATE INDEX sessions_idle ON sessions(state, last_activity + idle_timeout);
+    CREATE TABLE turns (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        platform TEXT NOT NULL,
+        workspace_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        message_channel_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        thread_id TEXT,
+        user_id TEXT NOT NULL,
+        is_dm INTEGER NOT NULL DEFAULT 0,
+        extras TEXT NOT NULL DEFAULT '[]',
+        event_key TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        site_id TEXT NOT NULL,
+        email TEXT,
+        text TEXT,
+        state TEXT NOT NULL,
+        request_id TEXT,
+        answer TEXT,
+        confidence_score REAL,
+        confidence_level TEXT,
+        error_kind TEXT,
+        created_at REAL NOT NULL,
+        submitted_at REAL,
+        ready_at REAL,
+        done_at REAL,
+        UNIQUE (platform, event_key)
+    );
+    CREATE INDEX turns_active ON turns(state) WHERE state NOT IN ('answered', 'failed');
+    CREATE INDEX turns_session ON turns(session_id, id);
+    CREATE INDEX turns_done ON turns(done_at);
+    CREATE TABLE answer_messages (
+        platform TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        turn_id INTEGER NOT NULL,
+        PRIMARY KEY (platform, message_id)
+    );
+    CREATE TABLE feedback (
+        turn_id INTEGER PRIMARY KEY,
+        rating TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    """,
+    # 2: per-workspace settings and per-channel reply modes, written by admin commands.
+    """
+    CREATE TABLE workspace_settings (
+        platform TEXT NOT NULL,
+        workspace_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_by TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (platform, workspace_id, key)
+    );
+    CREATE TABLE channel_modes (
+        platform TEXT NOT NULL,
+        workspace_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        updated_by TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (platform, workspace_id, channel_id)
+    );
+    """,
+)

@@ -1,0 +1,440 @@
+"""Durable state behind a small interface; SqliteStore is the aiosqlite (WAL) implementation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+
+from core.models import InboundMessage, ReplyTarget, Turn, TurnState
+from core.schema import MIGRATIONS
+
+__all__ = ["SessionRow", "SqliteStore", "Store"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A stored Uppzy session and the last question asked in it (where notices go)."""
+
+    id: str
+    key: str
+    platform: str
+    workspace_id: str
+    site_id: str
+    state: str
+    last_activity: float
+    idle_timeout: float
+    last_target: ReplyTarget | None
+
+
+class Store(Protocol):
+    """What the relay needs from storage; a PostgreSQL backend implements the same methods."""
+
+    async def record_question(self, msg: InboundMessage, *, key: str, site_id: str, idle_timeout: float,
+                              now: float) -> Turn | None: ...
+    async def active_turns(self) -> list[Turn]: ...
+    async def head_turn(self, session_id: str) -> Turn | None: ...
+    async def get_turn(self, turn_id: int) -> Turn | None: ...
+    async def set_state(self, turn_id: int, state: TurnState, *, now: float | None = None) -> None: ...
+    async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None: ...
+    async def rebind_session(self, turn_id: int, *, now: float) -> str: ...
+    async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
+                           now: float) -> None: ...
+    async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None: ...
+    async def mark_failed(self, turn_id: int, kind: str, *, now: float) -> None: ...
+    async def turn_for_message(self, platform: str, message_id: str) -> Turn | None: ...
+    async def claim_feedback(self, turn_id: int, rating: str, user_id: str, source: str, *,
+                             now: float) -> str | None: ...
+    async def finish_feedback(self, turn_id: int, *, sent: bool) -> None: ...
+    async def live_session(self, key: str) -> SessionRow | None: ...
+    async def idle_sessions(self, now: float, limit: int) -> list[SessionRow]: ...
+    async def claim_for_close(self, session_id: str, *, idle_at: float | None) -> bool: ...
+    async def set_idle_timeout(self, platform: str, workspace_id: str, seconds: float) -> None: ...
+    async def closing_sessions(self) -> list[SessionRow]: ...
+    async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None: ...
+    async def counts(self, platform: str | None = None, workspace_id: str | None = None) -> dict[str, int]: ...
+    async def workspace_settings(self, platform: str, workspace_id: str) -> dict[str, str]: ...
+    async def put_workspace_setting(self, platform: str, workspace_id: str, key: str, value: str | None, *,
+                                    by: str | None, now: float) -> None: ...
+    async def channel_mode(self, platform: str, workspace_id: str, channel_id: str) -> str | None: ...
+    async def put_channel_mode(self, platform: str, workspace_id: str, channel_id: str, mode: str, *,
+                               by: str | None, now: float) -> None: ...
+    async def prune(self, done_before: float) -> int: ...
+    async def close(self) -> None: ...
+
+
+_TURN_COLUMNS = (
+    "id, platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, user_id, is_dm, extras, "
+    "session_id, site_id, state, text, email, request_id, created_at, submitted_at, answer, confidence_score, "
+    "confidence_level"
+)
+
+
+def _turn(row: Sequence[Any]) -> Turn:
+    target = ReplyTarget(
+        platform=row[1], workspace_id=row[2], channel_id=row[3], message_channel_id=row[4], message_id=row[5],
+        thread_id=row[6], user_id=row[7], is_dm=bool(row[8]), extras=tuple(tuple(p) for p in json.loads(row[9])),
+    )
+    return Turn(
+        id=row[0], target=target, session_id=row[10], site_id=row[11], state=TurnState(row[12]), text=row[13],
+        email=row[14], request_id=row[15], created_at=row[16], submitted_at=row[17], answer=row[18],
+        confidence_score=row[19], confidence_level=row[20],
+    )
+
+
+class SqliteStore:
+    """One aiosqlite connection in WAL mode; every multi-step change is one transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._db = conn
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteStore:
+        """Open (creating if needed) and migrate the database file at `path`."""
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None, timeout=10.0)
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash
+            await conn.execute("PRAGMA busy_timeout=10000")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(conn)
+            await store.migrate()
+        except BaseException:
+            await conn.close()
+            raise
+        return store
+
+    async def migrate(self, target: int | None = None) -> int:
+        """Apply the migrations this file has not had yet; returns the resulting schema version."""
+        target = len(MIGRATIONS) if target is None else target
+        async with self._db.execute("PRAGMA user_version") as cur:
+            version = (await cur.fetchone())[0]  # type: ignore[index]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"database schema v{version} is newer than this program (v{len(MIGRATIONS)})")
+        for number in range(version, target):
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        await self._db.execute(statement)
+                await self._db.execute(f"PRAGMA user_version={number + 1}")
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            log.info("store migrated to schema v%d", number + 1)
+        return max(version, target)
+
+    async def close(self) -> None:
+        """Close the connection (WAL contents stay durable)."""
+        await self._db.close()
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        async with self._db.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        async with self._db.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def _tx(self, work: Any) -> Any:
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = await work()
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
+        return result
+
+    # ---- questions --------------------------------------------------------------------------------
+
+    async def record_question(self, msg: InboundMessage, *, key: str, site_id: str, idle_timeout: float,
+                              now: float) -> Turn | None:
+        """Store a question under its conversation's live session (opening one if needed); None if seen before."""
+        t = msg.target
+
+        async def work() -> Turn | None:
+            if await self._one("SELECT 1 FROM turns WHERE platform=? AND event_key=?", (t.platform, msg.event_key)):
+                return None
+            session_id = await self._live_or_new_session(key, t.platform, t.workspace_id, site_id, idle_timeout, now)
+            cur = await self._db.execute(
+                "INSERT INTO turns (platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, "
+                "user_id, is_dm, extras, event_key, session_id, site_id, email, text, state, created_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (t.platform, t.workspace_id, t.channel_id, t.message_channel_id, t.message_id, t.thread_id,
+                 t.user_id, int(t.is_dm), json.dumps(t.extras), msg.event_key, session_id, site_id, msg.email,
+                 msg.text, TurnState.QUEUED.value, now),
+            )
+            turn_id = cur.lastrowid
+            await self._db.execute(
+                "UPDATE sessions SET last_activity=?, last_turn_id=? WHERE id=?", (now, turn_id, session_id)
+            )
+            return await self.get_turn(turn_id)  # type: ignore[arg-type]
+
+        try:
+            return await self._tx(work)
+        except sqlite3.IntegrityError:
+            return None  # a concurrent copy of the same event won the race
+
+    async def _live_or_new_session(self, key: str, platform: str, workspace_id: str, site_id: str,
+                                   idle_timeout: float, now: float) -> str:
+        row = await self._one("SELECT id, state FROM sessions WHERE key=? AND state='open'", (key,))
+        if row:
+            return row[0]
+        return await self._new_session(key, platform, workspace_id, site_id, idle_timeout, now)
+
+    async def _new_session(self, key: str, platform: str, workspace_id: str, site_id: str, idle_timeout: float,
+                           now: float) -> str:
+        # Generations never repeat, so a closed (or still closing) session id is never used again.
+        row = await self._one("SELECT MAX(generation) FROM sessions WHERE key=?", (key,))
+        generation = (row[0] or 0) + 1
+        session_id = key if generation == 1 else f"{key}-{generation}"
+        await self._db.execute(
+            "INSERT INTO sessions (id, key, generation, platform, workspace_id, site_id, state, created_at, "
+            "last_activity, idle_timeout) VALUES (?,?,?,?,?,?,'open',?,?,?)",
+            (session_id, key, generation, platform, workspace_id, site_id, now, now, idle_timeout),
+        )
+        return session_id
+
+    async def rebind_session(self, turn_id: int, *, now: float) -> str:
+        """Uppzy says the session is closed: retire it and move this question to a fresh session id."""
+        turn = await self.get_turn(turn_id)
+        assert turn is not None
+        old = await self._one("SELECT key, idle_timeout FROM sessions WHERE id=?", (turn.session_id,))
+        key, idle_timeout = old[0], old[1]
+
+        async def work() -> str:
+            await self._db.execute(
+                "UPDATE sessions SET state='closed', closed_at=?, close_reason='closed_upstream' WHERE id=?",
+                (now, turn.session_id),
+            )
+            session_id = await self._new_session(key, turn.target.platform, turn.target.workspace_id,
+                                                 turn.site_id, idle_timeout, now)
+            await self._db.execute("UPDATE turns SET session_id=? WHERE session_id=? AND state IN ('queued',"
+                                   "'submitting')", (session_id, turn.session_id))
+            await self._db.execute("UPDATE sessions SET last_turn_id=? WHERE id=?", (turn_id, session_id))
+            return session_id
+
+        return await self._tx(work)
+
+    async def get_turn(self, turn_id: int) -> Turn | None:
+        """One question by id."""
+        row = await self._one(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id=?", (turn_id,))
+        return _turn(row) if row else None
+
+    async def active_turns(self) -> list[Turn]:
+        """Every question not yet answered or failed, oldest first (for resuming after a restart)."""
+        rows = await self._all(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE state NOT IN ('answered','failed') ORDER BY id"
+        )
+        return [_turn(r) for r in rows]
+
+    async def head_turn(self, session_id: str) -> Turn | None:
+        """The oldest unfinished question of a session: the only one that may be in flight."""
+        row = await self._one(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE session_id=? AND state NOT IN ('answered','failed') "
+            "ORDER BY id LIMIT 1", (session_id,),
+        )
+        return _turn(row) if row else None
+
+    async def set_state(self, turn_id: int, state: TurnState, *, now: float | None = None) -> None:
+        """Move a question to another state."""
+        await self._db.execute("UPDATE turns SET state=? WHERE id=?", (state.value, turn_id))
+
+    async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None:
+        """Uppzy accepted the question: keep its request_id before anything else happens."""
+        await self._db.execute(
+            "UPDATE turns SET state='pending', request_id=?, submitted_at=? WHERE id=?", (request_id, now, turn_id)
+        )
+
+    async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
+                           now: float) -> None:
+        """Keep the fetched answer so a crash before posting never needs Uppzy again."""
+        await self._db.execute(
+            "UPDATE turns SET state='ready', answer=?, confidence_score=?, confidence_level=?, ready_at=?, "
+            "text=NULL WHERE id=?", (answer, score, level, now, turn_id),
+        )
+
+    async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None:
+        """Posted: remember which messages carry the answer (for feedback) and drop the texts."""
+
+        async def work() -> None:
+            turn = await self._one("SELECT platform, session_id FROM turns WHERE id=?", (turn_id,))
+            await self._db.executemany(
+                "INSERT OR REPLACE INTO answer_messages (platform, message_id, turn_id) VALUES (?,?,?)",
+                [(turn[0], mid, turn_id) for mid in message_ids],
+            )
+            await self._db.execute(
+                "UPDATE turns SET state='answered', done_at=?, text=NULL, answer=NULL WHERE id=?", (now, turn_id)
+            )
+            await self._db.execute("UPDATE sessions SET last_activity=MAX(last_activity, ?) WHERE id=?",
+                                   (now, turn[1]))
+
+        await self._tx(work)
+
+    async def mark_failed(self, turn_id: int, kind: str, *, now: float) -> None:
+        """Finished without an answer (the user has been told)."""
+        await self._db.execute(
+            "UPDATE turns SET state='failed', error_kind=?, done_at=?, text=NULL, answer=NULL WHERE id=?",
+            (kind, now, turn_id),
+        )
+
+    async def turn_for_message(self, platform: str, message_id: str) -> Turn | None:
+        """The question whose answer is the given platform message, if it is one."""
+        row = await self._one(
+            f"SELECT {', '.join('t.' + c.strip() for c in _TURN_COLUMNS.split(','))} FROM answer_messages a "
+            "JOIN turns t ON t.id=a.turn_id WHERE a.platform=? AND a.message_id=?", (platform, message_id),
+        )
+        return _turn(row) if row else None
+
+    # ---- feedback ---------------------------------------------------------------------------------
+
+    async def claim_feedback(self, turn_id: int, rating: str, user_id: str, source: str, *,
+                             now: float) -> str | None:
+        """Reserve the one rating of an answer; returns the earlier rating if there already is one."""
+        try:
+            await self._db.execute(
+                "INSERT INTO feedback (turn_id, rating, user_id, source, state, at) VALUES (?,?,?,?,'sending',?)",
+                (turn_id, rating, user_id, source, now),
+            )
+            return None
+        except sqlite3.IntegrityError:
+            row = await self._one("SELECT rating FROM feedback WHERE turn_id=?", (turn_id,))
+            return row[0] if row else rating
+
+    async def finish_feedback(self, turn_id: int, *, sent: bool) -> None:
+        """Confirm a rating Uppzy took, or free the slot so the user can try again."""
+        if sent:
+            await self._db.execute("UPDATE feedback SET state='sent' WHERE turn_id=?", (turn_id,))
+        else:
+            await self._db.execute("DELETE FROM feedback WHERE turn_id=? AND state='sending'", (turn_id,))
+
+    # ---- sessions ---------------------------------------------------------------------------------
+
+    async def _session_rows(self, where: str, params: Iterable[Any]) -> list[SessionRow]:
+        rows = await self._all(
+            "SELECT s.id, s.key, s.platform, s.workspace_id, s.site_id, s.state, s.last_activity, s.last_turn_id, "
+            "s.idle_timeout "
+            f"FROM sessions s WHERE {where}", params,
+        )
+        result = []
+        for r in rows:
+            turn = await self.get_turn(r[7]) if r[7] is not None else None
+            result.append(SessionRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[8], turn.target if turn else None))
+        return result
+
+    async def live_session(self, key: str) -> SessionRow | None:
+        """The open session of a conversation key, if any."""
+        rows = await self._session_rows("s.key=? AND s.state='open'", (key,))
+        return rows[0] if rows else None
+
+    async def idle_sessions(self, now: float, limit: int) -> list[SessionRow]:
+        """Open sessions whose idle timeout has passed at `now`, stalest first (an index on last activity)."""
+        return await self._session_rows(
+            "s.state='open' AND s.last_activity + s.idle_timeout < ? ORDER BY s.last_activity + s.idle_timeout "
+            "LIMIT ?", (now, limit),
+        )
+
+    async def claim_for_close(self, session_id: str, *, idle_at: float | None) -> bool:
+        """Atomically mark a session 'closing' if it is open, idle at `idle_at` (None: any) and not busy."""
+        cur = await self._db.execute(
+            "UPDATE sessions SET state='closing' WHERE id=? AND state='open' "
+            "AND (? IS NULL OR last_activity + idle_timeout < ?) "
+            "AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id=sessions.id "
+            "AND t.state NOT IN ('answered','failed'))",
+            (session_id, idle_at, idle_at),
+        )
+        return cur.rowcount == 1
+
+    async def set_idle_timeout(self, platform: str, workspace_id: str, seconds: float) -> None:
+        """A workspace changed its idle timeout: open sessions follow it from now on."""
+        await self._db.execute(
+            "UPDATE sessions SET idle_timeout=? WHERE platform=? AND workspace_id=? AND state='open'",
+            (seconds, platform, workspace_id),
+        )
+
+    async def closing_sessions(self) -> list[SessionRow]:
+        """Sessions whose close was started but not confirmed (resumed after a restart)."""
+        return await self._session_rows("s.state='closing' ORDER BY s.last_activity", ())
+
+    async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None:
+        """Uppzy confirmed the close."""
+        await self._db.execute(
+            "UPDATE sessions SET state='closed', closed_at=COALESCE(closed_at, ?), "
+            "close_reason=COALESCE(close_reason, ?) WHERE id=?", (now, reason, session_id),
+        )
+
+    async def counts(self, platform: str | None = None, workspace_id: str | None = None) -> dict[str, int]:
+        """Pending questions and open sessions, optionally for one workspace."""
+        scope, params = "", ()
+        if platform is not None:
+            scope, params = " AND platform=? AND workspace_id=?", (platform, workspace_id)
+        pending = await self._one(f"SELECT COUNT(*) FROM turns WHERE state NOT IN ('answered','failed'){scope}",
+                                  params)
+        sessions = await self._one(f"SELECT COUNT(*) FROM sessions WHERE state='open'{scope}", params)
+        return {"pending": pending[0], "open_sessions": sessions[0]}
+
+    # ---- settings ---------------------------------------------------------------------------------
+
+    async def workspace_settings(self, platform: str, workspace_id: str) -> dict[str, str]:
+        """The raw overrides an admin stored for a workspace."""
+        rows = await self._all("SELECT key, value FROM workspace_settings WHERE platform=? AND workspace_id=?",
+                               (platform, workspace_id))
+        return {k: v for k, v in rows}
+
+    async def put_workspace_setting(self, platform: str, workspace_id: str, key: str, value: str | None, *,
+                                    by: str | None, now: float) -> None:
+        """Store (or with None, remove) one override."""
+        if value is None:
+            await self._db.execute("DELETE FROM workspace_settings WHERE platform=? AND workspace_id=? AND key=?",
+                                   (platform, workspace_id, key))
+            return
+        await self._db.execute(
+            "INSERT INTO workspace_settings (platform, workspace_id, key, value, updated_by, updated_at) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT (platform, workspace_id, key) DO UPDATE SET value=excluded.value, "
+            "updated_by=excluded.updated_by, updated_at=excluded.updated_at",
+            (platform, workspace_id, key, value, by, now),
+        )
+
+    async def channel_mode(self, platform: str, workspace_id: str, channel_id: str) -> str | None:
+        """The reply mode an admin set for one channel, if any."""
+        row = await self._one("SELECT mode FROM channel_modes WHERE platform=? AND workspace_id=? AND channel_id=?",
+                              (platform, workspace_id, channel_id))
+        return row[0] if row else None
+
+    async def put_channel_mode(self, platform: str, workspace_id: str, channel_id: str, mode: str, *,
+                               by: str | None, now: float) -> None:
+        """Set one channel's reply mode."""
+        await self._db.execute(
+            "INSERT INTO channel_modes (platform, workspace_id, channel_id, mode, updated_by, updated_at) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT (platform, workspace_id, channel_id) DO UPDATE SET "
+            "mode=excluded.mode, updated_by=excluded.updated_by, updated_at=excluded.updated_at",
+            (platform, workspace_id, channel_id, mode, by, now),
+        )
+
+    async def prune(self, done_before: float) -> int:
+        """Forget finished questions (and their answer-message links) older than the retention window."""
+
+        async def work() -> int:
+            await self._db.execute(
+                "DELETE FROM answer_messages WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)",
+                (done_before,),
+            )
+            await self._db.execute(
+                "DELETE FROM feedback WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)", (done_before,)
+            )
+            cur = await self._db.execute("DELETE FROM turns WHERE done_at < ?", (done_before,))
+            return cur.rowcount
+
+        return await self._tx(work)
