@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--latency", type=_range, default=(0.8, 2.5), metavar="MIN-MAX",
                       help="simulated answer latency in seconds (default: 0.8-2.5)")
     demo.add_argument("--idle", default="2m", help="close the session after this much silence (default: 2m)")
+    demo.add_argument("--external", action="store_true",
+                      help="talk to the Uppzy named by UPPZY_BASE_URL/UPPZY_API_KEY/UPPZY_SITE_ID instead")
+    demo.add_argument("--drain", type=float, default=30.0, metavar="SECONDS",
+                      help="at end of input, wait this long for answers in flight (default: 30)")
     check = sub.add_parser("check", help="staging smoke test of the configured Uppzy, Slack and Discord access")
     check.add_argument("--no-chat", action="store_true", help="skip the async chat round trip")
     check.add_argument("--json", action="store_true", help="print the results as JSON (for CI pipelines)")
@@ -86,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"uppzy-bot: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    quiet = args.command == "demo" and not os.environ.get("LOG_LEVEL")  # the demo's terminal is for chatting
+    configure_logging("WARNING" if quiet else settings.log_level, settings.log_format, settings.secrets())
     try:
         if args.command == "demo":
             from bots.demo import run_demo

@@ -417,6 +417,10 @@ class Relay:
         thanks = messages.THANKS_GOOD if rating == "good" else messages.THANKS_BAD
         return FeedbackResult(FeedbackOutcome.RECORDED, rating, thanks, turn)  # type: ignore[arg-type]
 
+    async def is_bot_thread(self, platform: str, channel_id: str, thread_root: str) -> bool:
+        """Whether a thread is one the bot answers in, so a follow-up there needs no mention."""
+        return await self.store.knows_thread(platform, channel_id, thread_root)
+
     async def end_conversation(self, target: ReplyTarget) -> EndResult:
         """Close the caller's session for this conversation now (the next message starts a fresh one)."""
         ws = await self.workspaces.get(target.platform, target.workspace_id)

@@ -55,6 +55,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX turns_active ON turns(state) WHERE state NOT IN ('answered', 'failed');
     CREATE INDEX turns_session ON turns(session_id, id);
     CREATE INDEX turns_done ON turns(done_at);
+    CREATE INDEX turns_thread ON turns(platform, channel_id, thread_id);
+    CREATE INDEX turns_message ON turns(platform, message_id);
     CREATE TABLE answer_messages (
         platform TEXT NOT NULL,
         message_id TEXT NOT NULL,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import json
 import logging
 import sqlite3
@@ -18,6 +21,7 @@ from core.schema import MIGRATIONS
 __all__ = ["SessionRow", "SqliteStore", "Store"]
 
 log = logging.getLogger(__name__)
+_IN_TX: contextvars.ContextVar[bool] = contextvars.ContextVar("uppzy_store_in_tx", default=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,7 @@ class Store(Protocol):
     async def channel_mode(self, platform: str, workspace_id: str, channel_id: str) -> str | None: ...
     async def put_channel_mode(self, platform: str, workspace_id: str, channel_id: str, mode: str, *,
                                by: str | None, now: float) -> None: ...
+    async def knows_thread(self, platform: str, channel_id: str, thread_root: str) -> bool: ...
     async def prune(self, done_before: float) -> int: ...
     async def close(self) -> None: ...
 
@@ -95,6 +100,14 @@ class SqliteStore:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._db = conn
+        self._lock = asyncio.Lock()  # one connection: a transaction must not interleave with other statements
+
+    def _guard(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return contextlib.nullcontext() if _IN_TX.get() else self._lock  # type: ignore[return-value]
+
+    async def _exec(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
+        async with self._guard():
+            return await self._db.execute(sql, tuple(params))
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
@@ -140,22 +153,27 @@ class SqliteStore:
         await self._db.close()
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        async with self._db.execute(sql, tuple(params)) as cur:
+        async with self._guard(), self._db.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
 
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        async with self._db.execute(sql, tuple(params)) as cur:
+        async with self._guard(), self._db.execute(sql, tuple(params)) as cur:
             return list(await cur.fetchall())
 
     async def _tx(self, work: Any) -> Any:
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            result = await work()
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        await self._db.execute("COMMIT")
-        return result
+        async with self._lock:
+            token = _IN_TX.set(True)
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = await work()
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+                await self._db.execute("COMMIT")
+                return result
+            finally:
+                _IN_TX.reset(token)
 
     # ---- questions --------------------------------------------------------------------------------
 
@@ -168,7 +186,7 @@ class SqliteStore:
             if await self._one("SELECT 1 FROM turns WHERE platform=? AND event_key=?", (t.platform, msg.event_key)):
                 return None
             session_id = await self._live_or_new_session(key, t.platform, t.workspace_id, site_id, idle_timeout, now)
-            cur = await self._db.execute(
+            cur = await self._exec(
                 "INSERT INTO turns (platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, "
                 "user_id, is_dm, extras, event_key, session_id, site_id, email, text, state, created_at) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -177,7 +195,7 @@ class SqliteStore:
                  msg.text, TurnState.QUEUED.value, now),
             )
             turn_id = cur.lastrowid
-            await self._db.execute(
+            await self._exec(
                 "UPDATE sessions SET last_activity=?, last_turn_id=? WHERE id=?", (now, turn_id, session_id)
             )
             return await self.get_turn(turn_id)  # type: ignore[arg-type]
@@ -200,7 +218,7 @@ class SqliteStore:
         row = await self._one("SELECT MAX(generation) FROM sessions WHERE key=?", (key,))
         generation = (row[0] or 0) + 1
         session_id = key if generation == 1 else f"{key}-{generation}"
-        await self._db.execute(
+        await self._exec(
             "INSERT INTO sessions (id, key, generation, platform, workspace_id, site_id, state, created_at, "
             "last_activity, idle_timeout) VALUES (?,?,?,?,?,?,'open',?,?,?)",
             (session_id, key, generation, platform, workspace_id, site_id, now, now, idle_timeout),
@@ -215,15 +233,15 @@ class SqliteStore:
         key, idle_timeout = old[0], old[1]
 
         async def work() -> str:
-            await self._db.execute(
+            await self._exec(
                 "UPDATE sessions SET state='closed', closed_at=?, close_reason='closed_upstream' WHERE id=?",
                 (now, turn.session_id),
             )
             session_id = await self._new_session(key, turn.target.platform, turn.target.workspace_id,
                                                  turn.site_id, idle_timeout, now)
-            await self._db.execute("UPDATE turns SET session_id=? WHERE session_id=? AND state IN ('queued',"
+            await self._exec("UPDATE turns SET session_id=? WHERE session_id=? AND state IN ('queued',"
                                    "'submitting')", (session_id, turn.session_id))
-            await self._db.execute("UPDATE sessions SET last_turn_id=? WHERE id=?", (turn_id, session_id))
+            await self._exec("UPDATE sessions SET last_turn_id=? WHERE id=?", (turn_id, session_id))
             return session_id
 
         return await self._tx(work)
@@ -250,18 +268,18 @@ class SqliteStore:
 
     async def set_state(self, turn_id: int, state: TurnState, *, now: float | None = None) -> None:
         """Move a question to another state."""
-        await self._db.execute("UPDATE turns SET state=? WHERE id=?", (state.value, turn_id))
+        await self._exec("UPDATE turns SET state=? WHERE id=?", (state.value, turn_id))
 
     async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None:
         """Uppzy accepted the question: keep its request_id before anything else happens."""
-        await self._db.execute(
+        await self._exec(
             "UPDATE turns SET state='pending', request_id=?, submitted_at=? WHERE id=?", (request_id, now, turn_id)
         )
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
                            now: float) -> None:
         """Keep the fetched answer so a crash before posting never needs Uppzy again."""
-        await self._db.execute(
+        await self._exec(
             "UPDATE turns SET state='ready', answer=?, confidence_score=?, confidence_level=?, ready_at=?, "
             "text=NULL WHERE id=?", (answer, score, level, now, turn_id),
         )
@@ -275,17 +293,17 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO answer_messages (platform, message_id, turn_id) VALUES (?,?,?)",
                 [(turn[0], mid, turn_id) for mid in message_ids],
             )
-            await self._db.execute(
+            await self._exec(
                 "UPDATE turns SET state='answered', done_at=?, text=NULL, answer=NULL WHERE id=?", (now, turn_id)
             )
-            await self._db.execute("UPDATE sessions SET last_activity=MAX(last_activity, ?) WHERE id=?",
+            await self._exec("UPDATE sessions SET last_activity=MAX(last_activity, ?) WHERE id=?",
                                    (now, turn[1]))
 
         await self._tx(work)
 
     async def mark_failed(self, turn_id: int, kind: str, *, now: float) -> None:
         """Finished without an answer (the user has been told)."""
-        await self._db.execute(
+        await self._exec(
             "UPDATE turns SET state='failed', error_kind=?, done_at=?, text=NULL, answer=NULL WHERE id=?",
             (kind, now, turn_id),
         )
@@ -304,7 +322,7 @@ class SqliteStore:
                              now: float) -> str | None:
         """Reserve the one rating of an answer; returns the earlier rating if there already is one."""
         try:
-            await self._db.execute(
+            await self._exec(
                 "INSERT INTO feedback (turn_id, rating, user_id, source, state, at) VALUES (?,?,?,?,'sending',?)",
                 (turn_id, rating, user_id, source, now),
             )
@@ -316,9 +334,9 @@ class SqliteStore:
     async def finish_feedback(self, turn_id: int, *, sent: bool) -> None:
         """Confirm a rating Uppzy took, or free the slot so the user can try again."""
         if sent:
-            await self._db.execute("UPDATE feedback SET state='sent' WHERE turn_id=?", (turn_id,))
+            await self._exec("UPDATE feedback SET state='sent' WHERE turn_id=?", (turn_id,))
         else:
-            await self._db.execute("DELETE FROM feedback WHERE turn_id=? AND state='sending'", (turn_id,))
+            await self._exec("DELETE FROM feedback WHERE turn_id=? AND state='sending'", (turn_id,))
 
     # ---- sessions ---------------------------------------------------------------------------------
 
@@ -348,7 +366,7 @@ class SqliteStore:
 
     async def claim_for_close(self, session_id: str, *, idle_at: float | None) -> bool:
         """Atomically mark a session 'closing' if it is open, idle at `idle_at` (None: any) and not busy."""
-        cur = await self._db.execute(
+        cur = await self._exec(
             "UPDATE sessions SET state='closing' WHERE id=? AND state='open' "
             "AND (? IS NULL OR last_activity + idle_timeout < ?) "
             "AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id=sessions.id "
@@ -359,7 +377,7 @@ class SqliteStore:
 
     async def set_idle_timeout(self, platform: str, workspace_id: str, seconds: float) -> None:
         """A workspace changed its idle timeout: open sessions follow it from now on."""
-        await self._db.execute(
+        await self._exec(
             "UPDATE sessions SET idle_timeout=? WHERE platform=? AND workspace_id=? AND state='open'",
             (seconds, platform, workspace_id),
         )
@@ -370,7 +388,7 @@ class SqliteStore:
 
     async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None:
         """Uppzy confirmed the close."""
-        await self._db.execute(
+        await self._exec(
             "UPDATE sessions SET state='closed', closed_at=COALESCE(closed_at, ?), "
             "close_reason=COALESCE(close_reason, ?) WHERE id=?", (now, reason, session_id),
         )
@@ -397,10 +415,10 @@ class SqliteStore:
                                     by: str | None, now: float) -> None:
         """Store (or with None, remove) one override."""
         if value is None:
-            await self._db.execute("DELETE FROM workspace_settings WHERE platform=? AND workspace_id=? AND key=?",
+            await self._exec("DELETE FROM workspace_settings WHERE platform=? AND workspace_id=? AND key=?",
                                    (platform, workspace_id, key))
             return
-        await self._db.execute(
+        await self._exec(
             "INSERT INTO workspace_settings (platform, workspace_id, key, value, updated_by, updated_at) "
             "VALUES (?,?,?,?,?,?) ON CONFLICT (platform, workspace_id, key) DO UPDATE SET value=excluded.value, "
             "updated_by=excluded.updated_by, updated_at=excluded.updated_at",
@@ -416,25 +434,33 @@ class SqliteStore:
     async def put_channel_mode(self, platform: str, workspace_id: str, channel_id: str, mode: str, *,
                                by: str | None, now: float) -> None:
         """Set one channel's reply mode."""
-        await self._db.execute(
+        await self._exec(
             "INSERT INTO channel_modes (platform, workspace_id, channel_id, mode, updated_by, updated_at) "
             "VALUES (?,?,?,?,?,?) ON CONFLICT (platform, workspace_id, channel_id) DO UPDATE SET "
             "mode=excluded.mode, updated_by=excluded.updated_by, updated_at=excluded.updated_at",
             (platform, workspace_id, channel_id, mode, by, now),
         )
 
+    async def knows_thread(self, platform: str, channel_id: str, thread_root: str) -> bool:
+        """True when the bot has answered (or is answering) in this thread: follow-ups need no mention."""
+        row = await self._one(
+            "SELECT 1 FROM turns WHERE platform=? AND channel_id=? AND (thread_id=? OR message_id=?) LIMIT 1",
+            (platform, channel_id, thread_root, thread_root),
+        )
+        return row is not None
+
     async def prune(self, done_before: float) -> int:
         """Forget finished questions (and their answer-message links) older than the retention window."""
 
         async def work() -> int:
-            await self._db.execute(
+            await self._exec(
                 "DELETE FROM answer_messages WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)",
                 (done_before,),
             )
-            await self._db.execute(
+            await self._exec(
                 "DELETE FROM feedback WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)", (done_before,)
             )
-            cur = await self._db.execute("DELETE FROM turns WHERE done_at < ?", (done_before,))
+            cur = await self._exec("DELETE FROM turns WHERE done_at < ?", (done_before,))
             return cur.rowcount
 
         return await self._tx(work)

@@ -1,0 +1,95 @@
+"""`uppzy-bot run`: open the store and Uppzy client, start the relay and every configured platform, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Protocol
+
+from core.config import ConfigError, Settings
+from core.relay import Relay
+from core.retry import RetryPolicy
+from core.store import SqliteStore
+from core.uppzy import Timeouts, UppzyClient
+
+__all__ = ["PlatformBot", "build_uppzy", "run_bot"]
+
+log = logging.getLogger(__name__)
+
+
+class PlatformBot(Protocol):
+    """A running platform connection (Slack app, Discord client) as the runner sees it."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect and begin delivering events to the relay; raise ConfigError for operator mistakes."""
+
+    async def stop(self) -> None:
+        """Stop taking events and close connections."""
+
+    @property
+    def connected(self) -> bool:
+        """True while events can arrive (for /readyz)."""
+        ...
+
+
+def build_uppzy(settings: Settings) -> UppzyClient:
+    """The one Uppzy client of the process, from settings."""
+    assert settings.uppzy_api_key is not None and settings.uppzy_site_id
+    return UppzyClient(
+        base_url=settings.uppzy_base_url, api_key=settings.uppzy_api_key, site_id=settings.uppzy_site_id,
+        tenant_id=settings.uppzy_tenant_id,
+        timeouts=Timeouts(settings.uppzy_connect_timeout, settings.uppzy_timeout, settings.uppzy_chat_timeout),
+        retry=RetryPolicy(attempts=settings.uppzy_max_attempts, budget=settings.uppzy_retry_budget),
+    )
+
+
+def build_platforms(settings: Settings, relay: Relay) -> list[PlatformBot]:
+    """A bot for each platform whose token is set."""
+    bots: list[PlatformBot] = []
+    if settings.slack_bot_token:
+        from bots.slack_app import SlackBot
+
+        bots.append(SlackBot(settings, relay))
+    if settings.discord_bot_token:
+        from bots.discord_app import DiscordBot
+
+        bots.append(DiscordBot(settings, relay))
+    return bots
+
+
+async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or `stop`), then shut down within seconds; unfinished work resumes next start."""
+    settings.require("UPPZY_API_KEY", "UPPZY_SITE_ID")
+    if not settings.slack_bot_token and not settings.discord_bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN", "set SLACK_BOT_TOKEN and/or DISCORD_BOT_TOKEN to choose a platform")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    store = await SqliteStore.open(settings.database_path)
+    uppzy = build_uppzy(settings)
+    relay = Relay(store=store, uppzy=uppzy, settings=settings)
+    bots = build_platforms(settings, relay)
+    started: list[PlatformBot] = []
+    try:
+        await relay.start()
+        for bot in bots:
+            await bot.start()
+            started.append(bot)
+            log.info("%s connected", bot.name)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for bot in reversed(started):
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await bot.stop()
+        await relay.stop()
+        await uppzy.aclose()
+        await store.close()
+    return 0

@@ -1,0 +1,82 @@
+"""Split Markdown answers under a platform's length limit at paragraph and code-fence boundaries."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["split_markdown"]
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def _blocks(text: str) -> list[str]:
+    """Paragraphs, with each fenced code block kept whole as one block."""
+    blocks: list[str] = []
+    current: list[str] = []
+    in_fence = False
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            if not in_fence and current:
+                blocks.append("\n".join(current))
+                current = []
+            current.append(line)
+            in_fence = not in_fence
+            if not in_fence:
+                blocks.append("\n".join(current))
+                current = []
+            continue
+        if not in_fence and not line.strip():
+            if current:
+                blocks.append("\n".join(current))
+                current = []
+            continue
+        current.append(line)
+    if current:
+        blocks.append("\n".join(current))
+    return blocks
+
+
+def _hard_split(block: str, limit: int) -> list[str]:
+    """A single block longer than the limit: cut at line, then word boundaries; re-open code fences."""
+    fence = _FENCE.match(block)
+    opener = block.split("\n", 1)[0] if fence else ""
+    closer = fence.group(1) if fence else ""
+    inner_limit = limit - (len(opener) + len(closer) + 2 if fence else 0)
+    body = block
+    if fence:
+        lines = block.split("\n")
+        body = "\n".join(lines[1:-1] if _FENCE.match(lines[-1]) and len(lines) > 1 else lines[1:])
+    pieces: list[str] = []
+    while len(body) > inner_limit:
+        cut = body.rfind("\n", 0, inner_limit)
+        if cut <= inner_limit // 2:
+            cut = body.rfind(" ", 0, inner_limit)
+        if cut <= inner_limit // 2:
+            cut = inner_limit
+        pieces.append(body[:cut])
+        body = body[cut:].lstrip("\n") if body[cut:cut + 1] == "\n" else body[cut:].lstrip(" ")
+    pieces.append(body)
+    return [f"{opener}\n{p}\n{closer}" for p in pieces] if fence else pieces
+
+
+def split_markdown(text: str, limit: int) -> list[str]:
+    """Chunks of at most `limit` characters, joined from whole paragraphs and whole code blocks when possible."""
+    if limit < 40:
+        raise ValueError("limit too small to split sensibly")
+    if len(text) <= limit:
+        return [text]
+    chunks: list[str] = []
+    current = ""
+    for block in _blocks(text):
+        parts = [block] if len(block) <= limit else _hard_split(block, limit)
+        for part in parts:
+            candidate = f"{current}\n\n{part}" if current else part
+            if len(candidate) <= limit:
+                current = candidate
+            else:
+                if current:
+                    chunks.append(current)
+                current = part
+    if current:
+        chunks.append(current)
+    return chunks
