@@ -174,8 +174,9 @@ def _id_set(value: str) -> frozenset[str]:
 
 
 def _int_ids(value: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
     try:
-        return tuple(int(v) for v in _id_set(value))
+        return tuple(dict.fromkeys(int(v) for v in parts))  # as written, duplicates dropped (a set loses the order)
     except ValueError:
         raise ValueError("must be a comma-separated list of numeric server ids") from None
 

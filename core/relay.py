@@ -429,10 +429,15 @@ class Relay:
             return EndResult.NO_SESSION
         return EndResult.ENDED if await self.reaper.close_now(row, "user") else EndResult.BUSY
 
-    async def list_sessions(self, platform: str, workspace_id: str, email: str | None) -> list[SessionInfo]:
-        """Uppzy's session list for a workspace's site, optionally one user's (by email)."""
+    async def list_sessions(self, platform: str, workspace_id: str, email: str | None,
+                            user_id: str | None = None) -> list[SessionInfo]:
+        """Uppzy's session list for a workspace's site: one user's by email, else by our session-id prefix."""
         ws = await self.workspaces.get(platform, workspace_id)
-        return await self.uppzy.list_sessions(email=email, site_id=ws.site_id)
+        sessions = await self.uppzy.list_sessions(email=email, site_id=ws.site_id)
+        if email or user_id is None:
+            return sessions
+        prefix = session_key(ReplyTarget(platform, workspace_id, "", "", "", user_id), "user")
+        return [s for s in sessions if s.id == prefix or s.id.startswith(prefix + "-")]
 
     async def status_report(self, platform: str, workspace_id: str) -> StatusReport:
         """Settings, Uppzy connectivity and counts for one workspace."""

@@ -20,6 +20,8 @@ from simulator.knowledge import KnowledgeBase, Reply
 __all__ = ["Fault", "RecordedRequest", "Simulator", "SimulatorConfig"]
 
 MAX_MESSAGE_CHARS = 10_000
+SHUTDOWN_GRACE = 0.25  # seconds stop() lets in-flight requests finish (twice: wait, then cancel and wait)
+_BODY = web.RequestKey("json", object)  # the parsed JSON body, read once by the middleware
 
 
 @dataclass(slots=True)
@@ -175,7 +177,9 @@ class Simulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on host:port (0 = any free port); returns the base URL."""
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # A stalled handler (stall faults last up to stall_seconds) must not hold stop() for aiohttp's default 60 s.
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                                     shutdown_timeout=SHUTDOWN_GRACE)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -208,7 +212,7 @@ class Simulator:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode("utf-8", "replace")
-        request["json"] = body
+        request[_BODY] = body
         response = await self._answer(request, handler, endpoint)
         self.requests.append(RecordedRequest(
             request.method, request.path, endpoint, response.status, body, dict(request.query), time.monotonic(),
@@ -265,7 +269,7 @@ class Simulator:
     # ---- chat ------------------------------------------------------------------------------------
 
     def _validate_chat(self, request: web.Request) -> tuple[str, str, str | None] | web.Response:
-        body = request["json"]
+        body = request[_BODY]
         if not isinstance(body, dict):
             return _json(400, {"error": "invalid payload"})
         message, session_id, email = body.get("message"), body.get("session_id"), body.get("email")
@@ -350,7 +354,7 @@ class Simulator:
     # ---- feedback, sessions ----------------------------------------------------------------------
 
     async def _feedback(self, request: web.Request) -> web.Response:
-        body = request["json"]
+        body = request[_BODY]
         if not isinstance(body, dict):
             return _json(400, {"error": "invalid payload"})
         for name in ("session_id", "request_id", "feedback"):
@@ -370,7 +374,7 @@ class Simulator:
         return _json(200, payload)
 
     async def _close(self, request: web.Request) -> web.Response:
-        body = request["json"]
+        body = request[_BODY]
         session_id = body.get("session_id") if isinstance(body, dict) else None
         if not isinstance(session_id, str) or not session_id:
             return _json(400, {"error": "session_id is required"})
