@@ -28,6 +28,7 @@ class ConsoleAdapter:
         self._run = f"{int(time.time() * 1000):x}"
         self.last_answer_id: str | None = None
         self.working: set[str] = set()
+        self.transcript: list[tuple[str, str, str]] = []  # (kind, question id, text): what a reader saw
 
     def message(self, text: str) -> InboundMessage:
         """Wrap a typed line as a neutral question with an id unique across restarts."""
@@ -66,10 +67,12 @@ class ConsoleAdapter:
             self._print(self._style(f"⚠ {answer.low_confidence_note}", "33"))
         self._print(self._style("  rate it with /good or /bad", "2"))
         self.last_answer_id = answer_id
+        self.transcript.append(("answer", target.message_id, answer.text))
         return [answer_id]
 
     async def post_notice(self, target: ReplyTarget, notice: Notice) -> None:
         """Print a notice line."""
+        self.transcript.append((notice.kind.value, target.message_id, notice.text))
         self._print(self._style(f"uppzy ▸ notice for #{target.message_id} [{notice.kind.value}]: {notice.text}",
                                 "33"))
 

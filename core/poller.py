@@ -54,8 +54,10 @@ class PollScheduler:
         latency: LatencyModel | None = None,
         clock: Callable[[], float] = time.time,
         concurrency: int = 32,
+        first_poll_floor: float = 0.25,
     ) -> None:
         self._uppzy = uppzy
+        self._floor = first_poll_floor
         self._on_done = on_done
         self._on_expired = on_expired
         self.interval = interval
@@ -76,7 +78,7 @@ class PollScheduler:
     def add(self, turn_id: int, request_id: str, site_id: str, *, submitted_at: float, deadline: float) -> None:
         """Start watching a request; its first poll waits until an answer could plausibly be ready."""
         item = PendingRequest(turn_id, request_id, site_id, submitted_at, deadline)
-        item.due = submitted_at + max(0.25, self.latency.quantile(0.1))
+        item.due = submitted_at + max(self._floor, self.latency.quantile(0.1))
         self._items[turn_id] = item
         self._push(item)
         self._wake.set()
@@ -87,7 +89,7 @@ class PollScheduler:
     def _next_gap(self, age: float, item: PendingRequest) -> float:
         """Poll every `interval` while answers usually arrive; back off past the slowest seen."""
         if age < self.latency.quantile(0.1):
-            return max(0.25, self.latency.quantile(0.1) - age)
+            return max(self._floor, self.latency.quantile(0.1) - age)
         if age <= self.latency.quantile(0.98) * 1.25:
             return self.interval
         item.late_polls += 1

@@ -20,8 +20,10 @@ from core.errors import (
     UppzyNotFound,
     UppzyRateLimited,
     UppzyRejected,
+    UppzyTimeout,
     UppzyUnavailable,
 )
+from core.latency import LatencyModel
 from core.models import (
     Accepted,
     Answer,
@@ -85,6 +87,8 @@ class Relay:
         submit_concurrency: int = 32,
         max_chars: int = MAX_QUESTION_CHARS,
         delivery_backoff: tuple[float, ...] = DELIVERY_BACKOFF,
+        latency: LatencyModel | None = None,
+        first_poll_floor: float = 0.25,
     ) -> None:
         self.store = store
         self.uppzy = uppzy
@@ -95,7 +99,8 @@ class Relay:
         self.workspaces = WorkspaceSettingsService(store, settings, clock=clock)
         self.platforms: dict[str, ChatPlatform] = {}
         self.poller = PollScheduler(uppzy=uppzy, on_done=self._on_status, on_expired=self._on_expired,
-                                    rate=settings.uppzy_poll_rate, interval=poll_interval, clock=clock)
+                                    rate=settings.uppzy_poll_rate, interval=poll_interval, clock=clock,
+                                    latency=latency, first_poll_floor=first_poll_floor)
         self.reaper = IdleReaper(store=store, uppzy=uppzy, notify=self._notify_session,
                                  default_idle=settings.session_idle_timeout, close_rate=settings.session_close_rate,
                                  clock=clock)
@@ -228,8 +233,11 @@ class Relay:
                 session_id = await self.store.rebind_session(turn.id, now=self.clock())
                 log.info("session closed upstream; turn=%d moves to session=%s", turn.id, session_id)
                 continue
-            except (UppzyRateLimited, UppzyUnavailable) as exc:
-                if exc.maybe_processed:
+            except (UppzyTimeout, UppzyRateLimited, UppzyUnavailable) as exc:
+                if isinstance(exc, UppzyTimeout) or exc.maybe_processed:
+                    # Uppzy may have taken it: asking again could create a second turn, so say sorry instead.
+                    log.warning("submit turn=%d outcome unknown (%s); not resubmitting", turn.id,
+                                type(exc).__name__)
                     await self._fail(turn, NoticeKind.FAILED, None, kind="uncertain")
                     return
                 await self._retry_submit_later(turn, exc)
@@ -332,13 +340,12 @@ class Relay:
         log.info("answered turn=%d request_id=%s messages=%d", turn.id, turn.request_id, len(ids))
         await self._after(turn)
 
-    async def _fail(self, turn: Turn, kind: NoticeKind, text: str | None, *, kind_label: str | None = None,
-                    **extra: str) -> None:
-        """End a question with one clear, friendly line in its thread."""
-        label = extra.get("kind", kind.value)
+    async def _fail(self, turn: Turn, notice_kind: NoticeKind, text: str | None, *, kind: str | None = None) -> None:
+        """End a question with one clear, friendly line in its thread (`kind` labels it in logs and the store)."""
+        label = kind or notice_kind.value
         if text is None:
             text = (await self.workspaces.get(turn.target.platform, turn.target.workspace_id)).fallback_text
-        await self._post_notice(turn.target, Notice(kind, text))
+        await self._post_notice(turn.target, Notice(notice_kind, text))
         await self.store.mark_failed(turn.id, label, now=self.clock())
         self.failed += 1
         log.info("question failed turn=%d reason=%s", turn.id, label)

@@ -1,0 +1,128 @@
+"""The `uppzy-bot` command as a user runs it: a real subprocess of `python -m bots` with a clean environment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.config import Secret
+from core.retry import RetryPolicy
+from core.uppzy import UppzyClient
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bot(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+    """Run `python -m bots ARGS` to completion in `cwd` with the (already cleaned) environment plus `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "bots", *args], cwd=cwd, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+def test_help_lists_every_subcommand(tmp_path: Path) -> None:
+    """--help exits 0 and lists the run, demo, check and simulate subcommands."""
+    result = bot("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: uppzy-bot")
+    for command in ("run", "demo", "check", "simulate"):
+        assert command in result.stdout
+
+
+def test_missing_subcommand_is_a_usage_error(tmp_path: Path) -> None:
+    """No subcommand exits 2 with argparse's usage message."""
+    result = bot(cwd=tmp_path)
+    assert result.returncode == 2 and "usage:" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "run", "demo"])
+def test_malformed_setting_exits_2_with_one_line(tmp_path: Path, command: str) -> None:
+    """A malformed PORT stops every settings-reading command with exit 2 and one stderr line naming PORT."""
+    result = bot(command, cwd=tmp_path, env={"PORT": "abc", "UPPZY_API_KEY": "sk-live-SECRET-1234567890"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "PORT" in lines[0] and "abc" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "sk-live-SECRET" not in result.stderr + result.stdout
+
+
+def test_dotenv_in_working_directory_is_read(tmp_path: Path) -> None:
+    """A .env in the working directory is loaded, so its malformed value is reported the same way."""
+    (tmp_path / ".env").write_text("SESSION_IDLE_TIMEOUT=soon\n")
+    result = bot("check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "SESSION_IDLE_TIMEOUT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_simulate_option_is_a_usage_error(tmp_path: Path) -> None:
+    """An unreadable --latency range is rejected by argparse with exit 2."""
+    result = bot("simulate", "--latency", "fast", cwd=tmp_path)
+    assert result.returncode == 2 and "--latency" in result.stderr
+
+
+async def wait_for_port(port: int, process: asyncio.subprocess.Process, timeout: float = 10.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port, failing early if the process died."""
+    for _ in range(int(timeout / 0.05)):
+        if process.returncode is not None:
+            _, stderr = await process.communicate()
+            pytest.fail(f"simulate exited early with {process.returncode}: {stderr.decode()}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    pytest.fail(f"nothing listened on port {port} within {timeout}s")
+
+
+async def test_simulate_serves_async_chat_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`simulate --port P` serves an async chat and its status over HTTP, then exits 0 on SIGTERM."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots", "simulate", "--port", str(port), "--latency", "0-0", "--seed", "1",
+        cwd=tmp_path, env=dict(os.environ), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_for_port(port, process)
+        async with UppzyClient(base_url=f"http://127.0.0.1:{port}/api/v1", api_key=Secret("sim-key"),
+                               site_id="demo-site", retry=RetryPolicy.no_wait()) as client:
+            submission = await client.submit("cli-session", "how do returns work?")
+            status = await client.status(submission.request_id)
+        assert submission.status == "pending"
+        assert status.status == "completed" and status.answer
+        process.send_signal(signal.SIGTERM)  # the answers above prove its signal handlers are installed
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    assert f"Uppzy simulator on http://127.0.0.1:{port}/api/v1" in stdout.decode()
+    assert "Traceback" not in stderr.decode()
+
+
+def test_simulate_reports_a_busy_port(tmp_path: Path) -> None:
+    """`simulate` on a port already in use exits 1 with one line saying it cannot listen."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = bot("simulate", "--port", str(port), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr and "Traceback" not in result.stderr

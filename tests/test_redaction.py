@@ -1,0 +1,166 @@
+"""Log redaction: configured secrets and anything shaped like a token never reach a log line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from core.redaction import MASK, JsonFormatter, RedactingFilter, configure_logging, redact
+
+KEY = "sk-live-SECRET-1234567890"
+SLACK_BOT = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+SLACK_APP = "xapp-1-A0123456789-1234567890123-0123456789abcdef0123456789abcdef"
+DISCORD_19_DIGIT_ID = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GhIjKl.abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL"
+DISCORD_18_DIGIT_ID = "ODEyMzQ1Njc4OTAxMjM0NTY3.YAbcDe.abcdefghijklmnopqrstuvwxyzA"
+DISCORD_17_DIGIT_ID = "ODEyMzQ1Njc4OTAxMjM0NTY.YAbcDe.abcdefghijklmnopqrstuvwxyzA"
+TOKENS = [SLACK_BOT, SLACK_APP, DISCORD_19_DIGIT_ID, DISCORD_18_DIGIT_ID, DISCORD_17_DIGIT_ID]
+
+
+@pytest.fixture
+def logger() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A private logger whose one handler redacts (configured with KEY) and writes to a buffer."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter([KEY]))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("test_redaction.private")
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    yield log, stream
+    log.removeHandler(handler)
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_redact_blanks_token_shapes(token: str) -> None:
+    """Slack bot/app tokens and Discord bot tokens are masked even when nobody configured them."""
+    assert redact(f"token is {token}, ok") == f"token is {MASK}, ok"
+
+
+def test_redact_blanks_configured_secrets_and_auth_headers() -> None:
+    """Configured secrets and X-API-Key / Authorization header values are masked."""
+    assert redact(f"key {KEY}!", [KEY]) == f"key {MASK}!"
+    assert KEY not in redact(f"{{'X-API-Key': '{KEY}'}}")
+    assert redact("Authorization: Bearer abc.def") == f"Authorization: {MASK}"
+    assert redact("authorization=Bot abcdef") == f"authorization={MASK}"
+
+
+def test_redact_leaves_ordinary_text_alone() -> None:
+    """Text without secrets comes back unchanged (ids, urls, short words)."""
+    text = "uppzy chat_status status=200 request_id=req_0123456789abcdef url=http://127.0.0.1:8787/api/v1"
+    assert redact(text, [KEY, ""]) == text
+
+
+def test_filter_blanks_secrets_in_message_and_args(logger: tuple[logging.Logger, io.StringIO]) -> None:
+    """A secret or token in the message or in its %-args is masked in the emitted line."""
+    log, stream = logger
+    log.info("key=%s bot=%s", KEY, SLACK_BOT)
+    log.warning(f"inline {KEY} and {DISCORD_19_DIGIT_ID}")
+    out = stream.getvalue()
+    assert KEY not in out and SLACK_BOT not in out and DISCORD_19_DIGIT_ID not in out
+    assert out.count(MASK) == 4
+
+
+def test_filter_blanks_secrets_in_tracebacks(logger: tuple[logging.Logger, io.StringIO]) -> None:
+    """A secret inside an exception's text is masked in the logged traceback (exc_text)."""
+    log, stream = logger
+    try:
+        raise RuntimeError(f"connect failed with key {KEY} and {SLACK_APP}")
+    except RuntimeError:
+        log.exception("call failed")
+    out = stream.getvalue()
+    assert "Traceback" in out and "RuntimeError" in out
+    assert KEY not in out and SLACK_APP not in out and MASK in out
+
+
+def test_filter_blanks_secrets_in_stack_info(logger: tuple[logging.Logger, io.StringIO]) -> None:
+    """stack_info text is redacted as well."""
+    log, stream = logger
+    log.info("with stack %s", KEY, stack_info=True)
+    assert KEY not in stream.getvalue() and "Stack (most recent call last)" in stream.getvalue()
+
+
+def test_filter_blanks_secrets_in_extra_fields() -> None:
+    """Secrets passed through `extra` are masked before a JSON formatter prints them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter([KEY]))
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("test_redaction.extra")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("retrying", extra={"caused_by": f"Error({KEY!r})", "details": {"token": SLACK_BOT},
+                                       "attempt": 2})
+    finally:
+        log.removeHandler(handler)
+    data = json.loads(stream.getvalue())
+    assert KEY not in stream.getvalue() and SLACK_BOT not in stream.getvalue()
+    assert data["attempt"] == 2 and MASK in data["caused_by"]
+
+
+def test_filter_keeps_records_and_levels() -> None:
+    """The filter never drops a record: it only rewrites its text."""
+    record = logging.makeLogRecord({"msg": "hello %s", "args": ("world",), "levelno": logging.INFO})
+    assert RedactingFilter([KEY]).filter(record) is True
+    assert record.getMessage() == "hello world"
+
+
+def test_json_formatter_is_one_line_with_extra_fields() -> None:
+    """JsonFormatter writes one JSON object per line with ts, level, logger, msg and the extra fields."""
+    record = logging.getLogger("core.uppzy").makeRecord(
+        "core.uppzy", logging.WARNING, __file__, 1, "uppzy %s failed\nsecond line", ("chat",), None,
+        extra={"endpoint": "chat", "status": 503, "request_id": "req_1", "latency_ms": 12.5},
+    )
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data["level"] == "WARNING" and data["logger"] == "core.uppzy"
+    assert data["msg"] == "uppzy chat failed\nsecond line"
+    assert (data["endpoint"], data["status"], data["request_id"], data["latency_ms"]) == ("chat", 503, "req_1", 12.5)
+    assert "ts" in data and "args" not in data and "msecs" not in data
+
+
+def test_json_formatter_includes_the_traceback() -> None:
+    """A logged exception appears as one 'exc' string field, still on one line."""
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.makeLogRecord({"msg": "failed", "levelno": logging.ERROR, "levelname": "ERROR",
+                                        "exc_info": sys.exc_info()})
+    line = JsonFormatter().format(record)
+    assert "\n" not in line and "ValueError: boom" in json.loads(line)["exc"]
+
+
+@pytest.fixture
+def restore_root_logging() -> Iterator[None]:
+    """Put the root logger (pytest's capture handlers included) and quietened loggers back after the test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    noisy = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "stamina", "aiohttp.access")}
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, old in noisy.items():
+        logging.getLogger(name).setLevel(old)
+
+
+def test_configure_logging_redacts_every_logger(
+    restore_root_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After configure_logging, a library logging a configured secret or a token prints it masked, as JSON."""
+    configure_logging("DEBUG", "json", [KEY])
+    logging.getLogger("some.library").warning("sending key %s with %s", KEY, SLACK_BOT)
+    err = capsys.readouterr().err
+    assert KEY not in err and SLACK_BOT not in err
+    [line] = err.strip().splitlines()
+    assert json.loads(line)["msg"] == f"sending key {MASK} with {MASK}"
+    assert logging.getLogger("httpx").level >= logging.WARNING
