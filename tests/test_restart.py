@@ -1,0 +1,128 @@
+"""Restart safety: unfinished questions resume from the store, each answer posted once, nothing resubmitted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from simulator import Simulator
+from tests.relay_support import build, close
+
+
+async def test_pending_request_resumes_after_restart(tmp_path: Path, sim: Simulator) -> None:
+    """A request Uppzy accepted before a stop is polled by the next process and answered once, not resubmitted."""
+    sim.script("returns", "answer after restart", latency=0.6)
+    first = await build(tmp_path, sim)
+    _, qid = await first.ask("how do returns work?")
+    await first.until(lambda: len(sim.calls("chat_async")) == 1)
+    await close(first)
+    second = await build(tmp_path, sim)
+    await second.until(lambda: second.console.answers())
+    await asyncio.sleep(0.2)
+    assert second.console.answers() == [(qid, "answer after restart")]
+    assert first.console.answers() == []
+    assert len(sim.calls("chat_async")) == 1
+    await close(second)
+
+
+async def test_queued_questions_resume_in_order(tmp_path: Path, sim: Simulator) -> None:
+    """Questions waiting behind an in-flight one are submitted after a restart, still in asking order."""
+    sim.script("one", "a1", latency=0.4)
+    sim.script("two", "a2", latency=0.0)
+    sim.script("three", "a3", latency=0.0)
+    first = await build(tmp_path, sim)
+    ids = [(await first.ask(q))[1] for q in ("q one", "q two", "q three")]
+    await first.until(lambda: len(sim.calls("chat_async")) == 1)
+    await close(first)
+    second = await build(tmp_path, sim)
+    await second.until(lambda: len(second.console.answers()) == 3)
+    assert second.console.answers() == list(zip(ids, ["a1", "a2", "a3"], strict=True))
+    assert len(sim.calls("chat_async")) == 3
+    await close(second)
+
+
+async def test_answer_being_posted_is_finished_once_after_restart(tmp_path: Path, sim: Simulator) -> None:
+    """An answer fetched but not yet posted when the process stopped is posted by the next one, once."""
+    first = await build(tmp_path, sim)
+    stuck = asyncio.Event()
+
+    async def hang(target, answer, *, recovering=False):  # type: ignore[no-untyped-def]
+        stuck.set()
+        await asyncio.Event().wait()
+
+    first.console.post_answer = hang  # type: ignore[method-assign]
+    _, qid = await first.ask("how do returns work?")
+    await asyncio.wait_for(stuck.wait(), 5)
+    await close(first)
+    second = await build(tmp_path, sim)
+    await second.until(lambda: second.console.answers())
+    await asyncio.sleep(0.1)
+    assert [q for q, _ in second.console.answers()] == [qid]
+    assert len(sim.calls("chat_async")) == 1 and len(sim.calls("chat_status")) >= 1
+    await close(second)
+
+
+async def test_submit_cut_off_by_a_stop_is_not_resubmitted(tmp_path: Path, sim: Simulator) -> None:
+    """A question stopped mid-submit might be in Uppzy already, so the next process apologises, not resubmits."""
+    sim.inject("chat_async", stall=1.0)
+    first = await build(tmp_path, sim)
+    _, qid = await first.ask("how do returns work?")
+    await asyncio.sleep(0.2)
+    await close(first)
+    second = await build(tmp_path, sim)
+    await second.until(lambda: second.console.notices())
+    await asyncio.sleep(1.2)
+    assert [(k, q) for k, q, _ in second.console.notices()] == [("lost", qid)]
+    assert len(sim.calls("chat_async")) <= 1 and second.console.answers() == []
+    await close(second)
+
+
+def _demo(db: Path, sim: Simulator, *, stdin: int | None) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UPPZY_", "SLACK_", "DISCORD_"))}
+    env.update(UPPZY_BASE_URL=sim.base_url, UPPZY_API_KEY="sim-key", UPPZY_SITE_ID="demo-site",
+               LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "bots", "demo", "--external", "--db", str(db), "--drain", "20"],
+        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=db.parent,
+    )
+
+
+async def test_kill_9_mid_flight_then_restart_answers_each_question_once(tmp_path: Path, sim: Simulator) -> None:
+    """A real process killed with SIGKILL mid-flight: the restarted one answers every question exactly once."""
+    sim.script("alpha", "answer alpha", latency=0.0)
+    sim.script("beta", "answer beta", latency=1.5)
+    sim.script("gamma", "answer gamma", latency=0.0)
+    db = tmp_path / "kill.db"
+    proc = _demo(db, sim, stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write("alpha question\nbeta question\ngamma question\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 15
+
+    def beta_polled() -> bool:  # polled means its request_id is in the store: the answer is not ready yet
+        beta = [rid for rid, chat in sim.chats.items() if "beta" in chat.question]
+        return bool(beta) and any(r.path.endswith(beta[0]) for r in sim.calls("chat_status"))
+
+    while not beta_polled():
+        assert time.monotonic() < deadline, "the demo process never submitted and polled beta"
+        await asyncio.sleep(0.01)
+    assert sim.state_of(next(r for r, c in sim.chats.items() if "beta" in c.question)) == "pending"
+    os.kill(proc.pid, signal.SIGKILL)
+    first_out, _ = await asyncio.to_thread(proc.communicate)
+    assert proc.returncode == -signal.SIGKILL
+
+    second = _demo(db, sim, stdin=subprocess.DEVNULL)
+    second_out, second_err = await asyncio.to_thread(second.communicate, timeout=40)
+    assert second.returncode == 0, second_err
+    asked = re.findall(r"asked as #(\S+)\)", first_out)
+    answered = re.findall(r"answer to #(\S+)", first_out + second_out)
+    assert len(asked) == 3
+    assert sorted(answered) == sorted(asked), (first_out, second_out)
+    assert "answer alpha" in first_out and "answer beta" in second_out and "answer gamma" in second_out
+    assert len(sim.calls("chat_async")) == 3  # beta was resumed by polling, never resubmitted

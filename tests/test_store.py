@@ -1,0 +1,72 @@
+"""The SQLite store: migrations upgrade an existing file, WAL is on, ids and dedupe hold."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from core.models import InboundMessage, ReplyTarget
+from core.schema import MIGRATIONS
+from core.store import SqliteStore
+
+
+def _question(event: str, user: str = "U1") -> InboundMessage:
+    target = ReplyTarget("slack", "T1", "C1", "C1", event, user)
+    return InboundMessage(target=target, text="hello", event_key=event)
+
+
+async def test_old_file_is_upgraded_in_place_keeping_its_data(tmp_path: Path) -> None:
+    """A database written by the first schema version opens under the newest one with its data intact."""
+    path = str(tmp_path / "old.db")
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    old = SqliteStore(conn)
+    assert await old.migrate(target=1) == 1
+    turn = await old.record_question(_question("1.0"), key="slack-user-U1-C1", site_id="s", idle_timeout=60,
+                                     now=time.time())
+    assert turn is not None
+    await old.close()
+
+    store = await SqliteStore.open(path)
+    try:
+        async with store._db.execute("PRAGMA user_version") as cur:
+            assert (await cur.fetchone())[0] == len(MIGRATIONS)  # type: ignore[index]
+        async with store._db.execute("PRAGMA journal_mode") as cur:
+            assert (await cur.fetchone())[0] == "wal"  # type: ignore[index]
+        kept = await store.get_turn(turn.id)
+        assert kept is not None and kept.session_id == "slack-user-U1-C1"
+        await store.put_channel_mode("slack", "T1", "C1", "all", by="U9", now=time.time())
+        assert await store.channel_mode("slack", "T1", "C1") == "all"
+    finally:
+        await store.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A file from a newer release is not silently downgraded or corrupted."""
+    path = str(tmp_path / "new.db")
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    await conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    await conn.close()
+    with pytest.raises(RuntimeError, match="newer than this program"):
+        await SqliteStore.open(path)
+
+
+async def test_session_ids_rotate_after_close_and_never_repeat(tmp_path: Path) -> None:
+    """After a close the same conversation key opens '-2', then '-3'; a closed id is never reused."""
+    store = await SqliteStore.open(str(tmp_path / "s.db"))
+    try:
+        ids = []
+        for n in range(3):
+            turn = await store.record_question(_question(f"{n}.0"), key="k", site_id="s", idle_timeout=60, now=n)
+            assert turn is not None
+            ids.append(turn.session_id)
+            await store.mark_failed(turn.id, "x", now=n)
+            row = await store.live_session("k")
+            assert row is not None and await store.claim_for_close(row.id, idle_at=None)
+            await store.mark_closed(row.id, "user", now=n)
+        assert ids == ["k", "k-2", "k-3"]
+        assert await store.record_question(_question("0.0"), key="k", site_id="s", idle_timeout=60, now=9) is None
+    finally:
+        await store.close()
