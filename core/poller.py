@@ -7,6 +7,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -70,7 +71,9 @@ class PollScheduler:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._recent_429: deque[bool] = deque(maxlen=50)
         self.status_calls = 0
+        self.rate_limited = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -156,8 +159,14 @@ class PollScheduler:
             try:
                 status = await self._uppzy.status(item.request_id, site_id=item.site_id, retry=False)
             except UppzyRateLimited as exc:
+                # This request honours Retry-After; everyone pauses only when 429s are sustained, not stray.
                 wait = exc.retry_after if exc.retry_after is not None else 2.0
-                self.budget.penalize(wait)
+                self.rate_limited += 1
+                self._recent_429.append(True)
+                if len(self._recent_429) >= 10 and sum(self._recent_429) / len(self._recent_429) >= 0.2:
+                    log.warning("sustained 429s from Uppzy status polls; pausing polling %.1fs", wait)
+                    self.budget.penalize(wait)
+                    self._recent_429.clear()
                 self._reschedule(item, self._clock() + wait)
                 return
             except UppzyRejected as exc:  # 404 request unknown, 401/403 key trouble: it will not get better
@@ -169,6 +178,7 @@ class PollScheduler:
                 item.errors += 1
                 self._reschedule(item, self._clock() + min(30.0, 0.5 * 2 ** item.errors))
                 return
+            self._recent_429.append(False)
             if status.done:
                 self._items.pop(item.turn_id, None)
                 self.latency.observe((item.last_age + age) / 2)

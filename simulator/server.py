@@ -173,6 +173,7 @@ class Simulator:
         app.router.add_get(p + "/sites/{site}/sessions", self._sessions)
         app.router.add_get(p + "/sites/{site}", self._site)
         app.router.add_get(p + "/tenants/{tenant}/limits", self._limits)
+        app.router.add_get("/_simulator/record", self._record)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -220,6 +221,8 @@ class Simulator:
         return response
 
     async def _answer(self, request: web.Request, handler: Any, endpoint: str) -> web.StreamResponse:
+        if endpoint == "record":
+            return await handler(request)
         if request.match_info.route.resource is None or endpoint == "unknown":
             return _json(404, {"error": "not found"})
         if request.headers.get("X-API-Key") != self.config.api_key:
@@ -414,6 +417,16 @@ class Simulator:
                            "usage": {"monthly_messages": len(self.chats)}})
 
 
+    async def _record(self, request: web.Request) -> web.Response:
+        """Benchmarks in another process read when each answer became ready (monotonic clock) and every call."""
+        return _json(200, {
+            "chats": [{"request_id": c.id, "session_id": c.session_id, "ready_at": c.ready_at, "polls": c.polls,
+                       "fail": c.fail} for c in self.chats.values()],
+            "calls": [{"endpoint": r.endpoint, "at": r.at, "status": r.status} for r in self.requests
+                      if r.endpoint != "record"],
+        })
+
+
 def _answer_fields(reply: Reply) -> dict[str, Any]:
     return {"answer": reply.answer, "confidence_score": reply.score, "confidence_level": reply.level}
 
@@ -421,6 +434,7 @@ def _answer_fields(reply: Reply) -> dict[str, Any]:
 _ROUTE_NAMES = {
     "_chat": "chat", "_chat_async": "chat_async", "_status": "chat_status", "_feedback": "chat_feedback",
     "_close": "session_close", "_sessions": "sessions", "_site": "site", "_limits": "tenant_limits",
+    "_record": "record",
 }
 
 

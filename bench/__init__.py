@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table comparing the bot to a naive baseline in the same run."""
