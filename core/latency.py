@@ -11,11 +11,19 @@ __all__ = ["LatencyModel"]
 class LatencyModel:
     """Empirical distribution of recent answer latencies (seconds), with a prior until enough are seen."""
 
-    def __init__(self, *, window: int = 500, prior: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 6.0, 9.0)) -> None:
+    # First-poll controller: a miss pushes the first poll later a little, a hit pulls it earlier more, so about
+    # a quarter of first polls find the answer ready (ln(1.01) * misses = -ln(0.97) * hits at equilibrium).
+    MISS_STEP = 1.01
+    HIT_STEP = 0.97
+
+    def __init__(self, *, window: int = 500, prior: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 6.0, 9.0),
+                 floor: float = 0.25) -> None:
         self._window = window
         self._recent: deque[float] = deque()
         self._sorted: list[float] = []
         self._prior = sorted(prior)
+        self._floor = floor
+        self._first = max(floor, self._prior[0])
 
     def observe(self, seconds: float) -> None:
         """Record one latency (the midpoint of the last 'not ready' and the first 'ready' poll)."""
@@ -25,6 +33,16 @@ class LatencyModel:
         if len(self._recent) > self._window:
             old = self._recent.popleft()
             del self._sorted[bisect.bisect_left(self._sorted, old)]
+
+    def first_poll_offset(self) -> float:
+        """How long after submit to poll a request the first time: tuned by how often first polls hit."""
+        return self._first
+
+    def first_poll_result(self, ready: bool) -> None:
+        """Tell the controller whether a first poll found the answer ready."""
+        ceiling = max(self._floor, self.quantile(0.5))
+        step = self.HIT_STEP if ready else self.MISS_STEP
+        self._first = min(ceiling, max(self._floor, self._first * step))
 
     @property
     def samples(self) -> int:

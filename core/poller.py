@@ -62,9 +62,11 @@ class PollScheduler:
         self._on_done = on_done
         self._on_expired = on_expired
         self.interval = interval
-        self.latency = latency or LatencyModel()
+        self.latency = latency or LatencyModel(floor=first_poll_floor)
         self._clock = clock
-        self.budget = TokenBucket(rate, burst=max(1.0, rate / 2))
+        # 90% steady rate + 10% burst: no one-second window can hold more than `rate` polls.
+        self.rate = rate
+        self.budget = TokenBucket(rate * 0.9, burst=max(1.0, rate * 0.1))
         self._items: dict[int, PendingRequest] = {}
         self._heap: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
@@ -81,7 +83,7 @@ class PollScheduler:
     def add(self, turn_id: int, request_id: str, site_id: str, *, submitted_at: float, deadline: float) -> None:
         """Start watching a request; its first poll waits until an answer could plausibly be ready."""
         item = PendingRequest(turn_id, request_id, site_id, submitted_at, deadline)
-        item.due = submitted_at + max(self._floor, self.latency.quantile(0.1))
+        item.due = submitted_at + max(self._floor, self.latency.first_poll_offset())
         self._items[turn_id] = item
         self._push(item)
         self._wake.set()
@@ -91,8 +93,6 @@ class PollScheduler:
 
     def _next_gap(self, age: float, item: PendingRequest) -> float:
         """Poll every `interval` while answers usually arrive; back off past the slowest seen."""
-        if age < self.latency.quantile(0.1):
-            return max(self._floor, self.latency.quantile(0.1) - age)
         if age <= self.latency.quantile(0.98) * 1.25:
             return self.interval
         item.late_polls += 1
@@ -103,8 +103,14 @@ class PollScheduler:
         while self._heap and self._heap[0][0] <= now:
             when, _, turn_id = heapq.heappop(self._heap)
             item = self._items.get(turn_id)
-            if item is not None and item.due == when:
-                due.append(item)
+            if item is None or item.due != when:
+                continue
+            first = item.submitted_at + max(self._floor, self.latency.first_poll_offset())
+            if item.polls == 0 and first > now + 0.01:  # learned since it was added: its first poll moves
+                item.due = first
+                self._push(item)
+                continue
+            due.append(item)
         return due
 
     async def step(self) -> float:
@@ -179,6 +185,8 @@ class PollScheduler:
                 self._reschedule(item, self._clock() + min(30.0, 0.5 * 2 ** item.errors))
                 return
             self._recent_429.append(False)
+            if item.polls == 1:
+                self.latency.first_poll_result(status.done)
             if status.done:
                 self._items.pop(item.turn_id, None)
                 self.latency.observe((item.last_age + age) / 2)

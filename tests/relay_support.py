@@ -84,7 +84,7 @@ async def build(tmp_path: Path, sim: Simulator, *, db: str = "relay.db", user_id
     uppzy = UppzyClient(base_url=sim.base_url, api_key=Secret(api_key), site_id="demo-site",
                         retry=retry or RetryPolicy.no_wait(), timeouts=Timeouts(1, 2, 3))
     relay = Relay(store=store, uppzy=uppzy, settings=settings, poll_interval=0.05, delivery_backoff=(0.01, 0.02),
-                  latency=LatencyModel(prior=(0.01,) * 6), first_poll_floor=0.01)
+                  latency=LatencyModel(prior=(0.01,) * 6, floor=0.01), first_poll_floor=0.01)
     console = QuietConsole(user_id)
     relay.register(console)
     await relay.start(reaper=False)

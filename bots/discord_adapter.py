@@ -1,0 +1,307 @@
+"""Discord as a ChatPlatform: pure translators from discord.py objects to core models, and answer delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import discord
+
+from bots import discord_format as fmt
+from bots import discord_messages as msgs
+from core.models import Answer, FeedbackEvent, InboundMessage, Notice, NoticeKind, Rating, ReplyTarget
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "PLATFORM",
+    "DiscordAdapter",
+    "Place",
+    "bot_roles",
+    "button_feedback",
+    "is_ignorable",
+    "mentions_bot",
+    "place_of",
+    "reaction_feedback",
+    "to_inbound",
+    "workspace_of",
+]
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+DM_WORKSPACE = "dm"
+THREAD_EXISTS = 160004  # "A thread has already been created for this message"
+CANNOT_THREAD = 50024  # "Cannot execute action on this channel type"
+USER_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+NO_PINGS = discord.AllowedMentions.none()
+
+# ---- pure translators ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a message sits for conversation purposes: its kind and the ids a ReplyTarget needs."""
+
+    kind: Literal["dm", "channel", "thread", "forum_post"]
+    workspace_id: str
+    channel_id: int  # the conversation's channel: a thread's parent
+    message_channel_id: int
+    thread_id: int | None
+    bot_thread: bool = False  # a thread the bot itself started
+
+
+def workspace_of(guild_id: int | None) -> str:
+    """Settings and sessions are per guild; all DMs share one 'dm' workspace."""
+    return DM_WORKSPACE if guild_id is None else str(guild_id)
+
+
+def is_ignorable(message: discord.Message) -> bool:
+    """Bots (the bot itself included), webhooks and system messages never start a question."""
+    return message.author.bot or message.webhook_id is not None or message.type not in USER_MESSAGE_TYPES
+
+
+def bot_roles(message: discord.Message, bot_id: int) -> tuple[int, ...]:
+    """Ids of the bot's managed role mentioned in the message (people often pick it from the @ menu)."""
+    return tuple(r.id for r in message.role_mentions if r.tags is not None and r.tags.bot_id == bot_id)
+
+
+def mentions_bot(message: discord.Message, bot_id: int) -> bool:
+    """A direct mention of the bot or of its managed role; @everyone/@here and other roles do not count."""
+    return any(user.id == bot_id for user in message.mentions) or bool(bot_roles(message, bot_id))
+
+
+def place_of(message: discord.Message, channel: object, bot_id: int) -> Place | None:
+    """Classify a message's (resolved) channel; None for channels the bot does not talk in (voice chat, …)."""
+    if isinstance(channel, discord.DMChannel):
+        return Place("dm", DM_WORKSPACE, channel.id, channel.id, None)
+    guild_id = message.guild.id if message.guild is not None else getattr(channel, "guild_id", None)
+    if guild_id is None:
+        return None
+    workspace = workspace_of(guild_id)
+    if isinstance(channel, discord.Thread):
+        parent_id = channel.parent_id
+        if isinstance(channel.parent, discord.ForumChannel):
+            kind: Literal["thread", "forum_post"] = "forum_post" if message.id == channel.id else "thread"
+        else:
+            kind = "thread"
+        return Place(kind, workspace, parent_id, channel.id, channel.id, bot_thread=channel.owner_id == bot_id)
+    if isinstance(channel, discord.TextChannel):
+        return Place("channel", workspace, channel.id, channel.id, None)
+    return None
+
+
+def to_inbound(message: discord.Message, place: Place, text: str) -> InboundMessage:
+    """The neutral question; event_key is the message id, so gateway replays after RESUME de-duplicate."""
+    extras: tuple[tuple[str, str], ...] = ()
+    if place.kind == "channel":
+        extras = (("thread_name", fmt.thread_name(text, message.author.display_name)),)
+    target = ReplyTarget(
+        platform=PLATFORM, workspace_id=place.workspace_id, channel_id=str(place.channel_id),
+        message_channel_id=str(place.message_channel_id), message_id=str(message.id),
+        user_id=str(message.author.id), thread_id=None if place.thread_id is None else str(place.thread_id),
+        is_dm=place.kind == "dm", extras=extras,
+    )
+    return InboundMessage(target=target, text=text, event_key=str(message.id))
+
+
+def reaction_feedback(payload: discord.RawReactionActionEvent) -> FeedbackEvent:
+    """A raw reaction (the message may not be cached) as feedback; core maps the emoji name to a rating."""
+    return FeedbackEvent(
+        platform=PLATFORM, workspace_id=workspace_of(payload.guild_id), message_id=str(payload.message_id),
+        user_id=str(payload.user_id), source="reaction", emoji=payload.emoji.name or str(payload.emoji),
+    )
+
+
+def button_feedback(interaction: discord.Interaction, rating: Rating) -> FeedbackEvent:
+    """A 👍/👎 button click on an answer as feedback; the clicked message is the rated answer."""
+    message_id = interaction.message.id if interaction.message is not None else 0
+    return FeedbackEvent(
+        platform=PLATFORM, workspace_id=workspace_of(interaction.guild_id), message_id=str(message_id),
+        user_id=str(interaction.user.id), source="button", rating=rating,
+    )
+
+
+# ---- delivery ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Dest:
+    """Where to post: a channel or thread id, and the message to reply to when answering in place."""
+
+    channel_id: int
+    reply_to: int | None = None
+
+
+class DiscordAdapter:
+    """Posts answers and notices into threads (created lazily from the question), keeps typing alive."""
+
+    platform = PLATFORM
+
+    def __init__(self, *, feedback_view: Callable[[], discord.ui.View] | None = None,
+                 typing_interval: float = 8.0, typing_limit: float = 180.0, ready_timeout: float = 60.0) -> None:
+        self._client: discord.Client | None = None
+        self._ready = asyncio.Event()
+        self._feedback_view = feedback_view
+        self._typing_interval = typing_interval  # Discord shows typing for ~10 s per call
+        self._typing_limit = typing_limit
+        self._ready_timeout = ready_timeout
+        self._typing: dict[str, asyncio.Task[None]] = {}
+        self._dests: OrderedDict[str, _Dest] = OrderedDict()
+
+    def attach(self, client: discord.Client | None) -> None:
+        """Use this connected client (None while disconnected: deliveries wait for the next one)."""
+        self._client = client
+        if client is None:
+            self._ready.clear()
+        else:
+            self._ready.set()
+
+    async def client(self) -> discord.Client:
+        """The live client, waiting for it after a restart so recovered answers are not lost."""
+        if self._client is None:
+            async with asyncio.timeout(self._ready_timeout):
+                await self._ready.wait()
+        assert self._client is not None
+        return self._client
+
+    async def aclose(self) -> None:
+        """Stop every typing loop."""
+        for task in self._typing.values():
+            task.cancel()
+        await asyncio.gather(*self._typing.values(), return_exceptions=True)
+        self._typing.clear()
+
+    # ---- where answers go ----
+
+    def _remember(self, key: str, dest: _Dest) -> _Dest:
+        self._dests[key] = dest
+        if len(self._dests) > 10_000:
+            self._dests.popitem(last=False)
+        return dest
+
+    async def destination(self, target: ReplyTarget, *, create: bool = True) -> _Dest:
+        """The answer's channel; a top-level channel question gets a thread whose id is the message id."""
+        if target.is_dm or target.thread_id is not None:
+            return _Dest(int(target.message_channel_id))
+        known = self._dests.get(target.message_id)
+        if known is not None:
+            return known
+        client = await self.client()
+        thread_id = int(target.message_id)
+        if client.get_channel(thread_id) is not None:
+            return self._remember(target.message_id, _Dest(thread_id))
+        in_place = _Dest(int(target.message_channel_id), reply_to=int(target.message_id))
+        if not create:
+            return in_place
+        name = target.extra("thread_name") or msgs.thread_fallback_name("someone")
+        try:
+            await client.http.start_thread_with_message(int(target.message_channel_id), thread_id, name=name,
+                                                        auto_archive_duration=1440)
+        except discord.HTTPException as exc:
+            if exc.code == THREAD_EXISTS:
+                return self._remember(target.message_id, _Dest(thread_id))
+            if isinstance(exc, discord.Forbidden) or exc.code == CANNOT_THREAD:
+                log.warning("cannot start a thread in channel=%s (%s); answering in place",
+                            target.message_channel_id, exc.code)
+                return self._remember(target.message_id, in_place)
+            raise
+        log.info("thread started channel=%s thread=%s", target.message_channel_id, thread_id)
+        return self._remember(target.message_id, _Dest(thread_id))
+
+    async def _send(self, target: ReplyTarget, dest: _Dest, text: str, *, view: discord.ui.View | None = None,
+                    nonce: str | None = None, mentions: discord.AllowedMentions = NO_PINGS) -> discord.Message:
+        client = await self.client()
+        guild_id = None if target.is_dm else int(target.workspace_id)
+        channel = client.get_partial_messageable(dest.channel_id, guild_id=guild_id)
+        reference = None
+        if dest.reply_to is not None:
+            reference = discord.MessageReference(message_id=dest.reply_to, channel_id=dest.channel_id,
+                                                 fail_if_not_exists=False)
+        kwargs: dict[str, object] = {"allowed_mentions": mentions, "nonce": nonce, "reference": reference}
+        if view is not None:
+            kwargs["view"] = view
+        return await channel.send(text, **kwargs)  # type: ignore[arg-type]
+
+    # ---- ChatPlatform ----
+
+    async def show_working(self, target: ReplyTarget) -> None:
+        """Open the thread now (users see it at once) and keep the typing indicator alive until cleared."""
+        dest = await self.destination(target)
+        client = await self.client()
+        key = target.message_id
+        self._stop_typing(key)
+        task = asyncio.create_task(self._keep_typing(client, dest.channel_id), name=f"discord-typing-{key}")
+        self._typing[key] = task
+        task.add_done_callback(lambda done: self._typing.pop(key) if self._typing.get(key) is done else None)
+
+    async def _keep_typing(self, client: discord.Client, channel_id: int) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self._typing_limit  # never type forever if clear_working is missed
+        try:
+            while loop.time() < until:
+                await client.http.send_typing(channel_id)
+                await asyncio.sleep(self._typing_interval)
+        except Exception as exc:  # cosmetic: a failed typing call must never surface anywhere
+            log.debug("typing in channel=%s stopped: %s", channel_id, type(exc).__name__)
+
+    def _stop_typing(self, key: str) -> None:
+        task = self._typing.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def clear_working(self, target: ReplyTarget) -> None:
+        """Stop typing (Discord clears the indicator itself when the answer is posted)."""
+        self._stop_typing(target.message_id)
+
+    async def post_answer(self, target: ReplyTarget, answer: Answer, *, recovering: bool = False) -> list[str]:
+        """Post the answer in ≤2,000-char chunks pinging nobody; buttons on the last; nonces stop re-posts."""
+        dest = await self.destination(target)
+        self._stop_typing(target.message_id)  # a typing call after the answer would show typing again
+        chunks = fmt.answer_chunks(answer.text, answer.low_confidence_note)
+        ids: list[str] = []
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            view = self._feedback_view() if last and self._feedback_view is not None else None
+            sent = await self._send(target, dest, chunk, view=view, nonce=fmt.nonce_for(answer.delivery_key, index))
+            ids.append(str(sent.id))
+        if recovering:
+            log.info("answer re-posted after an interrupted delivery channel=%s", dest.channel_id)
+        return ids
+
+    async def post_notice(self, target: ReplyTarget, notice: Notice) -> None:
+        """A short line in the conversation; a refused question is answered in place instead of a new thread."""
+        rejected = notice.kind in (NoticeKind.EMPTY, NoticeKind.TOO_LONG)
+        dest = await self.destination(target, create=not rejected)
+        self._stop_typing(target.message_id)
+        await self._send(target, dest, fmt.neutralise_mentions(notice.text))
+
+    async def reply_text_only(self, target: ReplyTarget) -> None:
+        """Attachments without text: say so in place, without involving Uppzy."""
+        await self._send(target, await self.destination(target, create=False), msgs.TEXT_ONLY)
+
+    async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
+        """Ping the configured role/user in the thread, or post a jump link in the configured channel."""
+        client = await self.client()
+        parsed = fmt.escalation_of(escalation_target)
+        if parsed is None or target.is_dm:
+            log.warning("escalation target %r is not a Discord role, user or channel", escalation_target[:40])
+            return
+        kind, ident = parsed
+        if kind == "id":  # a bare id: find out what it names
+            guild = client.get_guild(int(target.workspace_id))
+            kind = "channel" if client.get_channel(ident) else "role" if guild and guild.get_role(ident) else "user"
+        dest = _Dest((await self.destination(target)).channel_id)
+        link = fmt.jump_link(target.workspace_id, dest.channel_id, int(answer_message_id))
+        if kind == "channel":
+            await self._send(target, _Dest(ident), msgs.escalation_in_channel(link))
+        elif kind == "role":
+            allowed = discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(ident)])
+            await self._send(target, dest, msgs.escalation_in_thread(f"<@&{ident}>", link), mentions=allowed)
+        else:
+            allowed = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(ident)])
+            await self._send(target, dest, msgs.escalation_in_thread(f"<@{ident}>", link), mentions=allowed)

@@ -1,0 +1,196 @@
+"""The Discord connection: a discord.py client with minimal intents, its lifecycle, and start-up errors as one line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from bots import discord_messages as msgs
+from bots.discord_adapter import NO_PINGS, DiscordAdapter
+from bots.discord_admin import install, sync_commands
+from bots.discord_events import DiscordEvents, FeedbackButtons
+from core.config import ConfigError, Settings
+from core.relay import Relay
+
+__all__ = ["DiscordBot", "bot_intents", "bot_permissions", "invite_url"]
+
+log = logging.getLogger(__name__)
+
+TOKEN_CLOSE_CODE = 4004  # gateway: authentication failed
+INTENT_CLOSE_CODES = (4013, 4014)  # gateway: invalid / disallowed intents
+
+
+def bot_intents() -> discord.Intents:
+    """Only what the bot uses; Message Content is the one privileged intent (no members, no presences)."""
+    intents = discord.Intents.none()
+    intents.guilds = True  # channel and thread cache: parents, forum channels, thread owners
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = True  # read questions in "answer everything" channels and threads
+    intents.guild_reactions = True
+    intents.dm_reactions = True
+    return intents
+
+
+def bot_permissions() -> discord.Permissions:
+    """What the bot does in a channel: see it, post, open public threads, post in threads, reply to messages."""
+    return discord.Permissions(view_channel=True, send_messages=True, create_public_threads=True,
+                               send_messages_in_threads=True, read_message_history=True)
+
+
+def invite_url(application_id: int) -> str:
+    """The install link with exactly those permissions and the bot + applications.commands scopes."""
+    return discord.utils.oauth_url(application_id, permissions=bot_permissions(),
+                                   scopes=("bot", "applications.commands"))
+
+
+class _Client(discord.Client):
+    """discord.py client whose events go to DiscordEvents; commands and buttons are set up before connecting."""
+
+    def __init__(self, bot: DiscordBot, *, guild_ready_timeout: float) -> None:
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice: the warnings are noise
+        super().__init__(intents=bot_intents(), allowed_mentions=NO_PINGS, guild_ready_timeout=guild_ready_timeout,
+                         chunk_guilds_at_startup=False, max_messages=None)
+        self.bot = bot
+        self.tree = app_commands.CommandTree(self)
+
+    async def setup_hook(self) -> None:
+        """Persistent feedback buttons (clicks on old answers work after a restart), then command sync."""
+        self.add_view(FeedbackButtons(self.bot.events))
+        install(self.tree, self.bot.relay)
+        await sync_commands(self.tree, self.bot.settings.discord_guild_ids)
+
+    async def on_ready(self) -> None:
+        """Log who we are; fires again after a full re-IDENTIFY."""
+        log.info("discord ready as %s (id=%s) in %d servers", self.user, self.user.id if self.user else "?",
+                 len(self.guilds))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """New messages only: edits are deliberately not listened to."""
+        await self.bot.events.on_message(self, message)
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        """Raw, because the rated answer is usually not in discord.py's message cache."""
+        await self.bot.events.on_reaction(self, payload)
+
+
+class DiscordBot:
+    """`uppzy-bot run`'s Discord side: registers its adapter with the relay, connects, and stops cleanly."""
+
+    name = "discord"
+
+    def __init__(self, settings: Settings, relay: Relay, *, guild_ready_timeout: float = 2.0,
+                 ready_timeout: float = 60.0, typing_interval: float = 8.0) -> None:
+        self.settings = settings
+        self.relay = relay
+        self.guild_ready_timeout = guild_ready_timeout
+        self.ready_timeout = ready_timeout
+        self.adapter = DiscordAdapter(feedback_view=FeedbackButtons.rendered, typing_interval=typing_interval,
+                                      typing_limit=settings.uppzy_answer_timeout + 30, ready_timeout=ready_timeout)
+        self.events = DiscordEvents(relay, self.adapter)
+        relay.register(self.adapter)  # now, so answers the relay recovers at start wait for us to connect
+        self.client: _Client | None = None
+        self._gateway: asyncio.Task[None] | None = None
+        self._saved_urls: tuple[str, Any] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while the gateway session is up."""
+        client, gateway = self.client, self._gateway
+        return (client is not None and client.is_ready() and not client.is_closed()
+                and gateway is not None and not gateway.done())
+
+    def _point_at_settings(self) -> None:
+        """discord.py reads both URLs from class attributes: set them before login, restore them on stop."""
+        if self._saved_urls is None:
+            self._saved_urls = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+        Route.BASE = self.settings.discord_api_base_url.rstrip("/")
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.settings.discord_gateway_url)
+
+    def _restore_urls(self) -> None:
+        if self._saved_urls is not None:
+            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._saved_urls
+            self._saved_urls = None
+
+    async def start(self) -> None:
+        """Log in, connect in the background and wait for READY; operator mistakes become one ConfigError line."""
+        token = self.settings.discord_bot_token
+        if not token:
+            raise ConfigError("DISCORD_BOT_TOKEN", msgs.TOKEN_MISSING)
+        self._point_at_settings()
+        client = self.client = _Client(self, guild_ready_timeout=self.guild_ready_timeout)
+        try:
+            await client.login(token.reveal())
+        except discord.LoginFailure:
+            await self.stop()
+            raise ConfigError("DISCORD_BOT_TOKEN", msgs.TOKEN_REFUSED) from None
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            await self.stop()
+            reason = f"HTTP {exc.status}" if isinstance(exc, discord.HTTPException) else type(exc).__name__
+            raise ConfigError("DISCORD_API_BASE_URL", msgs.api_unreachable(reason)) from None
+        except BaseException:
+            await self.stop()
+            raise
+        self._gateway = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        ready = asyncio.create_task(client.wait_until_ready())
+        try:
+            done, _ = await asyncio.wait({self._gateway, ready}, timeout=self.ready_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if self._gateway in done:
+            error = self._gateway.exception() if not self._gateway.cancelled() else None
+            await self.stop()
+            raise _startup_error(error)
+        if not done:
+            await self.stop()
+            raise ConfigError("DISCORD_GATEWAY_URL", msgs.gateway_timeout(self.ready_timeout))
+        self._gateway.add_done_callback(self._gateway_ended)
+        self.adapter.attach(client)
+        if client.application_id is not None:
+            log.info("invite the bot with %s", invite_url(client.application_id))
+
+    def _gateway_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.client is None or self.client.is_closed():
+            return
+        error = task.exception()
+        log.error("the Discord gateway connection ended for good: %s", _startup_error(error) if error else "closed")
+
+    async def stop(self) -> None:
+        """Close the gateway and HTTP session, stop typing, and put discord.py's URLs back."""
+        self.adapter.attach(None)
+        await self.adapter.aclose()
+        client, gateway = self.client, self._gateway
+        if client is not None:
+            await client.close()
+        await self.events.drain()
+        if gateway is not None:
+            await asyncio.wait({gateway}, timeout=5)
+            if not gateway.done():
+                gateway.cancel()
+            elif not gateway.cancelled():
+                gateway.exception()  # already reported by start() or _gateway_ended
+        self._gateway = None
+        self._restore_urls()
+
+
+def _startup_error(error: BaseException | None) -> BaseException:
+    """Map what ended the gateway to the line an operator can act on."""
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return ConfigError("DISCORD_BOT_TOKEN", msgs.INTENT_REFUSED)
+    if isinstance(error, discord.ConnectionClosed):
+        if error.code == TOKEN_CLOSE_CODE:
+            return ConfigError("DISCORD_BOT_TOKEN", msgs.TOKEN_REFUSED)
+        if error.code in INTENT_CLOSE_CODES:
+            return ConfigError("DISCORD_BOT_TOKEN", msgs.INTENT_REFUSED)
+    if error is None:
+        return RuntimeError("the Discord gateway closed before it was ready")
+    return error

@@ -1,0 +1,169 @@
+"""Inbound Discord events: which messages become questions, and reactions/buttons that become feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import discord
+
+from bots import discord_format as fmt
+from bots import discord_messages as msgs
+from bots.discord_adapter import (
+    PLATFORM,
+    DiscordAdapter,
+    Place,
+    bot_roles,
+    button_feedback,
+    is_ignorable,
+    mentions_bot,
+    place_of,
+    reaction_feedback,
+    to_inbound,
+)
+from core.models import Rating
+from core.relay import Relay
+
+__all__ = ["DiscordEvents", "FeedbackButtons"]
+
+log = logging.getLogger(__name__)
+
+GOOD_ID = "uppzy:fb:good"
+BAD_ID = "uppzy:fb:bad"
+
+
+class FeedbackButtons(discord.ui.View):
+    """👍/👎 under every answer; fixed custom ids so clicks on answers from before a restart still work."""
+
+    def __init__(self, events: DiscordEvents | None = None) -> None:
+        super().__init__(timeout=None)
+        self._events = events
+
+    @classmethod
+    def rendered(cls) -> FeedbackButtons:
+        """A stopped copy used only to render the buttons, so discord.py keeps no per-message view."""
+        view = cls()
+        view.stop()
+        return view
+
+    @discord.ui.button(label=msgs.BUTTON_GOOD, emoji="👍", style=discord.ButtonStyle.secondary, custom_id=GOOD_ID)
+    async def good(self, interaction: discord.Interaction, button: discord.ui.Button[FeedbackButtons]) -> None:
+        """Rate the clicked answer good."""
+        if self._events is not None:
+            await self._events.on_button(interaction, "good")
+
+    @discord.ui.button(label=msgs.BUTTON_BAD, emoji="👎", style=discord.ButtonStyle.secondary, custom_id=BAD_ID)
+    async def bad(self, interaction: discord.Interaction, button: discord.ui.Button[FeedbackButtons]) -> None:
+        """Rate the clicked answer bad."""
+        if self._events is not None:
+            await self._events.on_button(interaction, "bad")
+
+
+class DiscordEvents:
+    """Decides which messages to answer and hands questions and ratings to the relay."""
+
+    def __init__(self, relay: Relay, adapter: DiscordAdapter) -> None:
+        self.relay = relay
+        self.adapter = adapter
+        self._handled: OrderedDict[int, None] = OrderedDict()  # replies made without the relay (text-only)
+        self._running: set[asyncio.Task[object]] = set()
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        """Remember the handler task so shutdown can let it finish before the store closes."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) for event handlers still running, e.g. a question being recorded."""
+        pending = [t for t in self._running if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    async def on_message(self, client: discord.Client, message: discord.Message) -> None:
+        """Turn a triggering message into a question; everything else is ignored quietly."""
+        with self._tracked():
+            await self._on_message(client, message)
+
+    async def _on_message(self, client: discord.Client, message: discord.Message) -> None:
+        if client.user is None or is_ignorable(message):
+            return
+        bot_id = client.user.id
+        channel: object = message.channel
+        if isinstance(channel, discord.PartialMessageable) and channel.guild_id is not None:
+            try:  # a thread discord.py has not cached: its parent decides everything
+                channel = await client.fetch_channel(channel.id)
+            except discord.HTTPException:
+                log.warning("message in unknown channel=%s ignored", message.channel.id)
+                return
+        place = place_of(message, channel, bot_id)
+        if place is None or not await self._wanted(message, place, bot_id):
+            return
+        text = fmt.question_text(message.content, bot_id, bot_roles(message, bot_id))
+        inbound = to_inbound(message, place, text)
+        if not text and (message.attachments or message.stickers):
+            if self._first_time(message.id):
+                await self.adapter.reply_text_only(inbound.target)
+            return
+        outcome = await self.relay.handle_message(inbound)
+        log.debug("message=%s place=%s outcome=%s", message.id, place.kind, type(outcome).__name__)
+
+    async def _wanted(self, message: discord.Message, place: Place, bot_id: int) -> bool:
+        if place.kind == "dm":
+            return True
+        mode = await self.relay.workspaces.channel_mode(PLATFORM, place.workspace_id, str(place.channel_id))
+        if mode == "off":
+            return False
+        if mode == "all" or place.kind == "forum_post" or mentions_bot(message, bot_id):
+            return True
+        if place.kind == "thread":
+            return place.bot_thread or await self.relay.is_bot_thread(PLATFORM, str(place.channel_id),
+                                                                      str(place.thread_id))
+        return False
+
+    def _first_time(self, message_id: int) -> bool:
+        if message_id in self._handled:
+            return False
+        self._handled[message_id] = None
+        if len(self._handled) > 5000:
+            self._handled.popitem(last=False)
+        return True
+
+    async def on_reaction(self, client: discord.Client, payload: discord.RawReactionActionEvent) -> None:
+        """A reaction on one of the bot's messages becomes feedback; the relay decides if it counts."""
+        with self._tracked():
+            await self._on_reaction(client, payload)
+
+    async def _on_reaction(self, client: discord.Client, payload: discord.RawReactionActionEvent) -> None:
+        bot_id = client.user.id if client.user is not None else None
+        if payload.user_id == bot_id:
+            return
+        if payload.message_author_id is not None and payload.message_author_id != bot_id:
+            return  # not on our message: skip the store lookup
+        result = await self.relay.handle_feedback(reaction_feedback(payload))
+        log.debug("reaction on message=%s outcome=%s", payload.message_id, result.outcome.value)
+
+    async def on_button(self, interaction: discord.Interaction, rating: Rating) -> None:
+        """A 👍/👎 click: record it and thank (or explain) privately to the clicker."""
+        with self._tracked():
+            await self._on_button(interaction, rating)
+
+    async def _on_button(self, interaction: discord.Interaction, rating: Rating) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)  # Uppzy may take longer than 3 s
+        try:
+            result = await self.relay.handle_feedback(button_feedback(interaction, rating))
+            text = result.message or msgs.FEEDBACK_UNKNOWN
+        except Exception:
+            log.exception("button feedback on message=%s failed",
+                          interaction.message.id if interaction.message else None)
+            text = msgs.FEEDBACK_UNKNOWN
+        await interaction.edit_original_response(content=text)
