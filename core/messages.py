@@ -49,9 +49,10 @@ def human_duration(seconds: float) -> str:
     return f"{count} second{'s' if count != 1 else ''}"
 
 
-def idle_closed(seconds: float) -> str:
-    """The idle-close notice."""
-    return f"This conversation was closed after {human_duration(seconds)} of inactivity; mention me to start again."
+def idle_closed(seconds: float, *, direct: bool = False) -> str:
+    """The idle-close notice; in a direct message there is nobody to mention, so it says 'message me'."""
+    how = "send me a message" if direct else "mention me"
+    return f"This conversation was closed after {human_duration(seconds)} of inactivity; {how} to start again."
 
 
 def too_long(limit: int) -> str:

@@ -56,7 +56,8 @@ class IdleReaper:
             await self.pace.acquire()
             if not await self._store.claim_for_close(row.id, idle_at=now):
                 continue  # became active or has a question in flight
-            notice = Notice(NoticeKind.IDLE_CLOSED, messages.idle_closed(row.idle_timeout))
+            direct = row.last_target is not None and row.last_target.is_dm
+            notice = Notice(NoticeKind.IDLE_CLOSED, messages.idle_closed(row.idle_timeout, direct=direct))
             closed += await self._finish(row, "idle", notice)
         if now - self._last_prune > 3600:
             self._last_prune = now

@@ -115,8 +115,16 @@ class Relay:
         self.failed = 0
 
     def register(self, platform: ChatPlatform) -> None:
-        """Attach an adapter; its `platform` name routes answers back to it."""
+        """Attach an adapter; its `platform` name routes answers back to it (late joiners get their backlog)."""
         self.platforms[platform.platform] = platform
+        if self._loops:
+            self._spawn(self._deliver_backlog(platform.platform))
+
+    async def _deliver_backlog(self, platform: str) -> None:
+        """Answers that waited for this platform to connect are posted now."""
+        for turn in await self.store.active_turns():
+            if turn.target.platform == platform and turn.state in (TurnState.READY, TurnState.DELIVERING):
+                self._spawn(self._deliver(turn.id, recovering=turn.state is TurnState.DELIVERING))
 
     # ---- lifecycle --------------------------------------------------------------------------------
 

@@ -126,3 +126,25 @@ async def test_kill_9_mid_flight_then_restart_answers_each_question_once(tmp_pat
     assert sorted(answered) == sorted(asked), (first_out, second_out)
     assert "answer alpha" in first_out and "answer beta" in second_out and "answer gamma" in second_out
     assert len(sim.calls("chat_async")) == 3  # beta was resumed by polling, never resubmitted
+
+
+async def test_answers_wait_for_a_platform_that_connects_late(tmp_path: Path, sim: Simulator) -> None:
+    """An answer ready before its platform is connected is posted as soon as the adapter registers."""
+    from core.models import TurnState
+
+    h = await build(tmp_path, sim)
+    console = h.relay.platforms.pop("console")
+    _, qid = await h.ask("how do returns work?")
+
+    async def ready() -> bool:
+        turns = await h.store.active_turns()
+        return bool(turns) and turns[0].state is TurnState.READY
+
+    deadline = time.monotonic() + 5
+    while not await ready():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    h.relay.register(console)
+    await h.until(lambda: h.console.answers())
+    assert [q for q, _ in h.console.answers()] == [qid]
+    await close(h)
