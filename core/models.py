@@ -100,6 +100,7 @@ class Turn:
     answer: str | None = None
     confidence_score: float | None = None
     confidence_level: str | None = None
+    opened_session: bool = False  # set by record_question when this question started a new session
 
 
 @dataclass(frozen=True, slots=True)

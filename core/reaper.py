@@ -35,6 +35,7 @@ class IdleReaper:
         close_rate: float = 5.0,
         clock: Callable[[], float] = time.time,
         batch: int = 500,
+        on_closed: Callable[[SessionRow, str], None] | None = None,
     ) -> None:
         self._store = store
         self._uppzy = uppzy
@@ -42,6 +43,7 @@ class IdleReaper:
         self._default_idle = default_idle
         self._clock = clock
         self._batch = batch
+        self._on_closed = on_closed
         self.pace = TokenBucket(close_rate, burst=max(1.0, close_rate))
         self.closed = 0
         self._last_prune = 0.0
@@ -83,6 +85,8 @@ class IdleReaper:
             return 0
         await self._store.mark_closed(row.id, reason, now=self._clock())
         self.closed += 1
+        if self._on_closed is not None:
+            self._on_closed(row, reason)
         log.info("session closed session=%s reason=%s", row.id, reason)
         if notice is not None and row.last_target is not None:
             try:

@@ -24,6 +24,7 @@ from core.errors import (
     UppzyUnavailable,
 )
 from core.latency import LatencyModel
+from core.metrics import Metrics
 from core.models import (
     Accepted,
     Answer,
@@ -89,8 +90,12 @@ class Relay:
         delivery_backoff: tuple[float, ...] = DELIVERY_BACKOFF,
         latency: LatencyModel | None = None,
         first_poll_floor: float = 0.25,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
+        if uppzy.observer is None:
+            uppzy.observer = self.metrics.observe_call
         self.uppzy = uppzy
         self.settings = settings
         self.clock = clock
@@ -103,7 +108,8 @@ class Relay:
                                     latency=latency, first_poll_floor=first_poll_floor)
         self.reaper = IdleReaper(store=store, uppzy=uppzy, notify=self._notify_session,
                                  default_idle=settings.session_idle_timeout, close_rate=settings.session_close_rate,
-                                 clock=clock)
+                                 clock=clock, on_closed=self._session_closed)
+        self.metrics.pending.set_function(lambda: len(self.poller))
         self._delivery_backoff = delivery_backoff
         self._submit_slots = asyncio.Semaphore(submit_concurrency)
         self._session_locks: dict[str, asyncio.Lock] = {}
@@ -202,7 +208,11 @@ class Relay:
         )
         if turn is None:
             log.info("duplicate event dropped platform=%s event=%s", target.platform, msg.event_key)
+            self.metrics.deduplicated.labels(target.platform).inc()
             return Rejected("duplicate", duplicate=True)
+        self.metrics.questions.labels(target.platform, target.workspace_id).inc()
+        if turn.opened_session:
+            self.metrics.sessions_opened.labels(target.platform, target.workspace_id).inc()
         log.info("question turn=%d session=%s platform=%s workspace=%s chars=%d", turn.id, turn.session_id,
                  target.platform, target.workspace_id, len(text))
         self._spawn(self._begin(turn))
@@ -340,11 +350,15 @@ class Relay:
                 if pause is None:
                     await self.store.mark_failed(turn.id, "delivery", now=self.clock())
                     self.failed += 1
+                    self.metrics.failed.labels(turn.target.platform, turn.target.workspace_id, "delivery").inc()
                     await self._after(turn)
                     return
                 await asyncio.sleep(pause)
-        await self.store.mark_answered(turn.id, ids, now=self.clock())
+        now = self.clock()
+        await self.store.mark_answered(turn.id, ids, now=now)
         self.delivered += 1
+        self.metrics.delivered.labels(turn.target.platform, turn.target.workspace_id).inc()
+        self.metrics.answer_seconds.labels(turn.target.platform).observe(max(0.0, now - turn.created_at))
         log.info("answered turn=%d request_id=%s messages=%d", turn.id, turn.request_id, len(ids))
         await self._after(turn)
 
@@ -356,6 +370,9 @@ class Relay:
         await self._post_notice(turn.target, Notice(notice_kind, text))
         await self.store.mark_failed(turn.id, label, now=self.clock())
         self.failed += 1
+        self.metrics.failed.labels(turn.target.platform, turn.target.workspace_id, label).inc()
+        if label == "timeout":
+            self.metrics.answer_timeouts.labels(turn.target.platform, turn.target.workspace_id).inc()
         log.info("question failed turn=%d reason=%s", turn.id, label)
         await self._after(turn)
 
@@ -391,6 +408,9 @@ class Relay:
         except Exception as exc:  # cosmetic: never let a progress indicator break an answer
             log.debug("%s failed on %s: %s", method, target.platform, type(exc).__name__)
 
+    def _session_closed(self, row: SessionRow, reason: str) -> None:
+        self.metrics.sessions_closed.labels(row.platform, reason).inc()
+
     async def _notify_session(self, row: SessionRow, notice: Notice) -> None:
         if row.last_target is not None:
             await self._post_notice(row.last_target, notice)
@@ -421,6 +441,7 @@ class Relay:
             log.warning("feedback for turn=%d not recorded: %s", turn.id, type(exc).__name__)
             return FeedbackResult(FeedbackOutcome.FAILED, rating, messages.FEEDBACK_FAILED, turn)  # type: ignore[arg-type]
         await self.store.finish_feedback(turn.id, sent=True)
+        self.metrics.feedback.labels(event.platform, turn.target.workspace_id, rating).inc()
         log.info("feedback turn=%d request_id=%s rating=%s source=%s", turn.id, turn.request_id, rating,
                  event.source)
         if not receipt.first:

@@ -9,7 +9,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -185,6 +185,7 @@ class SqliteStore:
         async def work() -> Turn | None:
             if await self._one("SELECT 1 FROM turns WHERE platform=? AND event_key=?", (t.platform, msg.event_key)):
                 return None
+            live = await self._one("SELECT 1 FROM sessions WHERE key=? AND state='open'", (key,))
             session_id = await self._live_or_new_session(key, t.platform, t.workspace_id, site_id, idle_timeout, now)
             cur = await self._exec(
                 "INSERT INTO turns (platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, "
@@ -198,7 +199,8 @@ class SqliteStore:
             await self._exec(
                 "UPDATE sessions SET last_activity=?, last_turn_id=? WHERE id=?", (now, turn_id, session_id)
             )
-            return await self.get_turn(turn_id)  # type: ignore[arg-type]
+            turn = await self.get_turn(turn_id)  # type: ignore[arg-type]
+            return replace(turn, opened_session=live is None) if turn is not None else None
 
         try:
             return await self._tx(work)

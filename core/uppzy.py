@@ -175,7 +175,7 @@ class UppzyClient:
         self.tenant_id = tenant_id
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
-        self._observer = observer
+        self.observer = observer
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(self.timeouts.default, connect=self.timeouts.connect),
@@ -404,8 +404,8 @@ class UppzyClient:
             extra={"endpoint": endpoint, "status": status, "latency_ms": round(seconds * 1000, 1),
                    "attempt": attempt, "request_id": request_id},
         )
-        if self._observer is not None:
-            self._observer(CallRecord(endpoint, status, seconds, attempt, error))
+        if self.observer is not None:
+            self.observer(CallRecord(endpoint, status, seconds, attempt, error))
 
 
 def _chat_body(
