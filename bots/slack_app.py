@@ -1,0 +1,328 @@
+"""The Slack app: slack-bolt's AsyncApp over Socket Mode or signed HTTP, wired to the relay through SlackAdapter."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.authorization.async_single_team_authorization import AsyncSingleTeamAuthorization
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots import slack_messages as text
+from bots.slack_adapter import (
+    SlackAdapter,
+    button_feedback,
+    event_key,
+    is_user_message,
+    mentions_bot,
+    reaction_feedback,
+    strip_mention,
+    to_inbound,
+    workspace_of,
+)
+from bots.slack_admin import SlackAdmin
+from bots.slack_socket import EventsFirstSocketModeHandler
+from bots.slack_users import SlackUsers
+from core.config import ConfigError, Settings
+from core.models import FeedbackOutcome
+from core.relay import Relay
+
+__all__ = ["EVENTS_PATH", "SlackBot"]
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+_AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+                "not_allowed_token_type"}
+
+
+class SlackBot:
+    """Composition root of the Slack side: client, bolt app, adapter, admin surfaces, and the connection."""
+
+    name = "slack"
+
+    def __init__(self, settings: Settings, relay: Relay, *, ping_interval: float = 10.0,
+                 cosmetic_timeout: float = 3.0, connect_timeout: float = 30.0) -> None:
+        if not settings.slack_bot_token:
+            raise ConfigError("SLACK_BOT_TOKEN", "is required to run the Slack app")
+        self.settings = settings
+        self.relay = relay
+        self.mode = "socket" if settings.slack_app_token else "http"
+        self._ping_interval = ping_interval
+        token = settings.slack_bot_token.reveal()
+        self.client = AsyncWebClient(
+            base_url=settings.slack_api_base_url, token=token,
+            retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+        )
+        # Progress reactions and statuses are worth nothing late: this twin never waits out a 429.
+        self._cosmetic_client = AsyncWebClient(base_url=settings.slack_api_base_url, token=token,
+                                               retry_handlers=[AsyncConnectionErrorRetryHandler()])
+        # Without a configured secret every HTTP request must fail verification, so use an unguessable one
+        # (and never let bolt fall back to reading SLACK_SIGNING_SECRET from the environment).
+        secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else secrets.token_hex(32)
+        # Middleware we never use is left out: every event pays for each one before it is acked.
+        self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=False,
+                            name="uppzy-slack", ssl_check_enabled=self.mode == "http",
+                            attaching_function_token_enabled=False, attaching_conversation_kwargs_enabled=False)
+        self.adapter = SlackAdapter(self.client, cosmetic_client=self._cosmetic_client,
+                                    cosmetic_timeout=cosmetic_timeout)
+        self.users = SlackUsers(self.client, admin_ids=settings.slack_admin_user_ids)
+        self.admin = SlackAdmin(relay=relay, adapter=self.adapter, users=self.users)
+        self._text_only_replied: dict[str, None] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._socket: EventsFirstSocketModeHandler | None = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._connect_timeout = connect_timeout
+        self._http_runner: web.AppRunner | None = None
+        self._started = False
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._register()
+        # Registered now, before relay.start(), so answers recovered after a restart can be delivered.
+        relay.register(self.adapter)
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the tokens (one clear ConfigError line if Slack refuses them), then connect Socket Mode."""
+        if self.mode == "http" and not self.settings.slack_signing_secret:
+            raise ConfigError("SLACK_SIGNING_SECRET", "is required for HTTP mode (or set SLACK_APP_TOKEN to use "
+                                                      "Socket Mode); copy it from the app's Basic Information page")
+        self._session = aiohttp.ClientSession()
+        # One connection pool for every Web API call, bolt's per-request clients included.
+        self.client.session = self._cosmetic_client.session = self._session
+        try:
+            identity = await self.client.auth_test()
+        except SlackApiError as exc:
+            await self._close_session()
+            error = exc.response.get("error")
+            if error in _AUTH_ERRORS:
+                raise ConfigError("SLACK_BOT_TOKEN", f"Slack refused the bot token ({error}); copy the Bot User "
+                                  "OAuth Token (xoxb-…) from the app's OAuth & Permissions page") from None
+            raise ConfigError("SLACK_BOT_TOKEN", f"Slack's auth.test failed ({error})") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self._close_session()
+            raise ConfigError("SLACK_API_BASE_URL", f"could not reach Slack at {self.settings.slack_api_base_url} "
+                              f"({type(exc).__name__})") from None
+        self.adapter.bot_user_id = identity.get("user_id")
+        self.adapter.bot_id = identity.get("bot_id")
+        self._share_identity(identity)
+        if self.mode == "socket":
+            await self._connect_socket()
+        self._started = True
+        log.info("Slack ready mode=%s team=%s bot_user=%s", self.mode, identity.get("team_id"),
+                 self.adapter.bot_user_id)
+
+    def _share_identity(self, identity: Any) -> None:
+        """Hand our auth.test result to bolt's single-team authorization, which otherwise asks lazily.
+
+        Lazily means once per event until its first auth.test returns: a burst of events queued while we were
+        away would fire hundreds of rate-limited auth.test calls at start-up. If a future bolt changes this
+        internal, it simply falls back to its lazy call.
+        """
+        for middleware in getattr(self.app, "_async_middleware_list", []):
+            if isinstance(middleware, AsyncSingleTeamAuthorization) and middleware.auth_test_result is None:
+                middleware.auth_test_result = identity
+
+    async def _connect_socket(self) -> None:
+        assert self.settings.slack_app_token is not None
+        app_token = self.settings.slack_app_token.reveal()
+        try:
+            # Asked here (not by the handler) because the handler retries a refused token forever.
+            opened = await self.client.apps_connections_open(app_token=app_token)
+        except SlackApiError as exc:
+            await self._close_session()
+            raise ConfigError("SLACK_APP_TOKEN", f"Slack refused the app-level token ({exc.response.get('error')});"
+                              " create one with the connections:write scope under Basic Information → "
+                              "App-Level Tokens") from None
+        # The aiohttp Socket Mode client builds its session at construction, so it must be made in the loop.
+        self._socket = EventsFirstSocketModeHandler(self.app, app_token, web_client=self.client,
+                                                    ping_interval=self._ping_interval)
+        self._socket.client.wss_uri = opened["url"]
+        # The SDK retries a failing websocket forever; wait a while, then let it keep trying in the background
+        # so start() (and with it the runner's shutdown handling) never hangs on a network outage.
+        self._connecting = asyncio.ensure_future(self._socket.connect_async())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._connecting), self._connect_timeout)
+        except TimeoutError:
+            log.warning("Slack Socket Mode not connected after %.0fs; still trying", self._connect_timeout)
+
+    async def stop(self, drain: float = 5.0) -> None:
+        """Stop taking events, let acked ones reach the store (Slack will not resend them), close connections."""
+        self._started = False
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+            self._http_runner = None
+        try:
+            async with asyncio.timeout(drain):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("%d Slack event(s) still being handled at shutdown", self._busy)
+        await self._close_session()
+
+    async def _close_session(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+            self.client.session = self._cosmetic_client.session = None
+
+    @property
+    def connected(self) -> bool:
+        """True while events can arrive: an open socket (Socket Mode) or a started app (HTTP mode)."""
+        if not self._started:
+            return False
+        if self._socket is None:
+            return self.mode == "http"
+        client = self._socket.client
+        return not client.closed and client.current_session is not None and not client.current_session.closed
+
+    # ---- HTTP mode ----------------------------------------------------------------------------------
+
+    def http_routes(self) -> list[web.RouteDef]:
+        """POST /slack/events for events, interactivity and slash commands, to mount on the runner's web app."""
+        return [web.post(EVENTS_PATH, self._handle_http)]
+
+    async def _handle_http(self, request: web.Request) -> web.Response:
+        # bolt verifies the signature (401 when bad or stale) and acks events before the listener runs.
+        if not self._started:
+            return web.Response(status=503, text="starting or stopping")  # Slack retries, maybe on another replica
+        response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    async def serve_http(self, host: str = "0.0.0.0", port: int | None = None) -> int:
+        """Serve /slack/events on its own web server (when the runner has none); returns the bound port."""
+        app = web.Application()
+        app.add_routes(self.http_routes())
+        self._http_runner = web.AppRunner(app, access_log=None)
+        await self._http_runner.setup()
+        site = web.TCPSite(self._http_runner, host, self.settings.port if port is None else port)
+        await site.start()
+        bound = self._http_runner.addresses[0][1]
+        log.info("Slack HTTP mode listening on %s:%d%s", host, bound, EVENTS_PATH)
+        return int(bound)
+
+    # ---- conversations ----------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        track = self._tracked
+        self.app.event("app_mention")(track(self._on_mention))
+        self.app.event("message")(track(self._on_message))
+        self.app.event("reaction_added")(track(self._on_reaction))
+        self.app.action(re.compile(r"^uppzy_feedback_(good|bad)$"))(track(self._on_feedback_button))
+        self.admin.register(self.app, track)
+
+    def _tracked(self, handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """Count a listener while it runs, so stop() can wait for events already acked."""
+
+        @functools.wraps(handler)  # bolt injects arguments by the wrapped handler's parameter names
+        async def run(**kwargs: Any) -> None:
+            self._busy += 1
+            self._idle.clear()
+            try:
+                await handler(**kwargs)
+            finally:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+
+        return run
+
+    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """A mention in a channel: answer unless an admin switched the channel off."""
+        if not is_user_message(event, self.adapter.bot_user_id):
+            return
+        workspace, _ = workspace_of(body)
+        if await self.relay.workspaces.channel_mode("slack", workspace, event["channel"]) == "off":
+            return
+        await self._ask(body, event)
+
+    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """DMs always; in channels, follow-ups in the bot's threads and top-level messages in 'all' channels."""
+        if not is_user_message(event, self.adapter.bot_user_id):
+            return
+        if event.get("channel_type") == "im":
+            await self._ask(body, event)
+            return
+        if mentions_bot(str(event.get("text") or ""), self.adapter.bot_user_id):
+            return  # the app_mention copy of this message is the one we answer
+        workspace, _ = workspace_of(body)
+        channel = event["channel"]
+        mode = await self.relay.workspaces.channel_mode("slack", workspace, channel)
+        if mode == "off":
+            return
+        thread_ts = event.get("thread_ts")
+        if thread_ts and thread_ts != event["ts"]:
+            if await self.relay.is_bot_thread("slack", channel, str(thread_ts)):
+                await self._ask(body, event)
+        elif mode == "all":
+            await self._ask(body, event)
+
+    async def _ask(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        bot = self.adapter.bot_user_id
+        if not strip_mention(str(event.get("text") or ""), bot) and event.get("files"):
+            await self._reply_text_only(event)
+            return
+        workspace, _ = workspace_of(body)
+        email = None
+        if (await self.relay.workspaces.get("slack", workspace)).send_email:
+            email = await self.users.email(event["user"])
+        await self.relay.handle_message(to_inbound(body, event, bot, email=email))
+
+    async def _reply_text_only(self, event: dict[str, Any]) -> None:
+        key = event_key(event)
+        if key in self._text_only_replied:
+            return  # a redelivery of the same upload
+        self._text_only_replied[key] = None
+        if len(self._text_only_replied) > 5000:
+            self._text_only_replied.pop(next(iter(self._text_only_replied)))
+        await self.adapter.ephemeral(event["channel"], event["user"], text.TEXT_ONLY, thread_ts=event.get("thread_ts"))
+
+    # ---- feedback ---------------------------------------------------------------------------------------
+
+    async def _on_reaction(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """A reaction on one of our answers rates it; anything else is silently ignored."""
+        if event.get("item_user") not in (None, self.adapter.bot_user_id):
+            return  # not the bot's message, so not an answer: skip the store lookup
+        feedback = reaction_feedback(body, event)
+        if feedback is None:
+            return
+        result = await self.relay.handle_feedback(feedback)
+        if result.outcome in (FeedbackOutcome.RECORDED, FeedbackOutcome.ALREADY_RATED) and result.message:
+            thread = result.turn.target.thread_root if result.turn else None
+            await self.adapter.ephemeral(event["item"]["channel"], feedback.user_id, result.message,
+                                         thread_ts=thread)
+
+    async def _on_feedback_button(self, ack: Any, body: dict[str, Any]) -> None:
+        """👍/👎 buttons: ack at once, rate, and tell the rater privately what happened."""
+        await ack()
+        feedback = button_feedback(body)
+        if feedback is None:
+            return
+        result = await self.relay.handle_feedback(feedback)
+        if not result.message:
+            return
+        channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
+        thread = (body.get("message") or {}).get("thread_ts") or (result.turn.target.thread_root
+                                                                   if result.turn else None)
+        if channel:
+            await self.adapter.ephemeral(str(channel), feedback.user_id, result.message, thread_ts=thread)

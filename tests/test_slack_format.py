@@ -1,0 +1,114 @@
+"""Pure Slack translations: Markdown to mrkdwn, defusing pings, answer blocks, and event payloads to core types."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bots.slack_adapter import (
+    button_feedback,
+    escalation_ids,
+    plain_text,
+    reaction_feedback,
+    strip_mention,
+    to_inbound,
+    workspace_of,
+)
+from bots.slack_admin import compact_duration, setting_value
+from bots.slack_format import answer_messages, defuse, to_mrkdwn
+
+
+@pytest.mark.parametrize(
+    ("markdown", "mrkdwn"),
+    [
+        ("**bold** and __also__", "*bold* and *also*"),
+        ("*italic* but 2*3*4 and snake_case", "_italic_ but 2*3*4 and snake_case"),
+        ("~~gone~~", "~gone~"),
+        ("[docs](https://x.io/a?b=1&c=2)", "<https://x.io/a?b=1&amp;c=2|docs>"),
+        ("see <https://x.io>", "see <https://x.io>"),
+        ("[bad](javascript:alert)", "bad (javascript:alert)"),
+        ("## Heading **here**", "*Heading here*"),
+        ("- one\n  - two\n* three", "• one\n    ◦ two\n• three"),
+        ("- [ ] todo\n- [x] done", "☐ todo\n☑ done"),
+        ("1. first\n2. second", "1. first\n2. second"),
+        ("> quoted", "&gt; quoted"),
+        ("```python\nx = a < b && **c**\n```", "```\nx = a &lt; b &amp;&amp; **c**\n```"),
+        ("`<!here>` **x**", "`&lt;!here&gt;` *x*"),
+        ("| a | b |\n|---|---|\n| 1 | 2 |", "```\n| a | b |\n|---|---|\n| 1 | 2 |\n```"),
+        ("---", "──────────"),
+    ],
+)
+def test_markdown_becomes_slack_mrkdwn(markdown: str, mrkdwn: str) -> None:
+    """Bold, italics, links, headings, lists, quotes, code and tables map to what Slack renders."""
+    assert to_mrkdwn(markdown) == mrkdwn
+
+
+@pytest.mark.parametrize("ping", ["<!channel>", "<!here|here>", "<!everyone>", "<!subteam^S1|@team>", "<@U123>",
+                                  "<#C1|general>", "@here", "@channel", "@Everyone"])
+def test_pings_are_defused_everywhere(ping: str) -> None:
+    """No mention or broadcast sequence survives in prose, links, headings or list items."""
+    for markdown in (ping, f"# {ping}", f"- {ping}", f"[{ping}](https://x.io)", f"**{ping}**"):
+        shown = to_mrkdwn(markdown)
+        assert "<!" not in shown and "<@" not in shown and "<#" not in shown
+        assert not re.search(r"@(?:here|channel|everyone)", shown, re.IGNORECASE)
+    assert defuse("mail me@here.com") == "mail me@here.com"
+
+
+def test_answer_blocks_carry_note_buttons_and_delivery_metadata() -> None:
+    """One short answer is one message: section, low-confidence context, then the feedback buttons."""
+    [message] = answer_messages("Hi **there**", delivery_key="uppzy-turn-1", low_confidence_note="Check <!here>")
+    assert [b["type"] for b in message.blocks] == ["section", "context", "actions"]
+    assert message.blocks[1]["elements"][0]["text"] == ":warning: Check &lt;!here&gt;"
+    assert message.metadata == {"event_type": "uppzy_answer",
+                                "event_payload": {"delivery_key": "uppzy-turn-1", "part": 0, "parts": 1}}
+    assert message.text == "Hi *there*"
+
+
+def test_a_giant_unbroken_answer_still_fits_slack_limits() -> None:
+    """Even 100,000 characters without a single space are cut into sections and messages Slack accepts."""
+    messages = answer_messages("x" * 100_000, delivery_key="k")
+    sections = [b["text"]["text"] for m in messages for b in m.blocks if b["type"] == "section"]
+    assert "".join(sections) == "x" * 100_000
+    assert all(len(s) <= 3000 for s in sections) and all(len(m.blocks) <= 50 for m in messages)
+
+
+def test_user_text_is_unescaped_and_the_bot_mention_dropped() -> None:
+    """Uppzy gets what the person typed: no bot mention, readable mentions and links, &lt; undone."""
+    raw = "<@UBOT|uppzy>, ask <@U2|bob> about <https://x.io|this> &amp; <#C1|general> <!here> a &lt; b"
+    assert plain_text(strip_mention(raw, "UBOT")) == "ask @bob about this (https://x.io) & #general @here a < b"
+    assert strip_mention("hey <@UBOT> there", "UBOT") == "hey   there"
+
+
+def test_events_become_reply_targets() -> None:
+    """A DM thread is an assistant thread; a channel reply keeps its thread root; ids and team are carried."""
+    body = {"team_id": "T1", "enterprise_id": "E1"}
+    dm = to_inbound(body, {"type": "message", "channel": "D1", "channel_type": "im", "user": "U1", "ts": "2.0",
+                           "thread_ts": "1.0", "text": "hi"}, "UBOT")
+    assert dm.event_key == "D1:2.0" and dm.target.thread_root == "1.0" and dm.target.is_dm
+    assert dm.target.extra("assistant") == "1" and dm.target.extra("enterprise_id") == "E1"
+    top = to_inbound(body, {"type": "app_mention", "channel": "C1", "user": "U1", "ts": "3.0", "thread_ts": "3.0",
+                            "text": "<@UBOT> q"}, "UBOT")
+    assert top.target.thread_id is None and top.target.thread_root == "3.0" and top.text == "q"
+    assert workspace_of({"enterprise": {"id": "E9"}, "team": None}) == ("E9", (("enterprise_id", "E9"),))
+
+
+def test_feedback_payloads() -> None:
+    """Reactions carry their emoji; buttons carry their rating and the message they sit on."""
+    reaction = reaction_feedback({"team_id": "T1"}, {"type": "reaction_added", "user": "U1", "reaction": "-1",
+                                                     "item": {"type": "message", "channel": "C1", "ts": "5.0"}})
+    assert reaction is not None and (reaction.message_id, reaction.emoji, reaction.source) == ("5.0", "-1", "reaction")
+    assert reaction_feedback({}, {"type": "reaction_added", "user": "U1", "item": {"type": "file"}}) is None
+    button = button_feedback({"team": {"id": "T1"}, "user": {"id": "U1"}, "container": {"message_ts": "6.0"},
+                              "actions": [{"action_id": "uppzy_feedback_good"}]})
+    assert button is not None and (button.rating, button.message_id, button.workspace_id) == ("good", "6.0", "T1")
+    assert button_feedback({"user": {"id": "U1"}, "actions": [{"action_id": "other"}]}) is None
+
+
+def test_admin_values_are_read_the_way_admins_type_them() -> None:
+    """Escalation mentions become ids, escaped text is undone, and idle timeouts round-trip as 30m / 2h."""
+    assert setting_value("escalation_target", "<!subteam^S1|@help> in <#C2|esc>") == "S1 C2"
+    assert setting_value("fallback_text", "Ask &lt;here&gt;") == "Ask <here>"
+    assert setting_value("fallback_text", "a &lt; b", escaped=False) == "a &lt; b"
+    assert escalation_ids("S0123 C0456 U0789") == {"group": "S0123", "channel": "C0456", "user": "U0789"}
+    assert [compact_duration(s) for s in (1800, 7200, 86400, 90)] == ["30m", "2h", "1d", "90s"]
