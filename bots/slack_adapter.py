@@ -126,7 +126,8 @@ def reaction_feedback(body: Mapping[str, Any], event: Mapping[str, Any]) -> Feed
         return None
     return FeedbackEvent(platform="slack", workspace_id=workspace_of(body)[0], message_id=str(item["ts"]),
                          user_id=str(event["user"]), source="reaction", emoji=str(event.get("reaction") or ""),
-                         removed=event.get("type") == "reaction_removed")
+                         removed=event.get("type") == "reaction_removed",
+                         channel_id=str(item["channel"]) if item.get("channel") else None)
 
 
 def button_feedback(body: Mapping[str, Any]) -> FeedbackEvent | None:
@@ -135,11 +136,13 @@ def button_feedback(body: Mapping[str, Any]) -> FeedbackEvent | None:
     rating = FEEDBACK_ACTIONS.get(str(actions[0].get("action_id")))
     container = body.get("container") or {}
     message_ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
     user = (body.get("user") or {}).get("id")
     if rating is None or not message_ts or not user:
         return None
     return FeedbackEvent(platform="slack", workspace_id=workspace_of(body)[0], message_id=str(message_ts),
-                         user_id=str(user), source="button", rating=rating)  # type: ignore[arg-type]
+                         user_id=str(user), source="button", rating=rating,  # type: ignore[arg-type]
+                         channel_id=str(channel) if channel else None)
 
 
 def escalation_ids(setting: str) -> dict[str, str]:

@@ -164,6 +164,7 @@ class FeedbackEvent:
     emoji: str | None = None  # reactions: the platform's emoji name; core maps it by workspace settings
     rating: Rating | None = None  # buttons say it directly
     removed: bool = False
+    channel_id: str | None = None  # where the rated message lives, when its id is unique only per channel (Slack)
 
 
 class FeedbackOutcome(StrEnum):

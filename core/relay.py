@@ -219,7 +219,8 @@ class Relay:
         return Accepted(turn.id, turn.session_id)
 
     async def _begin(self, turn: Turn) -> None:
-        await self._call_platform(turn.target, "show_working")
+        # Progress is cosmetic: a slow or rate-limited reaction must never delay the question itself.
+        self._spawn(self._call_platform(turn.target, "show_working"))
         await self._advance(turn.session_id)
 
     def _lock(self, session_id: str) -> asyncio.Lock:
@@ -421,7 +422,7 @@ class Relay:
         """Turn a reaction or button on an answer into Uppzy feedback, at most once per answer."""
         if event.removed:
             return FeedbackResult(FeedbackOutcome.IGNORED)  # Uppzy keeps the first rating; nothing to undo
-        turn = await self.store.turn_for_message(event.platform, event.message_id)
+        turn = await self.store.turn_for_message(event.platform, event.message_id, event.channel_id)
         if turn is None:
             return FeedbackResult(FeedbackOutcome.NOT_AN_ANSWER, message=messages.NOT_AN_ANSWER)
         ws = await self.workspaces.get(event.platform, turn.target.workspace_id)

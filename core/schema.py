@@ -60,8 +60,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE answer_messages (
         platform TEXT NOT NULL,
         message_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
         turn_id INTEGER NOT NULL,
-        PRIMARY KEY (platform, message_id)
+        PRIMARY KEY (platform, message_id, channel_id)
     );
     CREATE TABLE feedback (
         turn_id INTEGER PRIMARY KEY,

@@ -54,7 +54,8 @@ class Store(Protocol):
                            now: float) -> None: ...
     async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None: ...
     async def mark_failed(self, turn_id: int, kind: str, *, now: float) -> None: ...
-    async def turn_for_message(self, platform: str, message_id: str) -> Turn | None: ...
+    async def turn_for_message(self, platform: str, message_id: str, channel_id: str | None = None
+                               ) -> Turn | None: ...
     async def claim_feedback(self, turn_id: int, rating: str, user_id: str, source: str, *,
                              now: float) -> str | None: ...
     async def finish_feedback(self, turn_id: int, *, sent: bool) -> None: ...
@@ -290,10 +291,10 @@ class SqliteStore:
         """Posted: remember which messages carry the answer (for feedback) and drop the texts."""
 
         async def work() -> None:
-            turn = await self._one("SELECT platform, session_id FROM turns WHERE id=?", (turn_id,))
+            turn = await self._one("SELECT platform, session_id, message_channel_id FROM turns WHERE id=?", (turn_id,))
             await self._db.executemany(
-                "INSERT OR REPLACE INTO answer_messages (platform, message_id, turn_id) VALUES (?,?,?)",
-                [(turn[0], mid, turn_id) for mid in message_ids],
+                "INSERT OR REPLACE INTO answer_messages (platform, message_id, channel_id, turn_id) VALUES (?,?,?,?)",
+                [(turn[0], mid, turn[2], turn_id) for mid in message_ids],
             )
             await self._exec(
                 "UPDATE turns SET state='answered', done_at=?, text=NULL, answer=NULL WHERE id=?", (now, turn_id)
@@ -310,11 +311,13 @@ class SqliteStore:
             (kind, now, turn_id),
         )
 
-    async def turn_for_message(self, platform: str, message_id: str) -> Turn | None:
-        """The question whose answer is the given platform message, if it is one."""
+    async def turn_for_message(self, platform: str, message_id: str, channel_id: str | None = None
+                               ) -> Turn | None:
+        """The question whose answer is the given platform message (in that channel, when ids repeat across them)."""
         row = await self._one(
             f"SELECT {', '.join('t.' + c.strip() for c in _TURN_COLUMNS.split(','))} FROM answer_messages a "
-            "JOIN turns t ON t.id=a.turn_id WHERE a.platform=? AND a.message_id=?", (platform, message_id),
+            "JOIN turns t ON t.id=a.turn_id WHERE a.platform=? AND a.message_id=? AND (? IS NULL OR a.channel_id=?)",
+            (platform, message_id, channel_id, channel_id),
         )
         return _turn(row) if row else None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -189,6 +190,8 @@ class WorkspaceSettingsService:
         self._clock = clock
         self._cache: dict[tuple[str, str], WorkspaceSettings] = {}
         self._modes: dict[tuple[str, str, str], str | None] = {}
+        self._loading: dict[tuple[str, str], asyncio.Future[WorkspaceSettings]] = {}
+        self._version = 0  # bumped by every write, so a read that raced a write is not cached
 
     def defaults(self, platform: str) -> WorkspaceSettings:
         """Environment defaults for a platform's workspaces."""
@@ -204,6 +207,25 @@ class WorkspaceSettingsService:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        loading = self._loading.get(key)
+        if loading is not None:  # a burst of first messages shares one read
+            return await asyncio.shield(loading)
+        future: asyncio.Future[WorkspaceSettings] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            effective = await self._load(platform, workspace_id)
+            future.set_result(effective)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here so an unawaited failure is not reported twice
+            raise
+        finally:
+            self._loading.pop(key, None)
+        return effective
+
+    async def _load(self, platform: str, workspace_id: str) -> WorkspaceSettings:
+        key = (platform, workspace_id)
+        version = self._version
         effective = self.defaults(platform)
         stored = await self._store.workspace_settings(platform, workspace_id)
         for name, raw in stored.items():
@@ -214,7 +236,8 @@ class WorkspaceSettingsService:
                 effective = replace(effective, **{spec.field: spec.parse(raw)})
             except SettingError:
                 continue  # a value valid under an older version; the default applies
-        self._cache[key] = effective
+        if version == self._version:
+            self._cache[key] = effective
         return effective
 
     async def set(self, platform: str, workspace_id: str, key: str, raw: str, *, by: str | None) -> str:
@@ -228,6 +251,7 @@ class WorkspaceSettingsService:
             raise SettingError(f"{spec.key} {exc} (got {raw.strip()[:60]!r})") from None
         stored = "none" if value is None else spec.render(value) if spec.field != "idle_timeout" else raw.strip()
         await self._store.put_workspace_setting(platform, workspace_id, spec.key, stored, by=by, now=self._clock())
+        self._version += 1
         self._cache.pop((platform, workspace_id), None)
         if spec.field == "idle_timeout":
             await self._store.set_idle_timeout(platform, workspace_id, value)
@@ -239,6 +263,7 @@ class WorkspaceSettingsService:
         if spec is None:
             raise SettingError(f"unknown setting {key[:40]!r}; settable keys: {', '.join(SETTING_KEYS)}")
         await self._store.put_workspace_setting(platform, workspace_id, spec.key, None, by=by, now=self._clock())
+        self._version += 1
         self._cache.pop((platform, workspace_id), None)
         if spec.field == "idle_timeout":
             await self._store.set_idle_timeout(platform, workspace_id, self._env.session_idle_timeout)

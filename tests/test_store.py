@@ -70,3 +70,21 @@ async def test_session_ids_rotate_after_close_and_never_repeat(tmp_path: Path) -
         assert await store.record_question(_question("0.0"), key="k", site_id="s", idle_timeout=60, now=9) is None
     finally:
         await store.close()
+
+
+async def test_answer_lookup_is_per_channel_when_ids_repeat(tmp_path: Path) -> None:
+    """Slack ts values are unique only within a channel: the same ts in two channels maps to two answers."""
+    store = await SqliteStore.open(str(tmp_path / "a.db"))
+    try:
+        turns = []
+        for channel in ("C1", "C2"):
+            target = ReplyTarget("slack", "T1", channel, channel, f"q-{channel}", "U1")
+            msg = InboundMessage(target=target, text="hi", event_key=f"{channel}:q")
+            turn = await store.record_question(msg, key=f"k-{channel}", site_id="s", idle_timeout=60, now=1.0)
+            assert turn is not None
+            await store.mark_answered(turn.id, ["1700000000.000100"], now=2.0)
+            turns.append(turn.id)
+        found = [await store.turn_for_message("slack", "1700000000.000100", c) for c in ("C1", "C2")]
+        assert [t.id for t in found if t] == turns
+    finally:
+        await store.close()
