@@ -13,7 +13,7 @@ def main() -> int:
     failed = 0
     for module in BENCHES:
         print(f"\n## {module}\n", flush=True)
-        failed += subprocess.call([sys.executable, "-m", module, *sys.argv[1:]]) != 0
+        failed += subprocess.call([sys.executable, "-m", module]) != 0
     return 1 if failed else 0
 
 
