@@ -21,6 +21,9 @@ from core.retry import RetryPolicy
 from core.uppzy import Timeouts, UppzyClient
 from simulator import Simulator, SimulatorConfig
 
+# Support modules hold shared fixtures and asserts; test modules load them with pytest_plugins.
+pytest.register_assert_rewrite("tests.slack_support", "tests.discord_support", "tests.relay_support")
+
 SIM_KEY = "sim-key"
 SITE_ID = "demo-site"
 TENANT_ID = "demo-tenant"

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bots.discord_app import DiscordBot
 from core.config import Secret, Settings
@@ -158,3 +161,21 @@ class DiscordHarness:
     def chats(self) -> list[Any]:
         """Questions the Uppzy simulator received."""
         return self.sim.calls("chat_async") + self.sim.calls("chat")
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    """A started FakeDiscord with the shared test world."""
+    async with FakeDiscord() as server:
+        build_world(server)
+        yield server
+
+
+@pytest.fixture
+async def h(fake: FakeDiscord, sim: Simulator, uppzy: UppzyClient, tmp_path: Path) -> AsyncIterator[DiscordHarness]:
+    """The bot connected to the fake, with relay and store; closed (and error-checked) afterwards."""
+    harness = DiscordHarness(fake, sim, uppzy, tmp_path)
+    try:
+        yield await harness.start()
+    finally:
+        await harness.aclose()

@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bots import discord_messages as msgs
 from core import messages
-from core.uppzy import UppzyClient
-from simulator import Simulator
-from tests.discord_support import ADMIN_ID, GUILD_ID, OTHER_ID, TEXT_ID, USER_ID, DiscordHarness, build_world
-from tests.fakes.discord_fake import MANAGE_GUILD, FakeDiscord
+from tests.discord_support import ADMIN_ID, GUILD_ID, OTHER_ID, TEXT_ID, USER_ID, DiscordHarness
+from tests.fakes.discord_fake import MANAGE_GUILD
 
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    """A started FakeDiscord with the shared test world."""
-    async with FakeDiscord() as server:
-        build_world(server)
-        yield server
-
-
-@pytest.fixture
-async def h(fake: FakeDiscord, sim: Simulator, uppzy: UppzyClient, tmp_path: Path) -> AsyncIterator[DiscordHarness]:
-    """The bot connected to the fake, with relay and store; closed (and error-checked) afterwards."""
-    harness = DiscordHarness(fake, sim, uppzy, tmp_path)
-    try:
-        yield await harness.start()
-    finally:
-        await harness.aclose()
+pytest_plugins = ("tests.discord_support",)
 
 
 async def command(h: DiscordHarness, name: str, sub: str, user_id: int, channel_id: int = TEXT_ID,

@@ -12,8 +12,10 @@ import pytest
 
 from core.uppzy import UppzyClient
 from simulator import Simulator
-from tests.discord_support import FORUM_ID, GUILD_ID, OTHER_ID, TEXT_ID, USER_ID, DiscordHarness, build_world
+from tests.discord_support import FORUM_ID, GUILD_ID, OTHER_ID, TEXT_ID, USER_ID, DiscordHarness
 from tests.fakes.discord_fake import FakeDiscord
+
+pytest_plugins = ("tests.discord_support",)
 
 
 def assert_pings_nobody(post: dict[str, Any]) -> None:
@@ -21,14 +23,6 @@ def assert_pings_nobody(post: dict[str, Any]) -> None:
     allowed = post["allowed_mentions"]
     assert allowed["parse"] == [] and not allowed.get("users") and not allowed.get("roles")
     assert not allowed.get("replied_user")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    """A started FakeDiscord with the shared test world."""
-    async with FakeDiscord() as server:
-        build_world(server)
-        yield server
 
 
 @pytest.fixture

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from core import messages
-from core.uppzy import UppzyClient
-from simulator import Simulator
 from tests.discord_support import (
     ESCALATION_ID,
     GUILD_ID,
@@ -20,27 +14,9 @@ from tests.discord_support import (
     TEXT_ID,
     USER_ID,
     DiscordHarness,
-    build_world,
 )
-from tests.fakes.discord_fake import FakeDiscord
 
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    """A started FakeDiscord with the shared test world."""
-    async with FakeDiscord() as server:
-        build_world(server)
-        yield server
-
-
-@pytest.fixture
-async def h(fake: FakeDiscord, sim: Simulator, uppzy: UppzyClient, tmp_path: Path) -> AsyncIterator[DiscordHarness]:
-    """The bot connected to the fake, with relay and store; closed (and error-checked) afterwards."""
-    harness = DiscordHarness(fake, sim, uppzy, tmp_path)
-    try:
-        yield await harness.start()
-    finally:
-        await harness.aclose()
+pytest_plugins = ("tests.discord_support",)
 
 
 async def answered(h: DiscordHarness, question: str = "How do returns work?") -> tuple[int, dict[str, Any]]:

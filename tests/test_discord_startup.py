@@ -20,19 +20,13 @@ from core.config import ConfigError, Secret
 from core.uppzy import UppzyClient
 from simulator import Simulator
 from tests.conftest import SIM_KEY, SITE_ID
-from tests.discord_support import DiscordHarness, build_world
+from tests.discord_support import DiscordHarness
 from tests.fakes.discord_fake import FakeDiscord
+
+pytest_plugins = ("tests.discord_support",)
 
 # guilds, guild_messages, guild_reactions, dm_messages, dm_reactions, message_content
 EXPECTED_INTENTS = (1 << 0) | (1 << 9) | (1 << 10) | (1 << 12) | (1 << 13) | (1 << 15)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    """A started FakeDiscord with the shared test world."""
-    async with FakeDiscord() as server:
-        build_world(server)
-        yield server
 
 
 @pytest.fixture

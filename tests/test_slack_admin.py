@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+pytest_plugins = ("tests.slack_support",)
+
 if TYPE_CHECKING:
     from tests.slack_support import SlackRig
 
-pytest_plugins = ("tests.slack_support",)
 
 
 async def test_help_status_and_end_work_for_everyone(rig: SlackRig) -> None:

@@ -12,10 +12,11 @@ from bots.slack_app import SlackBot
 from core.config import ConfigError, Secret
 from tests.fakes.slack_fake import slash_command_form
 
+pytest_plugins = ("tests.slack_support",)
+
 if TYPE_CHECKING:
     from tests.slack_support import RigFactory
 
-pytest_plugins = ("tests.slack_support",)
 
 
 async def test_http_mode_answers_signed_events_once_and_rejects_bad_signatures(make_rig: RigFactory) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+pytest_plugins = ("tests.slack_support",)
+
 if TYPE_CHECKING:
     from tests.slack_support import SlackRig
 
-pytest_plugins = ("tests.slack_support",)
 
 
 async def test_mention_is_answered_in_its_thread(rig: SlackRig) -> None:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 from core.models import Answer, ReplyTarget
 
+pytest_plugins = ("tests.slack_support",)
+
 if TYPE_CHECKING:
     from tests.slack_support import SlackRig
 
-pytest_plugins = ("tests.slack_support",)
 
 PINGS = re.compile(r"<[!@#]|(?<!\u200b)@(?:here|channel|everyone)\b", re.IGNORECASE)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+pytest_plugins = ("tests.slack_support",)
+
 if TYPE_CHECKING:
     from tests.slack_support import SlackRig
 
-pytest_plugins = ("tests.slack_support",)
 
 
 async def _answered(rig: SlackRig, question: str = "how do refunds work?") -> tuple[dict[str, Any], dict[str, Any]]:
