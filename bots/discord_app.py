@@ -16,7 +16,7 @@ from discord.http import Route
 from bots import discord_messages as msgs
 from bots.discord_adapter import NO_PINGS, DiscordAdapter
 from bots.discord_admin import install, sync_commands
-from bots.discord_events import DiscordEvents, FeedbackButtons
+from bots.discord_events import BAD_ID, GOOD_ID, DiscordEvents, FeedbackButtons
 from core.config import ConfigError, Settings
 from core.relay import Relay
 
@@ -77,6 +77,13 @@ class _Client(discord.Client):
         """New messages only: edits are deliberately not listened to."""
         await self.bot.events.on_message(self, message)
 
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Components that are not ours (e.g. left on old messages by another version) are logged, not answered."""
+        if interaction.type is discord.InteractionType.component:
+            custom_id = (interaction.data or {}).get("custom_id")
+            if custom_id not in (GOOD_ID, BAD_ID):
+                log.info("interaction dropped: unknown component custom_id=%r", str(custom_id)[:100])
+
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         """Raw, because the rated answer is usually not in discord.py's message cache."""
         await self.bot.events.on_reaction(self, payload)
@@ -88,11 +95,12 @@ class DiscordBot:
     name = "discord"
 
     def __init__(self, settings: Settings, relay: Relay, *, guild_ready_timeout: float = 2.0,
-                 ready_timeout: float = 60.0, typing_interval: float = 8.0) -> None:
+                 ready_timeout: float = 60.0, typing_interval: float = 8.0, reconnect_delay: float = 1.0) -> None:
         self.settings = settings
         self.relay = relay
         self.guild_ready_timeout = guild_ready_timeout
         self.ready_timeout = ready_timeout
+        self.reconnect_delay = reconnect_delay
         self.adapter = DiscordAdapter(feedback_view=FeedbackButtons.rendered, typing_interval=typing_interval,
                                       typing_limit=settings.uppzy_answer_timeout + 30, ready_timeout=ready_timeout)
         self.events = DiscordEvents(relay, self.adapter)
@@ -139,7 +147,7 @@ class DiscordBot:
         except BaseException:
             await self.stop()
             raise
-        self._gateway = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        self._gateway = asyncio.create_task(self._run_gateway(client), name="discord-gateway")
         ready = asyncio.create_task(client.wait_until_ready())
         try:
             done, _ = await asyncio.wait({self._gateway, ready}, timeout=self.ready_timeout,
@@ -157,6 +165,36 @@ class DiscordBot:
         self.adapter.attach(client)
         if client.application_id is not None:
             log.info("invite the bot with %s", invite_url(client.application_id))
+
+    async def _run_gateway(self, client: _Client) -> None:
+        """client.connect(), started again on a fresh session when discord.py fails on an event it cannot parse.
+
+        discord.py reconnects by itself after network trouble and gives up on bad tokens or intents, but an
+        exception from one malformed dispatch would otherwise end the gateway for the life of the process.
+        """
+        loop = asyncio.get_running_loop()
+        delay = self.reconnect_delay
+        while True:
+            began = loop.time()
+            try:
+                await client.connect(reconnect=True)
+                return
+            except (discord.PrivilegedIntentsRequired, discord.ConnectionClosed):
+                raise
+            except Exception:
+                if client.is_closed():
+                    raise
+                if loop.time() - began > 60:
+                    delay = self.reconnect_delay
+                log.exception("discord.py failed on a gateway event; it is dropped and the gateway reconnects "
+                              "in %.1fs on a new session", delay)
+            if client.ws is not None:  # the socket the failure left open, with its heartbeat thread
+                try:
+                    await client.ws.close(code=4000)
+                except Exception as exc:
+                    log.debug("closing the failed gateway socket: %s", type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(60.0, delay * 2)
 
     def _gateway_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self.client is None or self.client.is_closed():

@@ -119,7 +119,7 @@ async def _shutdown(bots: list[PlatformBot], relay: Relay, web: WebServer, uppzy
         log.warning("a platform did not stop within 6s; closing anyway")
     with contextlib.suppress(Exception):
         async with asyncio.timeout(2):
-            await relay.stop()
+            await relay.stop(drain=1.5)  # submits on their way to Uppzy finish, so none comes back as "lost"
     with contextlib.suppress(Exception):
         await web.stop()
     await uppzy.aclose()

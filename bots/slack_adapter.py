@@ -55,14 +55,18 @@ def workspace_of(body: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str], .
 
 
 def is_user_message(event: Mapping[str, Any], bot_user_id: str | None) -> bool:
-    """A person's new message: not a bot (or us), not an edit, deletion, join or other subtype."""
+    """A person's new message: not a bot (or us), not an edit, deletion, join or other subtype.
+
+    user, channel and ts must be non-empty strings and text a string (or absent): anything else is malformed.
+    """
+    ids = (event.get("user"), event.get("channel"), event.get("ts"))
     return (
         event.get("type") in ("message", "app_mention")
         and event.get("subtype") in USER_SUBTYPES
         and not event.get("bot_id")
-        and bool(event.get("user"))
+        and all(isinstance(value, str) and value for value in ids)
         and event.get("user") != bot_user_id
-        and bool(event.get("channel") and event.get("ts"))
+        and isinstance(event.get("text") or "", str)
     )
 
 

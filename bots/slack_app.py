@@ -206,6 +206,11 @@ class SlackBot:
         # bolt verifies the signature (401 when bad or stale) and acks events before the listener runs.
         if not self._started:
             return web.Response(status=503, text="starting or stopping")  # Slack retries, maybe on another replica
+        try:
+            await request.text()  # bolt decodes the body as UTF-8; Slack always sends UTF-8, so this is not Slack
+        except UnicodeDecodeError:
+            log.warning("Slack HTTP request dropped: its body is not valid UTF-8")
+            return web.Response(status=400, text="request body is not valid UTF-8")
         response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
@@ -250,6 +255,8 @@ class SlackBot:
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         """A mention in a channel: answer unless an admin switched the channel off."""
         if not is_user_message(event, self.adapter.bot_user_id):
+            if not event.get("bot_id") and event.get("user") != self.adapter.bot_user_id:
+                log.warning("app_mention event=%s dropped: no usable user, channel, ts or text", body.get("event_id"))
             return
         workspace, _ = workspace_of(body)
         if await self.relay.workspaces.channel_mode("slack", workspace, event["channel"]) == "off":

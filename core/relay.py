@@ -44,6 +44,7 @@ from core.ports import ChatPlatform
 from core.reaper import IdleReaper
 from core.sessions import session_key
 from core.store import SessionRow, Store
+from core.text import clean_text
 from core.uppzy import Confidence, RequestStatus, SessionInfo, UppzyClient
 from core.workspace import WorkspaceSettingsService
 
@@ -115,6 +116,9 @@ class Relay:
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
+        self._submitting = 0  # submits in flight: a graceful stop lets them finish so none is left half-done
+        self._submits_done = asyncio.Event()
+        self._submits_done.set()
         self._loops: list[asyncio.Task[None]] = []
         self._rejected_keys: dict[str, None] = {}
         self.delivered = 0
@@ -142,9 +146,20 @@ class Relay:
         if reaper:
             self._loops.append(asyncio.create_task(self.reaper.run(self._stop), name="idle-reaper"))
 
-    async def stop(self) -> None:
-        """Stop loops and in-flight work; every unfinished question stays in the store for the next start."""
+    async def stop(self, drain: float = 0.0) -> None:
+        """Stop loops and in-flight work; every unfinished question stays in the store for the next start.
+
+        With `drain`, submits already on their way to Uppzy get that many seconds to finish first: one cut off
+        mid-call may or may not have reached Uppzy, and the next start can only apologise for it. No new submit
+        starts once stopping; queued questions wait in the store.
+        """
         self._stop.set()
+        if drain > 0 and self._submitting:
+            try:
+                async with asyncio.timeout(drain):
+                    await self._submits_done.wait()
+            except TimeoutError:
+                log.warning("%d submit(s) still in flight at shutdown; they will be reported lost", self._submitting)
         for task in [*self._loops, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
@@ -185,7 +200,7 @@ class Relay:
     async def handle_message(self, msg: InboundMessage) -> Accepted | Rejected:
         """Record a question (de-duplicated by event key) and start work on it; returns at once."""
         target = msg.target
-        text = msg.text.strip()
+        text = clean_text(msg.text).strip()
         rejection: tuple[NoticeKind, str] | None = None
         if not text:
             rejection = (NoticeKind.EMPTY, messages.EMPTY_MESSAGE)
@@ -231,11 +246,20 @@ class Relay:
 
     async def _advance(self, session_id: str) -> None:
         """Submit the session's oldest waiting question unless an earlier one is still in flight."""
+        if self._stop.is_set():
+            return  # stopping: the question stays queued in the store and the next start submits it
         lock = self._lock(session_id)
         async with lock:
             head = await self.store.head_turn(session_id)
             if head is not None and head.state is TurnState.QUEUED:
-                await self._submit(head)
+                self._submitting += 1
+                self._submits_done.clear()
+                try:
+                    await self._submit(head)
+                finally:
+                    self._submitting -= 1
+                    if not self._submitting:
+                        self._submits_done.set()
         if not lock.locked() and self._session_locks.get(session_id) is lock:
             self._session_locks.pop(session_id, None)
 

@@ -1,12 +1,20 @@
-"""Split Markdown answers under a platform's length limit at paragraph and code-fence boundaries."""
+"""Text hygiene for what users type, and splitting Markdown answers under a platform's length limit."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["split_markdown"]
+__all__ = ["clean_text", "split_markdown"]
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(text: str) -> str:
+    """Text that can be stored and sent on: a lone surrogate (half an emoji from a bad client) becomes U+FFFD,
+    which UTF-8 can encode, and control characters other than tab and line breaks are dropped."""
+    return _CONTROL.sub("", _LONE_SURROGATE.sub("\ufffd", text))
 
 
 def _blocks(text: str) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 from core import messages
 from core.config import Settings, parse_duration
 from core.store import Store
+from core.text import clean_text
 
 __all__ = [
     "CHANNEL_MODES",
@@ -245,6 +246,7 @@ class WorkspaceSettingsService:
         spec = _BY_KEY.get(key.strip().lower().replace("-", "_"))
         if spec is None:
             raise SettingError(f"unknown setting {key[:40]!r}; settable keys: {', '.join(SETTING_KEYS)}")
+        raw = clean_text(raw)  # half an emoji or a NUL from a broken client must not fail the database write
         try:
             value = spec.parse(raw)
         except SettingError as exc:
