@@ -21,7 +21,7 @@ from core.retry import RetryPolicy
 from core.uppzy import Timeouts, UppzyClient
 from simulator import Simulator, SimulatorConfig
 
-# Support modules hold shared fixtures and asserts; test modules load them with pytest_plugins.
+# Support modules hold shared fixtures and asserts (tests/slack and tests/discord load theirs in conftest.py).
 pytest.register_assert_rewrite("tests.slack_support", "tests.discord_support", "tests.relay_support")
 
 SIM_KEY = "sim-key"

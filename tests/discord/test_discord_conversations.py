@@ -15,8 +15,6 @@ from simulator import Simulator
 from tests.discord_support import FORUM_ID, GUILD_ID, OTHER_ID, TEXT_ID, USER_ID, DiscordHarness
 from tests.fakes.discord_fake import FakeDiscord
 
-pytest_plugins = ("tests.discord_support",)
-
 
 def assert_pings_nobody(post: dict[str, Any]) -> None:
     """The message was sent with allowed_mentions that allow no user, role, @everyone or reply ping."""

@@ -16,8 +16,6 @@ from tests.discord_support import (
     DiscordHarness,
 )
 
-pytest_plugins = ("tests.discord_support",)
-
 
 async def answered(h: DiscordHarness, question: str = "How do returns work?") -> tuple[int, dict[str, Any]]:
     """Ask in the text channel and return (thread id, the answer message)."""

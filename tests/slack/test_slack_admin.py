@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-pytest_plugins = ("tests.slack_support",)
-
 if TYPE_CHECKING:
     from tests.slack_support import SlackRig
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-pytest_plugins = ("tests.slack_support",)
-
 if TYPE_CHECKING:
     from tests.slack_support import SlackRig
 

@@ -12,8 +12,6 @@ from bots.slack_app import SlackBot
 from core.config import ConfigError, Secret
 from tests.fakes.slack_fake import slash_command_form
 
-pytest_plugins = ("tests.slack_support",)
-
 if TYPE_CHECKING:
     from tests.slack_support import RigFactory
 

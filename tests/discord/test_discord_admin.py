@@ -9,8 +9,6 @@ from core import messages
 from tests.discord_support import ADMIN_ID, GUILD_ID, OTHER_ID, TEXT_ID, USER_ID, DiscordHarness
 from tests.fakes.discord_fake import MANAGE_GUILD
 
-pytest_plugins = ("tests.discord_support",)
-
 
 async def command(h: DiscordHarness, name: str, sub: str, user_id: int, channel_id: int = TEXT_ID,
                   guild_id: int | None = GUILD_ID, **options: Any) -> dict[str, Any]:

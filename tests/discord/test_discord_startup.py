@@ -23,8 +23,6 @@ from tests.conftest import SIM_KEY, SITE_ID
 from tests.discord_support import DiscordHarness
 from tests.fakes.discord_fake import FakeDiscord
 
-pytest_plugins = ("tests.discord_support",)
-
 # guilds, guild_messages, guild_reactions, dm_messages, dm_reactions, message_content
 EXPECTED_INTENTS = (1 << 0) | (1 << 9) | (1 << 10) | (1 << 12) | (1 << 13) | (1 << 15)
 

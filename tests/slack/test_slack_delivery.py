@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 
 from core.models import Answer, ReplyTarget
 
-pytest_plugins = ("tests.slack_support",)
-
 if TYPE_CHECKING:
     from tests.slack_support import SlackRig
 
