@@ -107,6 +107,8 @@ def error_for_status(
     if status == 429:
         return UppzyRateLimited(text, retry_after=retry_after, endpoint=endpoint, status=status, **kwargs)
     if status >= 500:
+        # 504: a gateway gave up waiting, so the backend may still have done the work.
+        kwargs.setdefault("maybe_processed", status == 504)
         return UppzyUnavailable(text, endpoint=endpoint, status=status, **kwargs)  # type: ignore[arg-type]
     cls = _BY_STATUS.get(status, UppzyRejected)
     return cls(text, endpoint=endpoint, status=status, **kwargs)  # type: ignore[arg-type]

@@ -74,6 +74,7 @@ class TurnState(StrEnum):
     PENDING = "pending"  # Uppzy accepted it; request_id stored; polling
     READY = "ready"  # answer fetched and stored, not yet posted
     DELIVERING = "delivering"  # posting to the platform
+    NOTIFYING = "notifying"  # no answer: posting the one failure notice (resumed after a crash)
     ANSWERED = "answered"
     FAILED = "failed"
 
@@ -100,6 +101,9 @@ class Turn:
     answer: str | None = None
     confidence_score: float | None = None
     confidence_level: str | None = None
+    error_kind: str | None = None
+    notice_kind: str | None = None
+    notice: str | None = None
     opened_session: bool = False  # set by record_question when this question started a new session
 
 

@@ -71,7 +71,9 @@ class PollScheduler:
         self._heap: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._in_flight = 0
+        self._batch = max(1, int(rate * 0.1))  # over budget, wait for ~100 ms of tokens per pass
         self._tasks: set[asyncio.Task[None]] = set()
         self._recent_429: deque[bool] = deque(maxlen=50)
         self.status_calls = 0
@@ -116,25 +118,31 @@ class PollScheduler:
     async def step(self) -> float:
         """Poll what is due and affordable now; returns seconds until the next thing to do."""
         now = self._clock()
+        free = self._concurrency - self._in_flight
+        affordable = min(self.budget.available(), free)  # a token is spent only when a poll can start now
+        if affordable <= 0 and self._heap and self._heap[0][0] <= now:
+            return max(0.01, self.budget.wait_time(self._batch)) if free > 0 else 0.02
         due = self._due_items(now)
-        expired = [i for i in due if now >= i.deadline]
-        for item in expired:
+        for item in [i for i in due if now >= i.deadline]:
             self._items.pop(item.turn_id, None)
-            self._spawn(self._on_expired(item, "timeout"))
+            self._spawn(self._report(self._on_expired, item, "timeout"))
         due = [i for i in due if now < i.deadline]
-        affordable = self.budget.available()
-        if len(due) > affordable:
-            # Over budget: spend it where an answer is most likely waiting; the rest stay due.
-            due.sort(key=lambda i: (self._priority(i, now), now - i.submitted_at), reverse=True)
-            for item in due[affordable:]:
-                self._push(item)
-            due = due[:affordable]
+        over_budget = len(due) > affordable
+        if over_budget:
+            # Spend the budget where an answer is most likely waiting; the rest stay due for the next pass.
+            chosen = heapq.nlargest(affordable, due, key=lambda i: (self._priority(i, now), now - i.submitted_at))
+            picked = {id(i) for i in chosen}
+            for item in due:
+                if id(item) not in picked:
+                    self._push(item)
+            due = chosen
         for item in due:
             self.budget.take()
             item.due = float("inf")  # in flight
+            self._in_flight += 1
             self._spawn(self._poll(item))
-        if due and len(due) == affordable and self._heap and self._heap[0][0] <= now:
-            return max(0.01, self.budget.wait_time())
+        if over_budget:
+            return max(0.01, self.budget.wait_time(self._batch))
         return max(0.01, min(1.0, (self._heap[0][0] - now) if self._heap else 1.0))
 
     def _priority(self, item: PendingRequest, now: float) -> float:
@@ -157,43 +165,64 @@ class PollScheduler:
                 pass
 
     async def _poll(self, item: PendingRequest) -> None:
-        async with self._slots:
-            now = self._clock()
-            age = now - item.submitted_at
-            self.status_calls += 1
-            item.polls += 1
-            try:
-                status = await self._uppzy.status(item.request_id, site_id=item.site_id, retry=False)
-            except UppzyRateLimited as exc:
-                # This request honours Retry-After; everyone pauses only when 429s are sustained, not stray.
-                wait = exc.retry_after if exc.retry_after is not None else 2.0
-                self.rate_limited += 1
-                self._recent_429.append(True)
-                if len(self._recent_429) >= 10 and sum(self._recent_429) / len(self._recent_429) >= 0.2:
-                    log.warning("sustained 429s from Uppzy status polls; pausing polling %.1fs", wait)
-                    self.budget.penalize(wait)
-                    self._recent_429.clear()
-                self._reschedule(item, self._clock() + wait)
-                return
-            except UppzyRejected as exc:  # 404 request unknown, 401/403 key trouble: it will not get better
-                log.error("polling request_id=%s turn=%s rejected: %s", item.request_id, item.turn_id, exc)
-                self._items.pop(item.turn_id, None)
-                await self._on_expired(item, "rejected")
-                return
-            except UppzyError:
-                item.errors += 1
-                self._reschedule(item, self._clock() + min(30.0, 0.5 * 2 ** item.errors))
-                return
-            self._recent_429.append(False)
-            if item.polls == 1:
-                self.latency.first_poll_result(status.done)
-            if status.done:
-                self._items.pop(item.turn_id, None)
-                self.latency.observe((item.last_age + age) / 2)
-                await self._on_done(item, status)
-                return
-            item.last_age = age
-            self._reschedule(item, now + self._next_gap(age, item))
+        try:
+            outcome = await self._poll_once(item)
+        except Exception:  # a poll must never lose its request: look again a little later
+            log.exception("polling request_id=%s failed unexpectedly", item.request_id)
+            item.errors += 1
+            self._reschedule(item, self._clock() + min(30.0, 0.5 * 2 ** item.errors))
+            outcome = None
+        finally:
+            self._in_flight -= 1
+            self._wake.set()
+        if outcome is not None:
+            await self._report(*outcome)
+
+    async def _report(self, callback: Done | Expired, item: PendingRequest, result: object) -> None:
+        """Hand a result to the relay outside any poll slot; if the relay fails, poll the request again."""
+        try:
+            await callback(item, result)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("handling the result of request_id=%s failed; polling it again", item.request_id)
+            self._items[item.turn_id] = item
+            self._reschedule(item, self._clock() + 2.0)
+
+    async def _poll_once(self, item: PendingRequest) -> tuple[Done | Expired, PendingRequest, object] | None:
+        now = self._clock()
+        age = now - item.submitted_at
+        self.status_calls += 1
+        item.polls += 1
+        try:
+            status = await self._uppzy.status(item.request_id, site_id=item.site_id, retry=False)
+        except UppzyRateLimited as exc:
+            # This request honours Retry-After; everyone pauses only when 429s are sustained, not stray.
+            wait = exc.retry_after if exc.retry_after is not None else 2.0
+            self.rate_limited += 1
+            self._recent_429.append(True)
+            if len(self._recent_429) >= 10 and sum(self._recent_429) / len(self._recent_429) >= 0.2:
+                log.warning("sustained 429s from Uppzy status polls; pausing polling %.1fs", wait)
+                self.budget.penalize(wait)
+                self._recent_429.clear()
+            self._reschedule(item, self._clock() + wait)
+            return None
+        except UppzyRejected as exc:  # 404 request unknown, 401/403 key trouble: it will not get better
+            log.error("polling request_id=%s turn=%s rejected: %s", item.request_id, item.turn_id, exc)
+            self._items.pop(item.turn_id, None)
+            return self._on_expired, item, "rejected"
+        except UppzyError:
+            item.errors += 1
+            self._reschedule(item, self._clock() + min(30.0, 0.5 * 2 ** item.errors))
+            return None
+        self._recent_429.append(False)
+        if item.polls == 1:
+            self.latency.first_poll_result(status.done)
+        if status.done:
+            self._items.pop(item.turn_id, None)
+            self.latency.observe((item.last_age + age) / 2)
+            return self._on_done, item, status
+        item.last_age = age
+        self._reschedule(item, now + self._next_gap(age, item))
+        return None
 
     def _reschedule(self, item: PendingRequest, when: float) -> None:
         if item.turn_id not in self._items:

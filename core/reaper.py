@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from core import messages
-from core.errors import UppzyError, UppzyNotFound
+from core.errors import UppzyAuthError, UppzyError, UppzyForbidden, UppzyNotFound
 from core.models import Notice, NoticeKind
 from core.ratelimit import TokenBucket
 from core.store import SessionRow, Store
@@ -52,15 +52,22 @@ class IdleReaper:
         """Close every session that is idle as of `now`; returns how many were closed."""
         now = self._clock() if now is None else now
         closed = 0
-        for row in await self._store.closing_sessions():  # closes started before a crash or a failed call
-            closed += await self._finish(row, "idle", None)
+        for row in await self._store.closing_sessions(self._batch):  # started before a crash or a failed call
+            await self.pace.acquire()
+            outcome = await self._finish(row, "idle", None)
+            if outcome < 0:
+                return closed  # the key is refused: retrying every session now would only hammer Uppzy
+            closed += outcome
         for row in await self._store.idle_sessions(now, self._batch):
             await self.pace.acquire()
             if not await self._store.claim_for_close(row.id, idle_at=now):
                 continue  # became active or has a question in flight
             direct = row.last_target is not None and row.last_target.is_dm
             notice = Notice(NoticeKind.IDLE_CLOSED, messages.idle_closed(row.idle_timeout, direct=direct))
-            closed += await self._finish(row, "idle", notice)
+            outcome = await self._finish(row, "idle", notice)
+            if outcome < 0:
+                return closed
+            closed += outcome
         if now - self._last_prune > 3600:
             self._last_prune = now
             pruned = await self._store.prune(now - RETENTION)
@@ -72,7 +79,7 @@ class IdleReaper:
         """Close one session at once (a user ended it); False if a question is still in flight."""
         if not await self._store.claim_for_close(row.id, idle_at=None):
             return False
-        await self._finish(row, reason, None)
+        await self._finish(row, reason, None)  # if Uppzy is down the close is finished by a later pass
         return True
 
     async def _finish(self, row: SessionRow, reason: str, notice: Notice | None) -> int:
@@ -80,6 +87,10 @@ class IdleReaper:
             await self._uppzy.close_session(row.id, site_id=row.site_id)
         except UppzyNotFound:
             log.warning("closing session=%s: site %s not found; marking closed", row.id, row.site_id)
+        except (UppzyAuthError, UppzyForbidden) as exc:
+            log.error("closing session=%s refused (%s): check UPPZY_API_KEY; closes resume next pass", row.id,
+                      type(exc).__name__)
+            return -1
         except UppzyError as exc:
             log.warning("closing session=%s failed (%s); will retry", row.id, type(exc).__name__)
             return 0

@@ -53,6 +53,7 @@ __all__ = ["EndResult", "Relay", "StatusReport"]
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 4000
+RECOVERY_GRACE = 30.0
 DELIVERY_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 30.0)
 
 
@@ -113,7 +114,7 @@ class Relay:
         self.metrics.pending.set_function(lambda: len(self.poller))
         self._delivery_backoff = delivery_backoff
         self._submit_slots = asyncio.Semaphore(submit_concurrency)
-        self._session_locks: dict[str, asyncio.Lock] = {}
+        self._session_locks: dict[str, list[Any]] = {}  # session -> [lock, holders and waiters]
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._submitting = 0  # submits in flight: a graceful stop lets them finish so none is left half-done
@@ -188,10 +189,14 @@ class Relay:
                 # Uppzy may or may not have taken it; resubmitting could ask twice, so say so instead.
                 self._spawn(self._fail(turn, NoticeKind.LOST, messages.LOST_IN_RESTART, kind="lost"))
             elif turn.state is TurnState.PENDING and turn.request_id and turn.submitted_at is not None:
+                # After downtime the answer may be waiting at Uppzy: always look at least once before giving up.
+                deadline = max(turn.submitted_at + self.answer_timeout, self.clock() + RECOVERY_GRACE)
                 self.poller.add(turn.id, turn.request_id, turn.site_id, submitted_at=turn.submitted_at,
-                                deadline=turn.submitted_at + self.answer_timeout)
+                                deadline=deadline)
             elif turn.state in (TurnState.READY, TurnState.DELIVERING):
                 self._spawn(self._deliver(turn.id, recovering=turn.state is TurnState.DELIVERING))
+            elif turn.state is TurnState.NOTIFYING:
+                self._spawn(self._notify_failure(turn))
         for session_id in heads:
             self._spawn(self._advance(session_id))
 
@@ -238,69 +243,74 @@ class Relay:
         self._spawn(self._call_platform(turn.target, "show_working"))
         await self._advance(turn.session_id)
 
-    def _lock(self, session_id: str) -> asyncio.Lock:
-        lock = self._session_locks.get(session_id)
-        if lock is None:
-            lock = self._session_locks[session_id] = asyncio.Lock()
-        return lock
-
     async def _advance(self, session_id: str) -> None:
         """Submit the session's oldest waiting question unless an earlier one is still in flight."""
         if self._stop.is_set():
             return  # stopping: the question stays queued in the store and the next start submits it
-        lock = self._lock(session_id)
-        async with lock:
-            head = await self.store.head_turn(session_id)
-            if head is not None and head.state is TurnState.QUEUED:
-                self._submitting += 1
-                self._submits_done.clear()
-                try:
-                    await self._submit(head)
-                finally:
-                    self._submitting -= 1
-                    if not self._submitting:
-                        self._submits_done.set()
-        if not lock.locked() and self._session_locks.get(session_id) is lock:
-            self._session_locks.pop(session_id, None)
+        entry = self._session_locks.setdefault(session_id, [asyncio.Lock(), 0])
+        entry[1] += 1  # holders and waiters: the lock is forgotten only when nobody needs it any more
+        try:
+            async with entry[0]:
+                head = await self.store.head_turn(session_id)
+                if head is not None and head.state is TurnState.QUEUED and not self._stop.is_set():
+                    self._submitting += 1
+                    self._submits_done.clear()
+                    try:
+                        await self._submit(head)
+                    finally:
+                        self._submitting -= 1
+                        if not self._submitting:
+                            self._submits_done.set()
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0 and self._session_locks.get(session_id) is entry:
+                del self._session_locks[session_id]
 
     async def _submit(self, turn: Turn) -> None:
-        await self.store.set_state(turn.id, TurnState.SUBMITTING)
-        session_id = turn.session_id
-        for _ in range(2):
+        async with self._submit_slots:
+            # Claimed only once a slot is free (a stop while waiting leaves it queued, not "lost"), and only
+            # if still queued: the compare-and-set makes a second submit of the same question impossible.
+            if not await self.store.claim_submit(turn.id):
+                return
+            await self._submit_claimed(turn)
+
+    async def _submit_claimed(self, turn: Turn) -> None:
+        for attempt in range(2):
             try:
-                async with self._submit_slots:
-                    sub = await self.uppzy.submit(session_id, turn.text or "", email=turn.email,
-                                                  site_id=turn.site_id)
+                sub = await self.uppzy.submit(turn.session_id, turn.text or "", email=turn.email,
+                                              site_id=turn.site_id)
             except UppzyConflict:
+                if attempt:
+                    break  # a fresh id was refused too: not a closed-session problem
                 # Uppzy closed this session (idle on their side, or our DB was restored): move on to a new id.
-                session_id = await self.store.rebind_session(turn.id, now=self.clock())
-                log.info("session closed upstream; turn=%d moves to session=%s", turn.id, session_id)
+                turn = replace(turn, session_id=await self.store.rebind_session(turn.id, now=self.clock()))
+                log.info("session closed upstream; turn=%d moves to session=%s", turn.id, turn.session_id)
                 continue
             except (UppzyTimeout, UppzyRateLimited, UppzyUnavailable) as exc:
                 if isinstance(exc, UppzyTimeout) or exc.maybe_processed:
                     # Uppzy may have taken it: asking again could create a second turn, so say sorry instead.
                     log.warning("submit turn=%d outcome unknown (%s); not resubmitting", turn.id,
                                 type(exc).__name__)
-                    await self._fail(turn, NoticeKind.FAILED, None, kind="uncertain")
+                    self._spawn(self._fail(turn, NoticeKind.FAILED, None, kind="uncertain"))
                     return
                 await self._retry_submit_later(turn, exc)
                 return
             except UppzyError as exc:
-                await self._fail_rejected(turn, exc)
+                self._spawn(self._fail_rejected(turn, exc))
                 return
             now = self.clock()
             await self.store.mark_submitted(turn.id, sub.request_id, now=now)
-            log.info("submitted turn=%d request_id=%s session=%s", turn.id, sub.request_id, session_id)
+            log.info("submitted turn=%d request_id=%s session=%s", turn.id, sub.request_id, turn.session_id)
             self.poller.add(turn.id, sub.request_id, turn.site_id, submitted_at=now,
                             deadline=now + self.answer_timeout)
             return
-        await self._fail(turn, NoticeKind.FAILED, None, kind="conflict")
+        self._spawn(self._fail(turn, NoticeKind.FAILED, None, kind="conflict"))
 
     async def _retry_submit_later(self, turn: Turn, exc: UppzyError) -> None:
         """Uppzy did not take it (429/5xx after retries): try again later, within the answer budget."""
         waited = self.clock() - turn.created_at
         if waited >= self.answer_timeout:
-            await self._fail(turn, NoticeKind.FAILED, None, kind="unavailable")
+            self._spawn(self._fail(turn, NoticeKind.FAILED, None, kind="unavailable"))
             return
         await self.store.set_state(turn.id, TurnState.QUEUED)
         delay = getattr(exc, "retry_after", None) or min(20.0, 2.0 + waited / 4)
@@ -330,10 +340,10 @@ class Relay:
         if status.status == "completed":
             await self.store.store_answer(turn.id, status.answer or "", status.confidence.score,
                                           status.confidence.level, now=self.clock())
-            await self._deliver(turn.id)
+            self._spawn(self._deliver(turn.id))  # posting may be slow: never hold up the poller for it
         else:
             log.warning("Uppzy could not answer turn=%d request_id=%s", turn.id, item.request_id)
-            await self._fail(turn, NoticeKind.FAILED, None, kind="failed")
+            self._spawn(self._fail(turn, NoticeKind.FAILED, None, kind="failed"))
 
     async def _on_expired(self, item: PendingRequest, why: str) -> None:
         turn = await self.store.get_turn(item.turn_id)
@@ -342,9 +352,9 @@ class Relay:
         if why == "timeout":
             log.warning("no answer within %.0fs turn=%d request_id=%s", self.answer_timeout, turn.id,
                         item.request_id)
-            await self._fail(turn, NoticeKind.TIMEOUT, messages.TIMED_OUT, kind="timeout")
+            self._spawn(self._fail(turn, NoticeKind.TIMEOUT, messages.TIMED_OUT, kind="timeout"))
         else:
-            await self._fail(turn, NoticeKind.FAILED, None, kind=why)
+            self._spawn(self._fail(turn, NoticeKind.FAILED, None, kind=why))
 
     async def _deliver(self, turn_id: int, *, recovering: bool = False) -> None:
         turn = await self.store.get_turn(turn_id)
@@ -392,7 +402,16 @@ class Relay:
         label = kind or notice_kind.value
         if text is None:
             text = (await self.workspaces.get(turn.target.platform, turn.target.workspace_id)).fallback_text
-        await self._post_notice(turn.target, Notice(notice_kind, text))
+        # Recorded before posting: a crash now resumes the notice instead of losing it (or adding a second).
+        await self.store.begin_failure(turn.id, label, notice_kind.value, text)
+        await self._notify_failure(replace(turn, error_kind=label, notice_kind=notice_kind.value, notice=text))
+
+    async def _notify_failure(self, turn: Turn) -> None:
+        """Post the stored failure notice, then close the question."""
+        label = turn.error_kind or "failed"
+        notice = Notice(NoticeKind(turn.notice_kind or NoticeKind.FAILED.value), turn.notice or "")
+        if not await self._post_notice(turn.target, notice, backoff=self._delivery_backoff):
+            log.error("could not post the failure notice for turn=%d; giving up", turn.id)
         await self.store.mark_failed(turn.id, label, now=self.clock())
         self.failed += 1
         self.metrics.failed.labels(turn.target.platform, turn.target.workspace_id, label).inc()
@@ -405,22 +424,24 @@ class Relay:
         await self._call_platform(turn.target, "clear_working")
         self._spawn(self._advance(turn.session_id))
 
-    async def _post_notice(self, target: ReplyTarget, notice: Notice) -> None:
+    async def _post_notice(self, target: ReplyTarget, notice: Notice,
+                           backoff: tuple[float, ...] = (1.0, 3.0)) -> bool:
         platform = self.platforms.get(target.platform)
         if platform is None:
-            return
-        for attempt, pause in enumerate((1.0, 3.0, None)):
+            return False
+        for attempt, pause in enumerate((*backoff, None)):
             try:
                 await platform.post_notice(target, notice)
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("posting notice %s attempt=%d failed: %s", notice.kind.value, attempt + 1,
                             type(exc).__name__)
                 if pause is None:
-                    return
+                    return False
                 await asyncio.sleep(pause)
+        return False
 
     async def _call_platform(self, target: ReplyTarget, method: str) -> None:
         platform = self.platforms.get(target.platform)

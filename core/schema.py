@@ -24,6 +24,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX sessions_open_key ON sessions(key) WHERE state = 'open';
     CREATE INDEX sessions_idle ON sessions(state, last_activity + idle_timeout);
+    CREATE INDEX sessions_key_generation ON sessions(key, generation);
     CREATE TABLE turns (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         platform TEXT NOT NULL,
@@ -46,6 +47,8 @@ MIGRATIONS: tuple[str, ...] = (
         confidence_score REAL,
         confidence_level TEXT,
         error_kind TEXT,
+        notice_kind TEXT,
+        notice TEXT,
         created_at REAL NOT NULL,
         submitted_at REAL,
         ready_at REAL,
@@ -64,6 +67,7 @@ MIGRATIONS: tuple[str, ...] = (
         turn_id INTEGER NOT NULL,
         PRIMARY KEY (platform, message_id, channel_id)
     );
+    CREATE INDEX answer_messages_turn ON answer_messages(turn_id);
     CREATE TABLE feedback (
         turn_id INTEGER PRIMARY KEY,
         rating TEXT NOT NULL,

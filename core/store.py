@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import fcntl
 import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import aiosqlite
 
+from core.config import ConfigError
 from core.models import InboundMessage, ReplyTarget, Turn, TurnState
 from core.schema import MIGRATIONS
 
@@ -48,6 +50,8 @@ class Store(Protocol):
     async def head_turn(self, session_id: str) -> Turn | None: ...
     async def get_turn(self, turn_id: int) -> Turn | None: ...
     async def set_state(self, turn_id: int, state: TurnState, *, now: float | None = None) -> None: ...
+    async def claim_submit(self, turn_id: int) -> bool: ...
+    async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None: ...
     async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None: ...
     async def rebind_session(self, turn_id: int, *, now: float) -> str: ...
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
@@ -63,7 +67,7 @@ class Store(Protocol):
     async def idle_sessions(self, now: float, limit: int) -> list[SessionRow]: ...
     async def claim_for_close(self, session_id: str, *, idle_at: float | None) -> bool: ...
     async def set_idle_timeout(self, platform: str, workspace_id: str, seconds: float) -> None: ...
-    async def closing_sessions(self) -> list[SessionRow]: ...
+    async def closing_sessions(self, limit: int = 500) -> list[SessionRow]: ...
     async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None: ...
     async def counts(self, platform: str | None = None, workspace_id: str | None = None) -> dict[str, int]: ...
     async def workspace_settings(self, platform: str, workspace_id: str) -> dict[str, str]: ...
@@ -80,8 +84,20 @@ class Store(Protocol):
 _TURN_COLUMNS = (
     "id, platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, user_id, is_dm, extras, "
     "session_id, site_id, state, text, email, request_id, created_at, submitted_at, answer, confidence_score, "
-    "confidence_level"
+    "confidence_level, error_kind, notice_kind, notice"
 )
+
+
+def _exclusive(path: str) -> IO[bytes]:
+    """Hold an exclusive lock beside the database: two bot processes on one file would answer twice."""
+    handle = open(path + ".lock", "ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError("DATABASE_URL", f"{path} is in use by another uppzy-bot process; run one process per "
+                                          "database file") from None
+    return handle
 
 
 def _turn(row: Sequence[Any]) -> Turn:
@@ -92,15 +108,17 @@ def _turn(row: Sequence[Any]) -> Turn:
     return Turn(
         id=row[0], target=target, session_id=row[10], site_id=row[11], state=TurnState(row[12]), text=row[13],
         email=row[14], request_id=row[15], created_at=row[16], submitted_at=row[17], answer=row[18],
-        confidence_score=row[19], confidence_level=row[20],
+        confidence_score=row[19], confidence_level=row[20], error_kind=row[21], notice_kind=row[22],
+        notice=row[23],
     )
 
 
 class SqliteStore:
     """One aiosqlite connection in WAL mode; every multi-step change is one transaction."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, lock_file: IO[bytes] | None = None) -> None:
         self._db = conn
+        self._lock_file = lock_file
         self._lock = asyncio.Lock()  # one connection: a transaction must not interleave with other statements
 
     def _guard(self) -> contextlib.AbstractAsyncContextManager[object]:
@@ -113,18 +131,27 @@ class SqliteStore:
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
         """Open (creating if needed) and migrate the database file at `path`."""
+        lock_file = None
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None, timeout=10.0)
+            lock_file = _exclusive(path)
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None, timeout=10.0)
+        except BaseException:
+            if lock_file is not None:
+                lock_file.close()
+            raise
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash
             await conn.execute("PRAGMA busy_timeout=10000")
             await conn.execute("PRAGMA foreign_keys=ON")
-            store = cls(conn)
+            store = cls(conn, lock_file)
             await store.migrate()
         except BaseException:
             await conn.close()
+            if lock_file is not None:
+                lock_file.close()
             raise
         return store
 
@@ -150,8 +177,11 @@ class SqliteStore:
         return max(version, target)
 
     async def close(self) -> None:
-        """Close the connection (WAL contents stay durable)."""
+        """Close the connection (WAL contents stay durable) and let another process have the file."""
         await self._db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
         async with self._guard(), self._db.execute(sql, tuple(params)) as cur:
@@ -162,6 +192,10 @@ class SqliteStore:
             return list(await cur.fetchall())
 
     async def _tx(self, work: Any) -> Any:
+        # Shielded: a cancellation mid-transaction must not leave the one shared connection inside BEGIN.
+        return await asyncio.shield(self._run_tx(work))
+
+    async def _run_tx(self, work: Any) -> Any:
         async with self._lock:
             token = _IN_TX.set(True)
             try:
@@ -206,7 +240,10 @@ class SqliteStore:
         try:
             return await self._tx(work)
         except sqlite3.IntegrityError:
-            return None  # a concurrent copy of the same event won the race
+            # A concurrent copy of the same event won the race; anything else is a real error.
+            if await self._one("SELECT 1 FROM turns WHERE platform=? AND event_key=?", (t.platform, msg.event_key)):
+                return None
+            raise
 
     async def _live_or_new_session(self, key: str, platform: str, workspace_id: str, site_id: str,
                                    idle_timeout: float, now: float) -> str:
@@ -273,6 +310,18 @@ class SqliteStore:
         """Move a question to another state."""
         await self._exec("UPDATE turns SET state=? WHERE id=?", (state.value, turn_id))
 
+    async def claim_submit(self, turn_id: int) -> bool:
+        """Move a question from queued to submitting; False if someone else already did (never submit twice)."""
+        cur = await self._exec("UPDATE turns SET state='submitting' WHERE id=? AND state='queued'", (turn_id,))
+        return cur.rowcount == 1
+
+    async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None:
+        """Record that a question ends with this notice, before it is posted (so a crash resumes it)."""
+        await self._exec(
+            "UPDATE turns SET state='notifying', error_kind=?, notice_kind=?, notice=?, text=NULL, answer=NULL "
+            "WHERE id=?", (kind, notice_kind, notice, turn_id),
+        )
+
     async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None:
         """Uppzy accepted the question: keep its request_id before anything else happens."""
         await self._exec(
@@ -307,7 +356,7 @@ class SqliteStore:
     async def mark_failed(self, turn_id: int, kind: str, *, now: float) -> None:
         """Finished without an answer (the user has been told)."""
         await self._exec(
-            "UPDATE turns SET state='failed', error_kind=?, done_at=?, text=NULL, answer=NULL WHERE id=?",
+            "UPDATE turns SET state='failed', error_kind=?, done_at=?, text=NULL, answer=NULL, notice=NULL WHERE id=?",
             (kind, now, turn_id),
         )
 
@@ -333,7 +382,12 @@ class SqliteStore:
             )
             return None
         except sqlite3.IntegrityError:
-            row = await self._one("SELECT rating FROM feedback WHERE turn_id=?", (turn_id,))
+            row = await self._one("SELECT rating, state, at FROM feedback WHERE turn_id=?", (turn_id,))
+            if row and row[1] == "sending" and row[2] < now - 120:
+                # A claim left by a crash mid-call: take it over rather than refuse the user forever.
+                await self._exec("UPDATE feedback SET rating=?, user_id=?, source=?, at=? WHERE turn_id=?",
+                                 (rating, user_id, source, now, turn_id))
+                return None
             return row[0] if row else rating
 
     async def finish_feedback(self, turn_id: int, *, sent: bool) -> None:
@@ -387,9 +441,9 @@ class SqliteStore:
             (seconds, platform, workspace_id),
         )
 
-    async def closing_sessions(self) -> list[SessionRow]:
-        """Sessions whose close was started but not confirmed (resumed after a restart)."""
-        return await self._session_rows("s.state='closing' ORDER BY s.last_activity", ())
+    async def closing_sessions(self, limit: int = 500) -> list[SessionRow]:
+        """Sessions whose close was started but not confirmed (resumed after a restart or a failed call)."""
+        return await self._session_rows("s.state='closing' ORDER BY s.last_activity LIMIT ?", (limit,))
 
     async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None:
         """Uppzy confirmed the close."""
@@ -466,6 +520,11 @@ class SqliteStore:
                 "DELETE FROM feedback WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)", (done_before,)
             )
             cur = await self._exec("DELETE FROM turns WHERE done_at < ?", (done_before,))
+            # Closed sessions go too, but each key keeps its newest generation so ids never repeat.
+            await self._exec(
+                "DELETE FROM sessions WHERE state='closed' AND closed_at < ? AND generation < "
+                "(SELECT MAX(s2.generation) FROM sessions s2 WHERE s2.key=sessions.key)", (done_before,),
+            )
             return cur.rowcount
 
         return await self._tx(work)

@@ -210,12 +210,20 @@ class WorkspaceSettingsService:
             return cached
         loading = self._loading.get(key)
         if loading is not None:  # a burst of first messages shares one read
-            return await asyncio.shield(loading)
+            try:
+                return await asyncio.shield(loading)
+            except asyncio.CancelledError:
+                if loading.cancelled():  # the reader was cancelled, not us: read for ourselves
+                    return await self.get(platform, workspace_id)
+                raise
         future: asyncio.Future[WorkspaceSettings] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
         try:
             effective = await self._load(platform, workspace_id)
             future.set_result(effective)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved here so an unawaited failure is not reported twice

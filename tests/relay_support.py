@@ -77,13 +77,15 @@ def fast_settings(sim: Simulator, **overrides: Any) -> Settings:
 
 
 async def build(tmp_path: Path, sim: Simulator, *, db: str = "relay.db", user_id: str = "you",
-                api_key: str = "sim-key", retry: RetryPolicy | None = None, **overrides: Any) -> Harness:
+                api_key: str = "sim-key", retry: RetryPolicy | None = None,
+                clock: Callable[[], float] = time.time, **overrides: Any) -> Harness:
     """A started relay on a SQLite file in tmp_path; call `close(h)` when done."""
     settings = fast_settings(sim, **overrides)
     store = await SqliteStore.open(str(tmp_path / db))
     uppzy = UppzyClient(base_url=sim.base_url, api_key=Secret(api_key), site_id="demo-site",
                         retry=retry or RetryPolicy.no_wait(), timeouts=Timeouts(1, 2, 3))
     relay = Relay(store=store, uppzy=uppzy, settings=settings, poll_interval=0.05, delivery_backoff=(0.01, 0.02),
+                  clock=clock,
                   latency=LatencyModel(prior=(0.01,) * 6, floor=0.01), first_poll_floor=0.01)
     console = QuietConsole(user_id)
     relay.register(console)

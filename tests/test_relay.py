@@ -83,7 +83,7 @@ async def test_redelivered_event_never_asks_twice_even_after_restart(harness: Bu
     again = await h.relay.handle_message(msg)
     assert isinstance(again, Rejected) and again.duplicate
     await h.until(lambda: h.console.answers())
-    await h.relay.stop()
+    await close(h)  # the process ends: one process per database file
     h2 = await harness()  # same database file
     later = await h2.relay.handle_message(msg)
     assert isinstance(later, Rejected) and later.duplicate

@@ -274,12 +274,20 @@ async def test_rate_limit_without_retry_after_has_none(uppzy: UppzyClient, sim: 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 async def test_server_errors_raise_unavailable(uppzy: UppzyClient, sim: Simulator, status: int) -> None:
-    """Sustained 5xx answers raise UppzyUnavailable with the status once attempts run out."""
+    """Sustained 5xx answers raise UppzyUnavailable with the status once attempts run out (reads retry all)."""
     sim.inject("site", status, times=10)
     with pytest.raises(UppzyUnavailable) as info:
         await uppzy.site()
-    assert info.value.status == status and not info.value.maybe_processed
+    assert info.value.status == status and info.value.maybe_processed == (status == 504)
     assert len(sim.calls("site")) == 4
+
+
+async def test_submit_is_not_repeated_after_a_gateway_timeout(uppzy: UppzyClient, sim: Simulator) -> None:
+    """A 504 on async submit may mean the backend took the question, so it is not sent again."""
+    sim.inject("chat_async", 504, times=10)
+    with pytest.raises(UppzyUnavailable) as info:
+        await uppzy.submit("s-504", "hello")
+    assert info.value.maybe_processed and len(sim.calls("chat_async")) == 1
 
 
 @pytest.mark.parametrize(

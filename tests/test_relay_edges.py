@@ -1,0 +1,91 @@
+"""Edge cases found in review: long downtime, repeated 409s, double submits, notices across a crash, two processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from core.config import ConfigError
+from core.models import InboundMessage, ReplyTarget
+from core.store import SqliteStore
+from simulator import Simulator
+from tests.relay_support import build, close
+
+
+async def test_restart_after_long_downtime_still_fetches_the_waiting_answer(tmp_path: Path, sim: Simulator) -> None:
+    """Down for longer than the answer budget: the answer Uppzy already has is fetched and posted, not dropped."""
+    sim.script("returns", "waited for you", latency=0.3)
+    first = await build(tmp_path, sim)
+    _, qid = await first.ask("how do returns work?")
+    await first.until(lambda: len(sim.calls("chat_async")) == 1)
+    await close(first)
+    later = await build(tmp_path, sim, clock=lambda: time.time() + 200)  # 200 s later, budget 120 s
+    await later.until(lambda: later.console.transcript)
+    assert later.console.answers() == [(qid, "waited for you")]
+    await close(later)
+
+
+async def test_a_second_409_fails_one_question_and_the_next_still_gets_answered(tmp_path: Path,
+                                                                               sim: Simulator) -> None:
+    """Two closed session ids in a row end the first question with one notice; the queued one moves on."""
+    h = await build(tmp_path, sim)
+    for sid in ("console-user-you-terminal", "console-user-you-terminal-2"):
+        await h.uppzy.close_session(sid)
+    sim.script("first", "never", latency=0.5)
+    _, q1 = await h.ask("first question")
+    _, q2 = await h.ask("how do returns work?")
+    await h.until(lambda: len(h.console.transcript) == 2)
+    assert [(k, q) for k, q, _ in h.console.transcript] == [("failed", q1), ("answer", q2)]
+    assert sim.calls("chat_async")[-1].body["session_id"] == "console-user-you-terminal-3"
+    await close(h)
+
+
+async def test_a_question_can_be_claimed_for_submit_only_once(tmp_path: Path) -> None:
+    """The queued→submitting compare-and-set lets exactly one of two racing submitters through."""
+    store = await SqliteStore.open(str(tmp_path / "c.db"))
+    try:
+        msg = InboundMessage(ReplyTarget("slack", "T", "C", "C", "1.0", "U"), "hi", "C:1.0")
+        turn = await store.record_question(msg, key="k", site_id="s", idle_timeout=60, now=1.0)
+        assert turn is not None
+        assert await asyncio.gather(store.claim_submit(turn.id), store.claim_submit(turn.id)) in (
+            [True, False], [False, True])
+    finally:
+        await store.close()
+
+
+async def test_failure_notice_interrupted_by_a_stop_is_posted_once_after_restart(tmp_path: Path,
+                                                                                 sim: Simulator) -> None:
+    """A notice being posted when the process stopped is posted by the next start, exactly once."""
+    sim.script("broken", fail=True)
+    first = await build(tmp_path, sim)
+    posting = asyncio.Event()
+
+    async def hang(target, notice):  # type: ignore[no-untyped-def]
+        posting.set()
+        await asyncio.Event().wait()
+
+    first.console.post_notice = hang  # type: ignore[method-assign]
+    _, qid = await first.ask("broken question")
+    await asyncio.wait_for(posting.wait(), 5)
+    await close(first)
+    second = await build(tmp_path, sim)
+    await second.until(lambda: second.console.notices())
+    await asyncio.sleep(0.1)
+    assert [(k, q) for k, q, _ in second.console.notices()] == [("failed", qid)]
+    await close(second)
+
+
+async def test_two_processes_cannot_share_a_database_file(tmp_path: Path) -> None:
+    """A second store on the same file is refused with one clear line naming DATABASE_URL."""
+    path = str(tmp_path / "one.db")
+    store = await SqliteStore.open(path)
+    try:
+        with pytest.raises(ConfigError, match=r"DATABASE_URL: .* in use by another uppzy-bot process"):
+            await SqliteStore.open(path)
+    finally:
+        await store.close()
+    again = await SqliteStore.open(path)
+    await again.close()
