@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from core.config import ConfigError, Settings, load_settings
+from core.config import ConfigError, load_settings
 from core.redaction import configure_logging
 
 __all__ = ["main"]
@@ -144,8 +144,3 @@ async def _simulate(args: argparse.Namespace) -> int:
     await stop.wait()
     await sim.stop()
     return 0
-
-
-def settings_from_env() -> Settings:
-    """Settings from this process's environment (for tools and benches that reuse the composition root)."""
-    return load_settings(os.environ)

@@ -19,6 +19,7 @@ class ConsoleAdapter:
     """Prints answers and notices to a stream; one user ('you') in one channel ('terminal')."""
 
     platform = "console"
+    feedback_emoji = (("good",), ("bad",))
 
     def __init__(self, out: TextIO | None = None, *, color: bool | None = None, user_id: str = "you") -> None:
         self.out = out or sys.stdout

@@ -141,6 +141,7 @@ class DiscordAdapter:
     """Posts answers and notices into threads (created lazily from the question), keeps typing alive."""
 
     platform = PLATFORM
+    feedback_emoji = (("👍",), ("👎",))
 
     def __init__(self, *, feedback_view: Callable[[], discord.ui.View] | None = None,
                  typing_interval: float = 8.0, typing_limit: float = 180.0, ready_timeout: float = 60.0) -> None:

@@ -164,6 +164,7 @@ class SlackAdapter:
     """Posts answers, notices and progress to Slack through one Web API client."""
 
     platform = "slack"
+    feedback_emoji = (("+1", "thumbsup"), ("-1", "thumbsdown"))  # Slack's names; skin tones are matched too
 
     def __init__(self, client: AsyncWebClient, *, cosmetic_client: AsyncWebClient | None = None,
                  cosmetic_timeout: float = 3.0) -> None:

@@ -14,6 +14,7 @@ class ChatPlatform(Protocol):
     """What core asks of a platform; every method may raise, and core retries or logs."""
 
     platform: str
+    feedback_emoji: tuple[tuple[str, ...], tuple[str, ...]]  # (good, bad) default reaction names on this platform
 
     async def show_working(self, target: ReplyTarget) -> None:
         """Show that an answer is on its way (reaction, typing, status)."""

@@ -46,7 +46,7 @@ from core.sessions import session_key
 from core.store import SessionRow, Store
 from core.text import clean_text
 from core.uppzy import Confidence, RequestStatus, SessionInfo, UppzyClient
-from core.workspace import WorkspaceSettingsService
+from core.workspace import GENERIC_EMOJI, WorkspaceSettingsService
 
 __all__ = ["EndResult", "Relay", "StatusReport"]
 
@@ -122,12 +122,12 @@ class Relay:
         self._submits_done.set()
         self._loops: list[asyncio.Task[None]] = []
         self._rejected_keys: dict[str, None] = {}
-        self.delivered = 0
-        self.failed = 0
 
     def register(self, platform: ChatPlatform) -> None:
         """Attach an adapter; its `platform` name routes answers back to it (late joiners get their backlog)."""
         self.platforms[platform.platform] = platform
+        good, bad = getattr(platform, "feedback_emoji", GENERIC_EMOJI)
+        self.workspaces.set_platform_emoji(platform.platform, good, bad)
         if self._loops:
             self._spawn(self._deliver_backlog(platform.platform))
 
@@ -384,14 +384,12 @@ class Relay:
                             type(exc).__name__)
                 if pause is None:
                     await self.store.mark_failed(turn.id, "delivery", now=self.clock())
-                    self.failed += 1
                     self.metrics.failed.labels(turn.target.platform, turn.target.workspace_id, "delivery").inc()
                     await self._after(turn)
                     return
                 await asyncio.sleep(pause)
         now = self.clock()
         await self.store.mark_answered(turn.id, ids, now=now)
-        self.delivered += 1
         self.metrics.delivered.labels(turn.target.platform, turn.target.workspace_id).inc()
         self.metrics.answer_seconds.labels(turn.target.platform).observe(max(0.0, now - turn.created_at))
         log.info("answered turn=%d request_id=%s messages=%d", turn.id, turn.request_id, len(ids))
@@ -413,7 +411,6 @@ class Relay:
         if not await self._post_notice(turn.target, notice, backoff=self._delivery_backoff):
             log.error("could not post the failure notice for turn=%d; giving up", turn.id)
         await self.store.mark_failed(turn.id, label, now=self.clock())
-        self.failed += 1
         self.metrics.failed.labels(turn.target.platform, turn.target.workspace_id, label).inc()
         if label == "timeout":
             self.metrics.answer_timeouts.labels(turn.target.platform, turn.target.workspace_id).inc()

@@ -29,10 +29,7 @@ SESSION_STRATEGIES = ("user-channel", "thread", "user")
 CHANNEL_MODES = ("mention", "all", "off")
 RATERS = ("asker", "anyone")
 
-DEFAULT_EMOJI: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "slack": (("+1", "thumbsup"), ("-1", "thumbsdown")),
-    "discord": (("👍",), ("👎",)),
-}
+GENERIC_EMOJI: tuple[tuple[str, ...], tuple[str, ...]] = (("good",), ("bad",))
 
 
 class SettingError(ValueError):
@@ -193,10 +190,18 @@ class WorkspaceSettingsService:
         self._modes: dict[tuple[str, str, str], str | None] = {}
         self._loading: dict[tuple[str, str], asyncio.Future[WorkspaceSettings]] = {}
         self._version = 0  # bumped by every write, so a read that raced a write is not cached
+        self._emoji: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    def set_platform_emoji(self, platform: str, good: tuple[str, ...], bad: tuple[str, ...]) -> None:
+        """An adapter's own default rating emoji (its names for 👍/👎); admins may still override them."""
+        self._emoji[platform] = (good, bad)
+        self._version += 1
+        for key in [k for k in self._cache if k[0] == platform]:
+            del self._cache[key]
 
     def defaults(self, platform: str) -> WorkspaceSettings:
         """Environment defaults for a platform's workspaces."""
-        good, bad = DEFAULT_EMOJI.get(platform, (("good",), ("bad",)))
+        good, bad = self._emoji.get(platform, GENERIC_EMOJI)
         return WorkspaceSettings(
             site_id=self._env.uppzy_site_id or "", idle_timeout=self._env.session_idle_timeout,
             feedback_good=good, feedback_bad=bad, send_email=self._env.uppzy_send_email,
