@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bots.runner import build_uppzy
-from bots.slack_app import SlackBot
+from bots.slack.app import SlackBot
 from core.config import Secret, Settings
 from core.relay import Relay
 from core.store import SqliteStore

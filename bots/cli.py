@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("WARNING" if quiet else settings.log_level, settings.log_format, settings.secrets())
     try:
         if args.command == "demo":
-            from bots.demo import run_demo
+            from bots.console.demo import run_demo
 
             return _run_async(run_demo(settings, args))
         if args.command == "check":

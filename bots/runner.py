@@ -54,11 +54,11 @@ def build_platforms(settings: Settings, relay: Relay) -> list[PlatformBot]:
     """A bot for each platform whose token is set."""
     bots: list[PlatformBot] = []
     if settings.slack_bot_token:
-        from bots.slack_app import SlackBot
+        from bots.slack.app import SlackBot
 
         bots.append(SlackBot(settings, relay))
     if settings.discord_bot_token:
-        from bots.discord_app import DiscordBot
+        from bots.discord.app import DiscordBot
 
         bots.append(DiscordBot(settings, relay))
     return bots

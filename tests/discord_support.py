@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bots.discord_app import DiscordBot
+from bots.discord.app import DiscordBot
 from core.config import Secret, Settings
 from core.latency import LatencyModel
 from core.relay import Relay

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bots.slack_format import to_mrkdwn
+from bots.slack.format import to_mrkdwn
 from core import messages
 from core.uppzy import UppzyClient
 from simulator import Simulator

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bots.console_adapter import ConsoleAdapter
+from bots.console.adapter import ConsoleAdapter
 from core.config import Secret, Settings
 from core.latency import LatencyModel
 from core.models import ReplyTarget

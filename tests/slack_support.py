@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bots.slack_app import EVENTS_PATH, SlackBot
+from bots.slack.app import EVENTS_PATH, SlackBot
 from core.config import Secret, Settings
 from core.latency import LatencyModel
 from core.relay import Relay

@@ -19,8 +19,8 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from bots import discord_messages as dmsgs
-from bots.slack_format import to_mrkdwn
+from bots.discord import strings as dmsgs
+from bots.slack.format import to_mrkdwn
 from core import messages
 from core.uppzy import UppzyClient
 from core.workspace import SETTING_KEYS

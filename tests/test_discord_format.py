@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from bots import discord_format as fmt
-from bots.discord_adapter import workspace_of
-from bots.discord_app import bot_intents, bot_permissions, invite_url
+from bots.discord import format as fmt
+from bots.discord.app import bot_intents, bot_permissions, invite_url
+from bots.discord.translate import workspace_of
 
 
 def test_mentions_are_defused_outside_code() -> None:
@@ -86,6 +86,6 @@ def test_ids_links_intents_and_invite() -> None:
 def test_importing_the_discord_modules_changes_nothing() -> None:
     """Importing the bot modules leaves discord.py's URLs alone and opens nothing (checked in a fresh process)."""
     code = ("import discord.http, discord.gateway as g; before = (discord.http.Route.BASE, g.DiscordWebSocket."
-            "DEFAULT_GATEWAY); import bots.discord_app, bots.discord_admin, bots.discord_events; "
+            "DEFAULT_GATEWAY); import bots.discord.app, bots.discord.admin, bots.discord.events; "
             "assert (discord.http.Route.BASE, g.DiscordWebSocket.DEFAULT_GATEWAY) == before")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bots.slack_format import to_mrkdwn
+from bots.slack.format import to_mrkdwn
 from core import messages
 from core.uppzy import Timeouts, UppzyClient
 from simulator import Simulator

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from bots.discord_app import DiscordBot
+from bots.discord.app import DiscordBot
 from bots.runner import build_uppzy, run_bot
-from bots.slack_app import SlackBot
+from bots.slack.app import SlackBot
 from core.config import ConfigError, Secret, Settings
 from core.latency import LatencyModel
 from core.redaction import JsonFormatter, RedactingFilter, configure_logging

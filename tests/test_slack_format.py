@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from bots.slack_adapter import (
+from bots.slack.admin import compact_duration, setting_value
+from bots.slack.format import answer_messages, defuse, to_mrkdwn
+from bots.slack.translate import (
     button_feedback,
     escalation_ids,
     plain_text,
@@ -15,8 +17,6 @@ from bots.slack_adapter import (
     to_inbound,
     workspace_of,
 )
-from bots.slack_admin import compact_duration, setting_value
-from bots.slack_format import answer_messages, defuse, to_mrkdwn
 
 
 @pytest.mark.parametrize(

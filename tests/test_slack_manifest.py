@@ -10,7 +10,7 @@ from bots.check import SLACK_SCOPES
 from tests.slack_support import parse_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
-SLACK_MODULES = sorted((ROOT / "bots").glob("slack_*.py"))
+SLACK_MODULES = sorted((ROOT / "bots" / "slack").glob("*.py"))
 
 # Every Web API method the code may call, with the bot scopes it needs (empty: none needed).
 METHOD_SCOPES: dict[str, set[str]] = {
@@ -54,14 +54,14 @@ def _used() -> tuple[set[str], set[str], set[str], str]:
         methods |= set(re.findall(r"client\.([a-z]+_[A-Za-z_]+)\(", source)) - SOCKET_MODE_CALLS
         methods |= set(re.findall(r"_cosmetic\(\s*\"([a-z]+_[A-Za-z_]+)\"", source))
         events |= set(re.findall(r"\.event\(\s*\"([a-z_]+)\"", source))
-        module = importlib.import_module(f"bots.{path.stem}")
+        module = importlib.import_module(f"bots.slack.{path.stem}")
         for arg in re.findall(r"\.command\(\s*([^)]+?)\s*\)", source):
             commands.add(arg.strip("\"'") if arg[0] in "\"'" else getattr(module, arg))
     return methods, events, commands, sources
 
 
 def test_manifest_declares_every_scope_event_and_command_the_code_uses() -> None:
-    """Each API call's scope, each subscribed event and each slash command used in bots/slack_*.py is declared."""
+    """Each API call's scope, each subscribed event and each slash command used in bots/slack/ is declared."""
     manifest = parse_manifest((ROOT / "manifest.yml").read_text(encoding="utf-8"))
     methods, events, commands, sources = _used()
     assert {"chat_postMessage", "reactions_add", "users_info", "views_publish"} <= methods  # the scan works

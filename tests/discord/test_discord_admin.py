@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bots import discord_messages as msgs
+from bots.discord import strings as msgs
 from core import messages
 from tests.discord_support import ADMIN_ID, GUILD_ID, OTHER_ID, TEXT_ID, USER_ID, DiscordHarness
 from tests.fakes.discord_fake import MANAGE_GUILD

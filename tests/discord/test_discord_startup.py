@@ -14,7 +14,7 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bots.discord_app import DiscordBot
+from bots.discord.app import DiscordBot
 from bots.runner import build_platforms
 from core.config import ConfigError, Secret
 from core.uppzy import UppzyClient

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bots.slack_app import SlackBot
+from bots.slack.app import SlackBot
 from core.config import ConfigError, Secret
 from tests.fakes.slack_fake import slash_command_form
 

@@ -22,9 +22,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots import slack_messages as text
-from bots.slack_adapter import (
-    SlackAdapter,
+from bots.slack import strings as text
+from bots.slack.admin import SlackAdmin
+from bots.slack.outbound import SlackAdapter
+from bots.slack.socket import EventsFirstSocketModeHandler
+from bots.slack.translate import (
     button_feedback,
     event_key,
     is_user_message,
@@ -34,9 +36,7 @@ from bots.slack_adapter import (
     to_inbound,
     workspace_of,
 )
-from bots.slack_admin import SlackAdmin
-from bots.slack_socket import EventsFirstSocketModeHandler
-from bots.slack_users import SlackUsers
+from bots.slack.users import SlackUsers
 from core.config import ConfigError, Settings
 from core.models import FeedbackOutcome
 from core.relay import Relay

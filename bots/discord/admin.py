@@ -12,9 +12,9 @@ import logging
 import discord
 from discord import app_commands
 
-from bots import discord_format as fmt
-from bots import discord_messages as msgs
-from bots.discord_adapter import PLATFORM, workspace_of
+from bots.discord import format as fmt
+from bots.discord import strings as msgs
+from bots.discord.translate import PLATFORM, workspace_of
 from core import messages as core_messages
 from core.models import ReplyTarget
 from core.relay import EndResult, Relay

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bots import slack_messages as text
+from bots.slack import strings as text
 from core.text import split_markdown
 
 __all__ = [

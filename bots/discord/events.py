@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import discord
 
-from bots import discord_format as fmt
-from bots import discord_messages as msgs
-from bots.discord_adapter import (
+from bots.discord import format as fmt
+from bots.discord import strings as msgs
+from bots.discord.outbound import DiscordAdapter
+from bots.discord.translate import (
     PLATFORM,
-    DiscordAdapter,
     Place,
     bot_roles,
     button_feedback,

@@ -8,10 +8,11 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from bots import slack_messages as text
-from bots.slack_adapter import SlackAdapter, plain_text, workspace_of
-from bots.slack_format import defuse
-from bots.slack_users import SlackUsers
+from bots.slack import strings as text
+from bots.slack.format import defuse
+from bots.slack.outbound import SlackAdapter
+from bots.slack.translate import plain_text, workspace_of
+from bots.slack.users import SlackUsers
 from core import messages
 from core.models import ReplyTarget
 from core.relay import EndResult, Relay

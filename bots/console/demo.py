@@ -8,7 +8,7 @@ import contextlib
 import sys
 from dataclasses import replace
 
-from bots.console_adapter import ConsoleAdapter
+from bots.console.adapter import ConsoleAdapter
 from core.config import ConfigError, Secret, Settings, parse_duration
 from core.models import FeedbackEvent, FeedbackOutcome
 from core.relay import EndResult, Relay

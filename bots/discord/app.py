@@ -13,10 +13,10 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bots import discord_messages as msgs
-from bots.discord_adapter import NO_PINGS, DiscordAdapter
-from bots.discord_admin import install, sync_commands
-from bots.discord_events import BAD_ID, GOOD_ID, DiscordEvents, FeedbackButtons
+from bots.discord import strings as msgs
+from bots.discord.admin import install, sync_commands
+from bots.discord.events import BAD_ID, GOOD_ID, DiscordEvents, FeedbackButtons
+from bots.discord.outbound import NO_PINGS, DiscordAdapter
 from core.config import ConfigError, Settings
 from core.relay import Relay
 

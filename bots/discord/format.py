@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from bots import discord_messages as msgs
+from bots.discord import strings as msgs
 from core.text import split_markdown
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""Slack: the bolt app, event translation, outbound adapter, formatting, admin surfaces and strings."""
