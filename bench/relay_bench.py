@@ -56,16 +56,16 @@ class _Recorder:
 
 
 async def _run_relay(base: str, n: int, rate: float, db: str) -> dict[str, Any]:
+    from bots.runner import build_relay
     from core.config import Secret, Settings
     from core.models import InboundMessage, ReplyTarget
-    from core.relay import Relay
-    from core.store import SqliteStore
+    from core.sqlite_store import SqliteStore
     from core.uppzy import UppzyClient
 
     settings = Settings(uppzy_api_key=Secret(KEY), uppzy_site_id=SITE, uppzy_base_url=base, uppzy_poll_rate=rate)
     store = await SqliteStore.open(db)
     uppzy = UppzyClient(base_url=base, api_key=Secret(KEY), site_id=SITE, max_connections=64)
-    relay = Relay(store=store, uppzy=uppzy, settings=settings)
+    relay = build_relay(settings, store, uppzy)
     recorder = _Recorder()
     relay.register(recorder)  # type: ignore[arg-type]
     await relay.start(reaper=False)

@@ -23,11 +23,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bots.runner import build_uppzy
+from bots.runner import build_relay, build_uppzy
 from bots.slack.app import SlackBot
 from core.config import Secret, Settings
-from core.relay import Relay
-from core.store import SqliteStore
+from core.sqlite_store import SqliteStore
 from simulator import Simulator, SimulatorConfig
 from tests.fakes.slack_fake import FakeSlack
 
@@ -61,7 +60,7 @@ async def _bot(settings: Settings, db: str):
     """The production composition: store, Uppzy client, relay, SlackBot; stopped on exit."""
     store = await SqliteStore.open(db)
     uppzy = build_uppzy(settings)
-    relay = Relay(store=store, uppzy=uppzy, settings=settings)
+    relay = build_relay(settings, store, uppzy)
     bot = SlackBot(settings, relay)
     await relay.start(reaper=False)
     await bot.start()

@@ -1,4 +1,4 @@
-"""`uppzy-bot run`: open the store and Uppzy client, start the relay and every configured platform, stop cleanly."""
+"""The composition root: the only place that builds core's components and the platform bots, and `uppzy-bot run`."""
 
 from __future__ import annotations
 
@@ -6,18 +6,34 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from bots.web import WebServer
 from core.config import ConfigError, Settings
+from core.conversations import Conversations
+from core.delivery import Delivery
+from core.feedback import Feedback
+from core.intake import Intake
+from core.latency import LatencyModel
 from core.metrics import Metrics
-from core.relay import Relay
+from core.models import Notice, SessionRow
+from core.platforms import Platforms
+from core.poller import PollScheduler
+from core.ports import Store
+from core.reaper import IdleReaper
+from core.relay import Components, Relay
 from core.retry import RetryPolicy
-from core.store import SqliteStore
+from core.routing import Router
+from core.sqlite_store import SqliteStore
+from core.submission import Submission
+from core.supervisor import TaskSupervisor
+from core.tuning import Tuning
 from core.uppzy import Timeouts, UppzyClient
+from core.workspace import WorkspaceSettingsService
 
-__all__ = ["PlatformBot", "build_uppzy", "run_bot"]
+__all__ = ["PlatformBot", "build_platforms", "build_relay", "build_uppzy", "open_store", "run_bot"]
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +55,73 @@ class PlatformBot(Protocol):
         ...
 
 
-def build_uppzy(settings: Settings) -> UppzyClient:
-    """The one Uppzy client of the process, from settings."""
+def build_uppzy(settings: Settings, *, metrics: Metrics | None = None, retry: RetryPolicy | None = None,
+                timeouts: Timeouts | None = None) -> UppzyClient:
+    """The one Uppzy client of the process, from settings (its calls observed by `metrics`)."""
     assert settings.uppzy_api_key is not None and settings.uppzy_site_id
     return UppzyClient(
         base_url=settings.uppzy_base_url, api_key=settings.uppzy_api_key, site_id=settings.uppzy_site_id,
         tenant_id=settings.uppzy_tenant_id,
-        timeouts=Timeouts(settings.uppzy_connect_timeout, settings.uppzy_timeout, settings.uppzy_chat_timeout),
-        retry=RetryPolicy(attempts=settings.uppzy_max_attempts, budget=settings.uppzy_retry_budget),
+        timeouts=timeouts or Timeouts(settings.uppzy_connect_timeout, settings.uppzy_timeout,
+                                      settings.uppzy_chat_timeout),
+        retry=retry or RetryPolicy(attempts=settings.uppzy_max_attempts, budget=settings.uppzy_retry_budget),
+        observer=metrics.observe_call if metrics is not None else None,
     )
+
+
+async def open_store(settings: Settings, path: str | None = None) -> Store:
+    """The store DATABASE_URL names (SQLite), migrated and ready."""
+    return await SqliteStore.open(path or settings.database_path)
+
+
+def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics: Metrics | None = None,
+                tuning: Tuning | None = None, clock: Callable[[], float] = time.time) -> Relay:
+    """Build every core component once and wire them: the relay is their Inbound port."""
+    tuning = tuning or Tuning()
+    metrics = metrics or Metrics()
+    tasks = TaskSupervisor("relay")
+    workspaces = WorkspaceSettingsService(store, settings, clock=clock)
+    platforms = Platforms(tuning.notice)
+    sequencer: list[Intake] = []  # intake and delivery call each other: bound once both exist
+
+    def finished(session_id: str) -> None:
+        sequencer[0].finished(session_id)
+
+    def later(session_id: str, delay: float) -> None:
+        sequencer[0].advance_later(session_id, delay)
+
+    delivery = Delivery(store=store, platforms=platforms, workspaces=workspaces, metrics=metrics, tasks=tasks,
+                        backoff=tuning.delivery, answer_timeout=settings.uppzy_answer_timeout, finished=finished,
+                        clock=clock)
+    poller = PollScheduler(uppzy=uppzy, on_done=delivery.on_status, on_expired=delivery.on_expired,
+                           rate=settings.uppzy_poll_rate, interval=tuning.poll_interval, clock=clock,
+                           latency=tuning.latency or LatencyModel(floor=tuning.first_poll_floor),
+                           first_poll_floor=tuning.first_poll_floor, error_backoff=tuning.poll_errors)
+    submission = Submission(store=store, uppzy=uppzy, poller=poller, fail=delivery.fail, later=later, tasks=tasks,
+                            answer_timeout=settings.uppzy_answer_timeout, concurrency=tuning.submit_concurrency,
+                            clock=clock)
+    sequencer.append(Intake(store=store, router=Router(store, workspaces), platforms=platforms,
+                            submit=submission.submit, metrics=metrics, tasks=tasks, max_chars=tuning.max_chars,
+                            clock=clock))
+
+    async def notify(row: SessionRow, notice: Notice) -> None:
+        if row.last_target is not None:
+            await platforms.post_notice(row.last_target, notice)
+
+    def closed(row: SessionRow, reason: str) -> None:
+        metrics.sessions_closed.labels(row.platform, reason).inc()
+
+    reaper = IdleReaper(store=store, uppzy=uppzy, notify=notify, default_idle=settings.session_idle_timeout,
+                        close_rate=settings.session_close_rate, clock=clock, on_closed=closed)
+    metrics.pending.set_function(lambda: len(poller))
+    return Relay(Components(
+        store=store, workspaces=workspaces, platforms=platforms, intake=sequencer[0], submission=submission,
+        delivery=delivery, poller=poller, reaper=reaper, tasks=tasks,
+        feedback=Feedback(store=store, uppzy=uppzy, workspaces=workspaces, platforms=platforms, metrics=metrics,
+                          tasks=tasks, takeover_after=tuning.feedback_takeover, clock=clock),
+        conversations=Conversations(store=store, uppzy=uppzy, workspaces=workspaces, reaper=reaper),
+        answer_timeout=settings.uppzy_answer_timeout, recovery_grace=tuning.recovery_grace, clock=clock,
+    ))
 
 
 def build_platforms(settings: Settings, relay: Relay) -> list[PlatformBot]:
@@ -76,10 +150,9 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
-    store = await SqliteStore.open(settings.database_path)
-    uppzy = build_uppzy(settings)
-    uppzy.observer = metrics.observe_call
-    relay = Relay(store=store, uppzy=uppzy, settings=settings, metrics=metrics)
+    store = await open_store(settings)
+    uppzy = build_uppzy(settings, metrics=metrics)
+    relay = build_relay(settings, store, uppzy, metrics=metrics)
     bots = build_platforms(settings, relay)
     routes = [route for bot in bots if getattr(bot, "mode", None) == "http" for route in bot.http_routes()]  # type: ignore[attr-defined]
     checks: dict[str, Callable[[], Awaitable[bool] | bool]] = {"store": lambda: _store_ok(store)}
@@ -104,13 +177,13 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
     return 0
 
 
-async def _store_ok(store: SqliteStore) -> bool:
-    await store.counts()
+async def _store_ok(store: Store) -> bool:
+    await store.ping()
     return True
 
 
 async def _shutdown(bots: list[PlatformBot], relay: Relay, web: WebServer, uppzy: UppzyClient,
-                    store: SqliteStore) -> None:
+                    store: Store) -> None:
     """Platforms first (stop taking events), then the relay (its state is durable), then connections."""
     try:
         async with asyncio.timeout(6):

@@ -12,6 +12,7 @@ __all__ = [
     "NOT_AN_ANSWER",
     "NOT_YOUR_ANSWER",
     "SESSION_ENDED",
+    "TEXT_ONLY",
     "THANKS_BAD",
     "THANKS_GOOD",
     "TIMED_OUT",
@@ -26,6 +27,7 @@ DEFAULT_LOW_CONFIDENCE_NOTE = "I'm not fully sure about this one; please double-
 TIMED_OUT = "Sorry, this is taking much longer than usual, so I've stopped waiting. Please ask again."
 UNAVAILABLE = "The assistant isn't available right now. Your admins have been told; please try again later."
 LOST_IN_RESTART = "Sorry, I lost track of your question while restarting. Please ask it again."
+TEXT_ONLY = "I can only read text for now. Please type your question as a message."
 EMPTY_MESSAGE = "It looks like your message was empty. What would you like to ask?"
 SESSION_ENDED = "Conversation ended. Your next message starts a fresh one."
 THANKS_GOOD = "Thanks for the feedback! 👍"

@@ -10,15 +10,20 @@ from typing import Literal
 __all__ = [
     "Accepted",
     "Answer",
+    "Counts",
+    "FeedbackClaim",
     "FeedbackEvent",
     "FeedbackOutcome",
     "FeedbackResult",
+    "Ignored",
     "InboundMessage",
+    "MessagePlace",
     "Notice",
     "NoticeKind",
     "Rating",
     "Rejected",
     "ReplyTarget",
+    "SessionRow",
     "Turn",
     "TurnState",
 ]
@@ -55,15 +60,32 @@ class ReplyTarget:
         return self.thread_id or self.message_id
 
 
+class MessagePlace(StrEnum):
+    """Where a message was written, as far as deciding whether to answer it goes."""
+
+    DIRECT = "direct"  # a DM (or the terminal): always a question
+    CHANNEL = "channel"  # a top-level channel message
+    THREAD = "thread"  # a reply inside a thread
+    FORUM_POST = "forum_post"  # the opening message of a forum post
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
-    """A user's question, already stripped of the bot mention; `event_key` de-duplicates redeliveries."""
+    """A user's message, already stripped of the bot mention; `event_key` de-duplicates redeliveries.
+
+    The adapter says what it saw (`place`, whether the bot was `mentioned`, whether the thread is one the bot
+    started, whether only attachments came); core's router decides whether it is a question.
+    """
 
     target: ReplyTarget
     text: str
     event_key: str
     email: str | None = None
     received_at: float = field(default_factory=time.time)
+    place: MessagePlace = MessagePlace.DIRECT
+    mentioned: bool = False
+    bot_thread: bool = False
+    attachments_only: bool = False
 
 
 class TurnState(StrEnum):
@@ -130,6 +152,7 @@ class NoticeKind(StrEnum):
     IDLE_CLOSED = "idle_closed"
     ENDED = "ended"
     UNAVAILABLE = "unavailable"
+    TEXT_ONLY = "text_only"  # only attachments came: the bot reads text (adapters show it to the sender alone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +174,14 @@ class Accepted:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """The question was not taken; `notice` has been posted (or `duplicate` says why not)."""
+
+    reason: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """The message is not a question for the bot here (channel off, not mentioned, someone else's thread)."""
 
     reason: str
     duplicate: bool = False
@@ -190,3 +221,35 @@ class FeedbackResult:
     rating: Rating | None = None
     message: str | None = None
     turn: Turn | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackClaim:
+    """The rating already reserved for an answer: `sending` until Uppzy confirmed it, then `sent`."""
+
+    rating: Rating
+    state: Literal["sending", "sent"]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A stored Uppzy session and the last question asked in it (where notices go)."""
+
+    id: str
+    key: str
+    platform: str
+    workspace_id: str
+    site_id: str
+    state: str
+    last_activity: float
+    idle_timeout: float
+    last_target: ReplyTarget | None
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Questions still in flight and open sessions (of one workspace, or of all)."""
+
+    pending: int
+    open_sessions: int

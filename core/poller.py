@@ -8,12 +8,15 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
+from core.backoff import Backoff
 from core.errors import UppzyError, UppzyRateLimited, UppzyRejected
 from core.latency import LatencyModel
 from core.ratelimit import TokenBucket
+from core.supervisor import TaskSupervisor
 from core.uppzy import RequestStatus, UppzyClient
 
 __all__ = ["PendingRequest", "PollScheduler"]
@@ -56,6 +59,7 @@ class PollScheduler:
         clock: Callable[[], float] = time.time,
         concurrency: int = 32,
         first_poll_floor: float = 0.25,
+        error_backoff: Backoff | None = None,
     ) -> None:
         self._uppzy = uppzy
         self._floor = first_poll_floor
@@ -74,7 +78,8 @@ class PollScheduler:
         self._concurrency = concurrency
         self._in_flight = 0
         self._batch = max(1, int(rate * 0.1))  # over budget, wait for ~100 ms of tokens per pass
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSupervisor("poller")
+        self._errors = error_backoff or Backoff(attempts=0, initial=1.0, maximum=30.0)
         self._recent_429: deque[bool] = deque(maxlen=50)
         self.status_calls = 0
         self.rate_limited = 0
@@ -170,7 +175,7 @@ class PollScheduler:
         except Exception:  # a poll must never lose its request: look again a little later
             log.exception("polling request_id=%s failed unexpectedly", item.request_id)
             item.errors += 1
-            self._reschedule(item, self._clock() + min(30.0, 0.5 * 2 ** item.errors))
+            self._reschedule(item, self._clock() + self._errors.delay(item.errors))
             outcome = None
         finally:
             self._in_flight -= 1
@@ -211,7 +216,7 @@ class PollScheduler:
             return self._on_expired, item, "rejected"
         except UppzyError:
             item.errors += 1
-            self._reschedule(item, self._clock() + min(30.0, 0.5 * 2 ** item.errors))
+            self._reschedule(item, self._clock() + self._errors.delay(item.errors))
             return None
         self._recent_429.append(False)
         if item.polls == 1:
@@ -231,18 +236,9 @@ class PollScheduler:
         self._push(item)
         self._wake.set()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("poll task failed", exc_info=task.exception())
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.spawn(coro, name="poll")
 
     async def aclose(self) -> None:
         """Cancel in-flight polls (their requests stay pending in the store)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()

@@ -1,12 +1,136 @@
-"""The port between core and each chat platform: adapters implement ChatPlatform and call the Relay."""
+"""The ports of core, written down: what adapters call (Inbound), what core asks of platforms and of storage.
+
+Adapters (bots/slack, bots/discord, bots/console) import core only through this module and core.models; the
+composition root (bots/runner.py) is the only place that builds core's components.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from core.models import Answer, Notice, ReplyTarget
+from core.messages import SESSION_ENDED, human_duration
+from core.models import (
+    Accepted,
+    Answer,
+    Counts,
+    FeedbackClaim,
+    FeedbackEvent,
+    FeedbackResult,
+    Ignored,
+    InboundMessage,
+    Notice,
+    Rejected,
+    ReplyTarget,
+    SessionRow,
+    Turn,
+    TurnState,
+)
+from core.uppzy import SessionInfo
+from core.workspace import CHANNEL_MODES, SETTING_KEYS, SettingError, SettingSpec, WorkspaceSettings
+from core.workspace import WorkspaceSettingsService as _Workspaces
 
-__all__ = ["ChatPlatform"]
+__all__ = [
+    "CHANNEL_MODES",
+    "SESSION_ENDED",
+    "SETTING_KEYS",
+    "ChatPlatform",
+    "EndResult",
+    "Inbound",
+    "SessionInfo",
+    "SettingError",
+    "SettingSpec",
+    "StatusReport",
+    "Store",
+    "WorkspaceSettings",
+    "human_duration",
+    "setting_spec",
+]
+
+
+def setting_spec(key: str) -> SettingSpec | None:
+    """The spec (parser, accepted values, help) of an admin setting, for forms and autocomplete."""
+    return _Workspaces.spec(key)
+
+
+class EndResult(StrEnum):
+    """What ending a conversation did."""
+
+    ENDED = "ended"
+    NO_SESSION = "no_session"
+    BUSY = "busy"
+
+
+class StatusReport(Protocol):
+    """What `/uppzy status` shows an admin (core.conversations.Status implements it)."""
+
+    settings: list[tuple[str, str, str]]
+    uppzy_ok: bool
+    uppzy_detail: str
+    pending: int
+    open_sessions: int
+
+
+# ---- driving side: what adapters call --------------------------------------------------------------------------
+
+
+class Inbound(Protocol):
+    """The one entry into core for adapters: neutral events in, typed outcomes out. Never raises for bad input."""
+
+    def register(self, platform: ChatPlatform) -> None:
+        """Attach a platform so answers for its conversations can be posted (late joiners get their backlog)."""
+
+    async def handle_message(self, msg: InboundMessage) -> Accepted | Rejected | Ignored:
+        """Decide whether `msg` is a question (routing), record it durably and start work; returns at once.
+
+        A redelivered event (same platform and event_key) is `Rejected(duplicate=True)` and changes nothing.
+        """
+        ...
+
+    async def handle_feedback(self, event: FeedbackEvent) -> FeedbackResult:
+        """Turn a reaction or button on an answer into Uppzy feedback, at most once per answer."""
+        ...
+
+    async def end_conversation(self, target: ReplyTarget) -> EndResult:
+        """Close the caller's session for this conversation now; the next message starts a fresh one."""
+        ...
+
+    async def list_sessions(self, platform: str, workspace_id: str, email: str | None,
+                            user_id: str | None = None) -> list[SessionInfo]:
+        """Uppzy's sessions for a workspace's site: by email when given, else this user's by session id."""
+        ...
+
+    async def status_report(self, platform: str, workspace_id: str) -> StatusReport:
+        """Settings, Uppzy reachability and counts of one workspace."""
+        ...
+
+    async def settings(self, platform: str, workspace_id: str) -> WorkspaceSettings:
+        """The effective settings of a workspace."""
+        ...
+
+    async def describe_settings(self, platform: str, workspace_id: str) -> list[tuple[str, str, str]]:
+        """(key, current value as typed, what it does) for every admin setting."""
+        ...
+
+    async def set_setting(self, platform: str, workspace_id: str, key: str, raw: str, *, by: str | None) -> str:
+        """Validate and store one setting; returns how it now reads. Raises SettingError saying what is accepted."""
+        ...
+
+    async def reset_setting(self, platform: str, workspace_id: str, key: str, *, by: str | None) -> None:
+        """Drop an override so the environment default applies again. Raises SettingError for unknown keys."""
+
+    async def channel_mode(self, platform: str, workspace_id: str, channel_id: str) -> str:
+        """How the bot listens in one channel: its own mode, else the workspace default."""
+        ...
+
+    async def set_channel_mode(self, platform: str, workspace_id: str, channel_id: str, raw: str, *,
+                               by: str | None) -> str:
+        """Set one channel's mode; raises SettingError listing the accepted modes."""
+        ...
+
+
+# ---- driven side: what core asks of each platform ---------------------------------------------------------------
 
 
 @runtime_checkable
@@ -31,7 +155,157 @@ class ChatPlatform(Protocol):
         ...
 
     async def post_notice(self, target: ReplyTarget, notice: Notice) -> None:
-        """Post a short non-answer line (error, idle close) in the conversation."""
+        """Post a short non-answer line (error, idle close, text only) in the conversation."""
 
     async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
         """Tell the configured people that an answer was rated bad, with a link to the thread."""
+
+    async def user_email(self, workspace_id: str, user_id: str) -> str | None:
+        """The asker's email address, asked only when the workspace sends emails to Uppzy; None if unknown."""
+        ...
+
+
+# ---- driven side: durable state ---------------------------------------------------------------------------------
+
+
+class Store(Protocol):
+    """Durable state of questions, sessions, feedback and settings.
+
+    Contracts every implementation keeps (tests/test_store_contract.py pins them):
+    - Every method is atomic: it happens entirely or not at all, also when the caller is cancelled mid-call.
+    - `claim_*` methods are compare-and-set: of any number of concurrent callers exactly one gets True/None
+      (the claim), the rest see that it is taken. A claim is a durable state change, not a lock held in memory.
+    - Timestamps are seconds since the epoch passed in by core (`now`); the store never reads a clock, and no
+      business rule (timeouts, takeovers, id formats) lives in the store.
+    - Turn ids grow with arrival, so ordering by id is asking order.
+    """
+
+    async def record_question(self, msg: InboundMessage, *, key: str, site_id: str, idle_timeout: float,
+                              now: float) -> Turn | None:
+        """Store a QUEUED question under the open session of `key`, opening one if there is none.
+
+        A new session gets the next generation of `key` (core.session_ids.session_id names it) and
+        `Turn.opened_session` is True. Returns None, storing nothing, when (platform, event_key) was seen before:
+        this is the de-duplication of redelivered events, also between concurrent calls.
+        """
+        ...
+
+    async def active_turns(self) -> list[Turn]:
+        """Every question not ANSWERED or FAILED, oldest first (what a restart resumes)."""
+        ...
+
+    async def head_turn(self, session_id: str) -> Turn | None:
+        """The oldest unfinished question of a session: the only one that may be in flight."""
+        ...
+
+    async def get_turn(self, turn_id: int) -> Turn | None:
+        """One question by id, or None if unknown (or pruned)."""
+        ...
+
+    async def set_state(self, turn_id: int, state: TurnState) -> None:
+        """Move a question to `state` unconditionally (core's state machine decides when)."""
+
+    async def claim_submit(self, turn_id: int) -> bool:
+        """QUEUED → SUBMITTING if still QUEUED; True for exactly one caller. A repeat returns False."""
+        ...
+
+    async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None:
+        """SUBMITTING → PENDING with Uppzy's request id, kept before anything else happens."""
+
+    async def rebind_session(self, turn_id: int, *, now: float) -> str:
+        """Uppzy says the session is closed: close it and move its unsubmitted questions to the key's next
+        generation (a new session); returns the new session id."""
+        ...
+
+    async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
+                           now: float) -> None:
+        """→ READY with the answer and confidence, so a crash before posting never needs Uppzy again."""
+
+    async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None:
+        """→ NOTIFYING with the notice to post: a crash before it is posted resumes the notice, never two."""
+
+    async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None:
+        """→ ANSWERED; remembers which platform messages carry the answer (for feedback) and drops the texts.
+
+        Refreshes the session's last activity. Repeating it with the same ids changes nothing.
+        """
+
+    async def mark_failed(self, turn_id: int, kind: str, *, now: float) -> None:
+        """→ FAILED (the user has been told); drops the texts."""
+
+    async def turn_for_message(self, platform: str, message_id: str, channel_id: str | None = None
+                               ) -> Turn | None:
+        """The question whose answer is this platform message (in that channel when ids repeat across channels)."""
+        ...
+
+    async def knows_thread(self, platform: str, channel_id: str, thread_root: str) -> bool:
+        """True when a question was asked in (or started) this thread: follow-ups there need no mention."""
+        ...
+
+    async def claim_feedback(self, turn_id: int, rating: str, user_id: str, source: str, *,
+                             now: float) -> FeedbackClaim | None:
+        """Reserve the one rating of an answer as `sending`: None for the one caller that got it, else the
+        claim already there (which core may take over with `take_over_feedback`)."""
+        ...
+
+    async def take_over_feedback(self, turn_id: int, *, seen_at: float, rating: str, user_id: str, source: str,
+                                 now: float) -> bool:
+        """Replace a `sending` claim whose `at` is still `seen_at` (compare-and-set); True for exactly one caller."""
+        ...
+
+    async def finish_feedback(self, turn_id: int, *, sent: bool) -> None:
+        """`sent`: the claim becomes final. Not sent: a `sending` claim is removed so the user can try again."""
+
+    async def live_session(self, key: str) -> SessionRow | None:
+        """The open session of a conversation key, if any."""
+        ...
+
+    async def idle_sessions(self, now: float, limit: int) -> list[SessionRow]:
+        """Up to `limit` open sessions whose last activity + idle timeout is before `now`, stalest first."""
+        ...
+
+    async def claim_for_close(self, session_id: str, *, idle_at: float | None) -> bool:
+        """open → closing if still open, idle at `idle_at` (None: regardless) and without an unfinished question;
+        True for exactly one caller."""
+        ...
+
+    async def closing_sessions(self, limit: int = 500) -> list[SessionRow]:
+        """Sessions whose close was claimed but not confirmed (resumed after a crash or a failed call)."""
+        ...
+
+    async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None:
+        """→ closed; the first reason and time recorded stay (repeats change nothing)."""
+
+    async def set_idle_timeout(self, platform: str, workspace_id: str, seconds: float) -> None:
+        """Open sessions of a workspace follow its new idle timeout from now on."""
+
+    async def counts(self, platform: str | None = None, workspace_id: str | None = None) -> Counts:
+        """Unfinished questions and open sessions, of one workspace or of all."""
+        ...
+
+    async def workspace_settings(self, platform: str, workspace_id: str) -> dict[str, str]:
+        """The raw overrides stored for a workspace, by setting key (values as the admin's spec stored them)."""
+        ...
+
+    async def put_workspace_setting(self, platform: str, workspace_id: str, key: str, value: str | None, *,
+                                    by: str | None, now: float) -> None:
+        """Store (insert or replace) one override, or with None remove it."""
+
+    async def channel_mode(self, platform: str, workspace_id: str, channel_id: str) -> str | None:
+        """The reply mode stored for one channel, if any."""
+        ...
+
+    async def put_channel_mode(self, platform: str, workspace_id: str, channel_id: str, mode: str, *,
+                               by: str | None, now: float) -> None:
+        """Store (insert or replace) one channel's reply mode."""
+
+    async def prune(self, done_before: float) -> int:
+        """Forget questions finished before `done_before` and old closed sessions (each key keeps its newest
+        generation, so ids never repeat); returns how many questions went."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be read right now (readiness)."""
+
+    async def close(self) -> None:
+        """Release connections (and the process's hold on the database)."""

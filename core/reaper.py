@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 
 from core import messages
 from core.errors import UppzyAuthError, UppzyError, UppzyForbidden, UppzyNotFound
-from core.models import Notice, NoticeKind
+from core.models import Notice, NoticeKind, SessionRow
+from core.ports import Store
 from core.ratelimit import TokenBucket
-from core.store import SessionRow, Store
 from core.uppzy import UppzyClient
 
 __all__ = ["IdleReaper"]

@@ -7,12 +7,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import messages
 from core.config import Settings, parse_duration
-from core.store import Store
 from core.text import clean_text
+
+if TYPE_CHECKING:
+    from core.ports import Store
 
 __all__ = [
     "CHANNEL_MODES",

@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 
 from bots.discord.app import DiscordBot
+from bots.runner import build_relay
+from core.backoff import Backoff
 from core.config import Secret, Settings
 from core.latency import LatencyModel
 from core.relay import Relay
-from core.store import SqliteStore
+from core.sqlite_store import SqliteStore
+from core.tuning import Tuning
 from core.uppzy import UppzyClient
 from simulator import Simulator
 from tests.conftest import SIM_KEY, SITE_ID
@@ -88,9 +91,9 @@ class DiscordHarness:
 
     async def _open_relay(self) -> None:
         self.store = await SqliteStore.open(self.db_path)
-        self.relay = Relay(store=self.store, uppzy=self.uppzy, settings=self.settings, poll_interval=0.05,
-                           delivery_backoff=(0.05, 0.05))
-        self.relay.poller.latency = LatencyModel(prior=(0.05,))  # the simulator answers at once: poll early
+        self.relay = build_relay(self.settings, self.store, self.uppzy, tuning=Tuning(  # the simulator answers at once
+            poll_interval=0.05, delivery=Backoff(attempts=3, initial=0.05, maximum=0.05),
+            latency=LatencyModel(prior=(0.05,))))
 
     async def restart_process(self, *, down_for: float = 0.0) -> None:
         """Stop bot, relay and store, then start them the way `uppzy-bot run` does (bot built, relay, connect)."""

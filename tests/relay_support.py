@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from bots.console.adapter import ConsoleAdapter
+from bots.runner import build_relay
+from core.backoff import Backoff
 from core.config import Secret, Settings
 from core.latency import LatencyModel
 from core.models import ReplyTarget
 from core.relay import Relay
 from core.retry import RetryPolicy
-from core.store import SqliteStore
+from core.sqlite_store import SqliteStore
+from core.tuning import Tuning
 from core.uppzy import Timeouts, UppzyClient
 from simulator import Simulator
 
@@ -68,6 +71,10 @@ class Harness:
             await asyncio.sleep(0.01)
 
 
+FAST = Tuning(poll_interval=0.05, delivery=Backoff(attempts=3, initial=0.01, maximum=0.02),
+              latency=LatencyModel(prior=(0.01,) * 6, floor=0.01), first_poll_floor=0.01)
+
+
 def fast_settings(sim: Simulator, **overrides: Any) -> Settings:
     """Settings pointing at the simulator, with a generous poll budget for tests."""
     values: dict[str, Any] = {"uppzy_api_key": Secret("sim-key"), "uppzy_site_id": "demo-site",
@@ -84,9 +91,7 @@ async def build(tmp_path: Path, sim: Simulator, *, db: str = "relay.db", user_id
     store = await SqliteStore.open(str(tmp_path / db))
     uppzy = UppzyClient(base_url=sim.base_url, api_key=Secret(api_key), site_id="demo-site",
                         retry=retry or RetryPolicy.no_wait(), timeouts=Timeouts(1, 2, 3))
-    relay = Relay(store=store, uppzy=uppzy, settings=settings, poll_interval=0.05, delivery_backoff=(0.01, 0.02),
-                  clock=clock,
-                  latency=LatencyModel(prior=(0.01,) * 6, floor=0.01), first_poll_floor=0.01)
+    relay = build_relay(settings, store, uppzy, clock=clock, tuning=FAST)
     console = QuietConsole(user_id)
     relay.register(console)
     await relay.start(reaper=False)

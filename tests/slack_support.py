@@ -14,11 +14,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bots.runner import build_relay
 from bots.slack.app import EVENTS_PATH, SlackBot
+from core.backoff import Backoff
 from core.config import Secret, Settings
 from core.latency import LatencyModel
 from core.relay import Relay
-from core.store import SqliteStore
+from core.sqlite_store import SqliteStore
+from core.tuning import Tuning
 from core.uppzy import UppzyClient
 from simulator import Simulator
 from tests.conftest import SIM_KEY, SITE_ID
@@ -125,8 +128,9 @@ async def make_rig(fake: FakeSlack, sim: Simulator, uppzy: UppzyClient, tmp_path
         })
         store = await SqliteStore.open(str(tmp_path / f"slack-{len(started)}.db"))
         # The simulator answers at once, so poll early and often; retry a failed post quickly.
-        relay = Relay(store=store, uppzy=uppzy, settings=settings, poll_interval=0.05, delivery_backoff=(0.2, 0.5),
-                      latency=LatencyModel(prior=(0.05,), floor=0.05), first_poll_floor=0.05)
+        relay = build_relay(settings, store, uppzy, tuning=Tuning(
+            poll_interval=0.05, delivery=Backoff(attempts=3, initial=0.2, maximum=0.5),
+            latency=LatencyModel(prior=(0.05,), floor=0.05), first_poll_floor=0.05))
         bot = SlackBot(settings, relay, ping_interval=1.0)
         await relay.start(reaper=False)
         started.append((bot, relay, store))

@@ -143,7 +143,7 @@ async def test_uppzy_down_for_good_gives_each_question_one_error(
     assert rig.sim.chats == {}
     if outage == "always_503":
         assert len(rig.sim.calls("chat_async")) == BURST * 4  # RetryPolicy.no_wait(): 4 attempts, then give up
-    assert (await rig.relay.store.counts())["pending"] == 0
+    assert (await rig.relay.store.counts()).pending == 0
 
 
 async def test_uppzy_back_after_an_outage_answers_the_queued_questions(rig: SlackRig, front: CuttingFront) -> None:

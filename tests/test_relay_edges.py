@@ -10,7 +10,7 @@ import pytest
 
 from core.config import ConfigError
 from core.models import InboundMessage, ReplyTarget
-from core.store import SqliteStore
+from core.sqlite_store import SqliteStore
 from simulator import Simulator
 from tests.relay_support import build, close
 

@@ -133,7 +133,7 @@ async def test_answers_wait_for_a_platform_that_connects_late(tmp_path: Path, si
     from core.models import TurnState
 
     h = await build(tmp_path, sim)
-    console = h.relay.platforms.pop("console")
+    console = h.relay.parts.platforms.remove("console")
     _, qid = await h.ask("how do returns work?")
 
     async def ready() -> bool:

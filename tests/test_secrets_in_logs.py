@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 
 from bots.discord.app import DiscordBot
-from bots.runner import build_uppzy, run_bot
+from bots.runner import build_relay, build_uppzy, run_bot
 from bots.slack.app import SlackBot
 from core.config import ConfigError, Secret, Settings
 from core.latency import LatencyModel
 from core.redaction import JsonFormatter, RedactingFilter, configure_logging
-from core.relay import Relay
-from core.store import SqliteStore
+from core.sqlite_store import SqliteStore
+from core.tuning import Tuning
 from simulator import Simulator
 from tests.discord_support import GUILD_ID, TEXT_ID, USER_ID, build_world
 from tests.fakes.discord_fake import FakeDiscord
@@ -160,8 +160,8 @@ async def _scenario(settings: Settings, slack: FakeSlack, discord_fake: FakeDisc
     """
     store = await SqliteStore.open(settings.database_path)
     uppzy = build_uppzy(settings)
-    relay = Relay(store=store, uppzy=uppzy, settings=settings, poll_interval=0.1,
-                  latency=LatencyModel(prior=(0.05,), floor=0.05), first_poll_floor=0.05)
+    relay = build_relay(settings, store, uppzy, tuning=Tuning(
+        poll_interval=0.1, latency=LatencyModel(prior=(0.05,), floor=0.05), first_poll_floor=0.05))
     bots = [SlackBot(settings, relay), DiscordBot(settings, relay, guild_ready_timeout=0.05)]
     await relay.start()
     try:

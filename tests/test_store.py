@@ -10,7 +10,7 @@ import pytest
 
 from core.models import InboundMessage, ReplyTarget
 from core.schema import MIGRATIONS
-from core.store import SqliteStore
+from core.sqlite_store import SqliteStore
 
 
 def _question(event: str, user: str = "U1") -> InboundMessage:

@@ -77,6 +77,10 @@ class ConsoleAdapter:
         self._print(self._style(f"uppzy ▸ notice for #{target.message_id} [{notice.kind.value}]: {notice.text}",
                                 "33"))
 
+    async def user_email(self, workspace_id: str, user_id: str) -> str | None:
+        """Bots cannot see members' email addresses here."""
+        return None
+
     async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
         """In a terminal there is nobody to ping; say who would have been."""
         self._print(self._style(f"uppzy ▸ (would notify {escalation_target} about a bad answer)", "2"))

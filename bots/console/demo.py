@@ -9,11 +9,10 @@ import sys
 from dataclasses import replace
 
 from bots.console.adapter import ConsoleAdapter
+from bots.runner import build_relay, build_uppzy, open_store
 from core.config import ConfigError, Secret, Settings, parse_duration
 from core.models import FeedbackEvent, FeedbackOutcome
-from core.relay import EndResult, Relay
-from core.store import SqliteStore
-from core.uppzy import Timeouts, UppzyClient
+from core.ports import EndResult, Inbound
 
 __all__ = ["run_demo"]
 
@@ -45,12 +44,9 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         settings = replace(settings, uppzy_base_url=base, uppzy_api_key=Secret("sim-key"),
                            uppzy_site_id="demo-site", uppzy_tenant_id="demo-tenant")
     settings = replace(settings, session_idle_timeout=idle)
-    store = await SqliteStore.open(args.db)
-    uppzy = UppzyClient(base_url=settings.uppzy_base_url, api_key=settings.uppzy_api_key or Secret(""),
-                        site_id=settings.uppzy_site_id or "", tenant_id=settings.uppzy_tenant_id,
-                        timeouts=Timeouts(settings.uppzy_connect_timeout, settings.uppzy_timeout,
-                                          settings.uppzy_chat_timeout))
-    relay = Relay(store=store, uppzy=uppzy, settings=settings)
+    store = await open_store(settings, args.db)
+    uppzy = build_uppzy(settings)
+    relay = build_relay(settings, store, uppzy)
     console = ConsoleAdapter()
     relay.register(console)
     await relay.start()
@@ -93,7 +89,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _rate(relay: Relay, console: ConsoleAdapter, rating: str) -> None:
+async def _rate(relay: Inbound, console: ConsoleAdapter, rating: str) -> None:
     if console.last_answer_id is None:
         print("There is no answer to rate yet.", flush=True)
         return
@@ -105,7 +101,7 @@ async def _rate(relay: Relay, console: ConsoleAdapter, rating: str) -> None:
           flush=True)
 
 
-async def _sessions(relay: Relay) -> None:
+async def _sessions(relay: Inbound) -> None:
     sessions = await relay.list_sessions("console", "local", None)
     if not sessions:
         print("No sessions yet.", flush=True)

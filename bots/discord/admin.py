@@ -15,10 +15,8 @@ from discord import app_commands
 from bots.discord import format as fmt
 from bots.discord import strings as msgs
 from bots.discord.translate import PLATFORM, workspace_of
-from core import messages as core_messages
 from core.models import ReplyTarget
-from core.relay import EndResult, Relay
-from core.workspace import CHANNEL_MODES, SETTING_KEYS, SettingError, WorkspaceSettingsService
+from core.ports import CHANNEL_MODES, SESSION_ENDED, SETTING_KEYS, EndResult, Inbound, SettingError, setting_spec
 
 __all__ = ["AdminCommands", "UserCommands", "install", "sync_commands"]
 
@@ -50,7 +48,7 @@ def target_of(interaction: discord.Interaction) -> ReplyTarget:
 class UserCommands(app_commands.Group, name="uppzy", description=msgs.DESCRIBE_GROUP):
     """Commands every member (and DM) may use."""
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: Inbound) -> None:
         super().__init__()
         self.relay = relay
 
@@ -64,7 +62,7 @@ class UserCommands(app_commands.Group, name="uppzy", description=msgs.DESCRIBE_G
         """Close the caller's session for this channel now."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         result = await self.relay.end_conversation(target_of(interaction))
-        text = {EndResult.ENDED: core_messages.SESSION_ENDED, EndResult.NO_SESSION: msgs.END_NONE,
+        text = {EndResult.ENDED: SESSION_ENDED, EndResult.NO_SESSION: msgs.END_NONE,
                 EndResult.BUSY: msgs.END_BUSY}[result]
         await interaction.followup.send(text, ephemeral=True)
 
@@ -73,7 +71,7 @@ class AdminCommands(app_commands.Group, name="uppzy-admin", description=msgs.DES
                     guild_only=True, default_permissions=discord.Permissions(manage_guild=True)):
     """Per-server settings; only members with Manage Server."""
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: Inbound) -> None:
         super().__init__()
         self.relay = relay
 
@@ -109,7 +107,7 @@ class AdminCommands(app_commands.Group, name="uppzy-admin", description=msgs.DES
             await interaction.response.send_message(msgs.setting_invalid(msgs.ESCALATION_FORMAT), ephemeral=True)
             return
         try:
-            shown = await self.relay.workspaces.set(PLATFORM, workspace_of(interaction.guild_id), key, value,
+            shown = await self.relay.set_setting(PLATFORM, workspace_of(interaction.guild_id), key, value,
                                                     by=str(interaction.user.id))
         except SettingError as exc:
             await interaction.response.send_message(msgs.setting_invalid(str(exc)), ephemeral=True)
@@ -120,7 +118,7 @@ class AdminCommands(app_commands.Group, name="uppzy-admin", description=msgs.DES
     @set_.autocomplete("value")
     async def _value_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         """Offer the accepted values of keys that have a fixed set (modes, on/off, strategies)."""
-        spec = WorkspaceSettingsService.spec(str(getattr(interaction.namespace, "key", "") or ""))
+        spec = setting_spec(str(getattr(interaction.namespace, "key", "") or ""))
         if spec is None:
             return []
         options = []
@@ -141,7 +139,7 @@ class AdminCommands(app_commands.Group, name="uppzy-admin", description=msgs.DES
         """Set how the bot listens in this channel (inside a thread: the thread's channel)."""
         channel_id, _thread = conversation_channel(interaction)
         try:
-            saved = await self.relay.workspaces.set_channel_mode(
+            saved = await self.relay.set_channel_mode(
                 PLATFORM, workspace_of(interaction.guild_id), str(channel_id), mode, by=str(interaction.user.id))
         except SettingError as exc:
             await interaction.response.send_message(msgs.setting_invalid(str(exc)), ephemeral=True)
@@ -179,7 +177,7 @@ async def _on_error(interaction: discord.Interaction, error: app_commands.AppCom
         log.warning("could not tell the user that /%s failed", name)
 
 
-def install(tree: app_commands.CommandTree, relay: Relay) -> None:
+def install(tree: app_commands.CommandTree, relay: Inbound) -> None:
     """Add both command groups and the friendly error handler to a client's tree."""
     tree.add_command(UserCommands(relay))
     tree.add_command(AdminCommands(relay))

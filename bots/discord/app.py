@@ -18,7 +18,7 @@ from bots.discord.admin import install, sync_commands
 from bots.discord.events import BAD_ID, GOOD_ID, DiscordEvents, FeedbackButtons
 from bots.discord.outbound import NO_PINGS, DiscordAdapter
 from core.config import ConfigError, Settings
-from core.relay import Relay
+from core.ports import Inbound
 
 __all__ = ["DiscordBot", "bot_intents", "bot_permissions", "invite_url"]
 
@@ -94,7 +94,7 @@ class DiscordBot:
 
     name = "discord"
 
-    def __init__(self, settings: Settings, relay: Relay, *, guild_ready_timeout: float = 2.0,
+    def __init__(self, settings: Settings, relay: Inbound, *, guild_ready_timeout: float = 2.0,
                  ready_timeout: float = 60.0, typing_interval: float = 8.0, reconnect_delay: float = 1.0) -> None:
         self.settings = settings
         self.relay = relay

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections import OrderedDict
-from collections.abc import Iterator
 
 import discord
 
@@ -14,8 +10,6 @@ from bots.discord import format as fmt
 from bots.discord import strings as msgs
 from bots.discord.outbound import DiscordAdapter
 from bots.discord.translate import (
-    PLATFORM,
-    Place,
     bot_roles,
     button_feedback,
     is_ignorable,
@@ -25,7 +19,8 @@ from bots.discord.translate import (
     to_inbound,
 )
 from core.models import Rating
-from core.relay import Relay
+from core.ports import Inbound
+from core.supervisor import TaskSupervisor
 
 __all__ = ["DiscordEvents", "FeedbackButtons"]
 
@@ -63,31 +58,17 @@ class FeedbackButtons(discord.ui.View):
 
 
 class DiscordEvents:
-    """Decides which messages to answer and hands questions and ratings to the relay."""
+    """Translates messages, reactions and buttons for core; core's router decides which messages to answer."""
 
-    def __init__(self, relay: Relay, adapter: DiscordAdapter) -> None:
+    def __init__(self, relay: Inbound, adapter: DiscordAdapter) -> None:
         self.relay = relay
         self.adapter = adapter
-        self._handled: OrderedDict[int, None] = OrderedDict()  # replies made without the relay (text-only)
-        self._running: set[asyncio.Task[object]] = set()
-
-    @contextlib.contextmanager
-    def _tracked(self) -> Iterator[None]:
-        """Remember the handler task so shutdown can let it finish before the store closes."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-        try:
-            yield
-        finally:
-            if task is not None:
-                self._running.discard(task)
+        self._handlers = TaskSupervisor("discord-events")
+        self._tracked = self._handlers.track
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (bounded) for event handlers still running, e.g. a question being recorded."""
-        pending = [t for t in self._running if t is not asyncio.current_task()]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
+        await self._handlers.drain(timeout)
 
     async def on_message(self, client: discord.Client, message: discord.Message) -> None:
         """Turn a triggering message into a question; everything else is ignored quietly."""
@@ -106,37 +87,13 @@ class DiscordEvents:
                 log.warning("message in unknown channel=%s ignored", message.channel.id)
                 return
         place = place_of(message, channel, bot_id)
-        if place is None or not await self._wanted(message, place, bot_id):
+        if place is None:
             return
         text = fmt.question_text(message.content, bot_id, bot_roles(message, bot_id))
-        inbound = to_inbound(message, place, text)
-        if not text and (message.attachments or message.stickers):
-            if self._first_time(message.id):
-                await self.adapter.reply_text_only(inbound.target)
-            return
+        inbound = to_inbound(message, place, text, mentioned=mentions_bot(message, bot_id),
+                             attachments_only=not text and bool(message.attachments or message.stickers))
         outcome = await self.relay.handle_message(inbound)
         log.debug("message=%s place=%s outcome=%s", message.id, place.kind, type(outcome).__name__)
-
-    async def _wanted(self, message: discord.Message, place: Place, bot_id: int) -> bool:
-        if place.kind == "dm":
-            return True
-        mode = await self.relay.workspaces.channel_mode(PLATFORM, place.workspace_id, str(place.channel_id))
-        if mode == "off":
-            return False
-        if mode == "all" or place.kind == "forum_post" or mentions_bot(message, bot_id):
-            return True
-        if place.kind == "thread":
-            return place.bot_thread or await self.relay.is_bot_thread(PLATFORM, str(place.channel_id),
-                                                                      str(place.thread_id))
-        return False
-
-    def _first_time(self, message_id: int) -> bool:
-        if message_id in self._handled:
-            return False
-        self._handled[message_id] = None
-        if len(self._handled) > 5000:
-            self._handled.popitem(last=False)
-        return True
 
     async def on_reaction(self, client: discord.Client, payload: discord.RawReactionActionEvent) -> None:
         """A reaction on one of the bot's messages becomes feedback; the relay decides if it counts."""

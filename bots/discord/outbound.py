@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
+from cachetools import LRUCache
 
 from bots.discord import format as fmt
 from bots.discord import strings as msgs
@@ -50,7 +50,7 @@ class DiscordAdapter:
         self._typing_limit = typing_limit
         self._ready_timeout = ready_timeout
         self._typing: dict[str, asyncio.Task[None]] = {}
-        self._dests: OrderedDict[str, _Dest] = OrderedDict()
+        self._dests: LRUCache[str, _Dest] = LRUCache(maxsize=10_000)
 
     def attach(self, client: discord.Client | None) -> None:
         """Use this connected client (None while disconnected: deliveries wait for the next one)."""
@@ -79,8 +79,6 @@ class DiscordAdapter:
 
     def _remember(self, key: str, dest: _Dest) -> _Dest:
         self._dests[key] = dest
-        if len(self._dests) > 10_000:
-            self._dests.popitem(last=False)
         return dest
 
     async def destination(self, target: ReplyTarget, *, create: bool = True) -> _Dest:
@@ -174,14 +172,15 @@ class DiscordAdapter:
 
     async def post_notice(self, target: ReplyTarget, notice: Notice) -> None:
         """A short line in the conversation; a refused question is answered in place instead of a new thread."""
-        rejected = notice.kind in (NoticeKind.EMPTY, NoticeKind.TOO_LONG)
+        rejected = notice.kind in (NoticeKind.EMPTY, NoticeKind.TOO_LONG, NoticeKind.TEXT_ONLY)
         dest = await self.destination(target, create=not rejected)
         self._stop_typing(target.message_id)
-        await self._send(target, dest, fmt.neutralise_mentions(notice.text))
+        line = msgs.TEXT_ONLY if notice.kind is NoticeKind.TEXT_ONLY else fmt.neutralise_mentions(notice.text)
+        await self._send(target, dest, line)
 
-    async def reply_text_only(self, target: ReplyTarget) -> None:
-        """Attachments without text: say so in place, without involving Uppzy."""
-        await self._send(target, await self.destination(target, create=False), msgs.TEXT_ONLY)
+    async def user_email(self, workspace_id: str, user_id: str) -> str | None:
+        """Bots cannot see members' email addresses here."""
+        return None
 
     async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
         """Ping the configured role/user in the thread, or post a jump link in the configured channel."""

@@ -8,7 +8,7 @@ from typing import Literal
 import discord
 
 from bots.discord import format as fmt
-from core.models import FeedbackEvent, InboundMessage, Rating, ReplyTarget
+from core.models import FeedbackEvent, InboundMessage, MessagePlace, Rating, ReplyTarget
 
 __all__ = [
     "DM_WORKSPACE",
@@ -81,8 +81,13 @@ def place_of(message: discord.Message, channel: object, bot_id: int) -> Place | 
     return None
 
 
-def to_inbound(message: discord.Message, place: Place, text: str) -> InboundMessage:
-    """The neutral question; event_key is the message id, so gateway replays after RESUME de-duplicate."""
+_PLACES = {"dm": MessagePlace.DIRECT, "channel": MessagePlace.CHANNEL, "thread": MessagePlace.THREAD,
+           "forum_post": MessagePlace.FORUM_POST}
+
+
+def to_inbound(message: discord.Message, place: Place, text: str, *, mentioned: bool = False,
+               attachments_only: bool = False) -> InboundMessage:
+    """The neutral message; event_key is the message id, so gateway replays after RESUME de-duplicate."""
     extras: tuple[tuple[str, str], ...] = ()
     if place.kind == "channel":
         extras = (("thread_name", fmt.thread_name(text, message.author.display_name)),)
@@ -92,7 +97,8 @@ def to_inbound(message: discord.Message, place: Place, text: str) -> InboundMess
         user_id=str(message.author.id), thread_id=None if place.thread_id is None else str(place.thread_id),
         is_dm=place.kind == "dm", extras=extras,
     )
-    return InboundMessage(target=target, text=text, event_key=str(message.id))
+    return InboundMessage(target=target, text=text, event_key=str(message.id), place=_PLACES[place.kind],
+                          mentioned=mentioned, bot_thread=place.bot_thread, attachments_only=attachments_only)
 
 
 def reaction_feedback(payload: discord.RawReactionActionEvent) -> FeedbackEvent:

@@ -13,10 +13,8 @@ from bots.slack.format import defuse
 from bots.slack.outbound import SlackAdapter
 from bots.slack.translate import plain_text, workspace_of
 from bots.slack.users import SlackUsers
-from core import messages
 from core.models import ReplyTarget
-from core.relay import EndResult, Relay
-from core.workspace import SETTING_KEYS, SettingError, WorkspaceSettingsService
+from core.ports import SESSION_ENDED, SETTING_KEYS, EndResult, Inbound, SettingError, setting_spec
 
 __all__ = ["SlackAdmin", "home_view", "settings_modal"]
 
@@ -33,7 +31,7 @@ _USER_REF = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>|\b([UW][A-Z0-9]{6,})\b")
 _ESCALATION_REF = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>|<#([CG][A-Z0-9]+)(?:\|[^>]*)?>|<@([UW][A-Z0-9]+)"
                              r"(?:\|[^>]*)?>")
 _MULTILINE = frozenset({"fallback_text", "low_confidence_note"})
-_END_TEXT = {EndResult.ENDED: messages.SESSION_ENDED, EndResult.NO_SESSION: text.END_NO_SESSION,
+_END_TEXT = {EndResult.ENDED: SESSION_ENDED, EndResult.NO_SESSION: text.END_NO_SESSION,
              EndResult.BUSY: text.END_BUSY}
 
 
@@ -88,7 +86,7 @@ def settings_modal(values: Mapping[str, str], helps: Mapping[str, str], *, metad
     """One input per setting, pre-filled with its current value; an emptied field resets it to the default."""
     blocks = []
     for key in SETTING_KEYS:
-        spec = WorkspaceSettingsService.spec(key)
+        spec = setting_spec(key)
         accepted = spec.accepted if spec else ""
         element: dict[str, Any] = {"type": "plain_text_input", "action_id": "value",
                                    "initial_value": values.get(key, "")[:3000], "multiline": key in _MULTILINE}
@@ -104,7 +102,7 @@ def settings_modal(values: Mapping[str, str], helps: Mapping[str, str], *, metad
 class SlackAdmin:
     """Runs /uppzy, keeps the App Home tab current and applies the settings modal; admins are checked each time."""
 
-    def __init__(self, *, relay: Relay, adapter: SlackAdapter, users: SlackUsers) -> None:
+    def __init__(self, *, relay: Inbound, adapter: SlackAdapter, users: SlackUsers) -> None:
         self.relay = relay
         self.adapter = adapter
         self.users = users
@@ -155,7 +153,7 @@ class SlackAdmin:
             if verb == "channel":
                 if channel.startswith("D"):
                     return text.CHANNEL_IN_DM
-                mode = await self.relay.workspaces.set_channel_mode("slack", workspace, channel, rest, by=user)
+                mode = await self.relay.set_channel_mode("slack", workspace, channel, rest, by=user)
                 return text.channel_mode_set(mode)
             return await self._sessions(workspace, user, rest)
         except SettingError as exc:
@@ -164,7 +162,7 @@ class SlackAdmin:
     async def _status(self, workspace: str, channel: str) -> str:
         report = await self.relay.status_report("slack", workspace)
         mode = "direct message" if channel.startswith("D") else \
-            await self.relay.workspaces.channel_mode("slack", workspace, channel)
+            await self.relay.channel_mode("slack", workspace, channel)
         shown = [(key, defuse(value), help_text) for key, value, help_text in report.settings]
         return text.status_lines(uppzy_ok=report.uppzy_ok, uppzy_detail=defuse(report.uppzy_detail),
                                  pending=report.pending, open_sessions=report.open_sessions, channel_mode=mode,
@@ -174,19 +172,19 @@ class SlackAdmin:
         key, _, raw = rest.partition(" ")
         if not key or not raw.strip():
             return text.SET_USAGE.format(keys=", ".join(f"`{k}`" for k in SETTING_KEYS))
-        shown = await self.relay.workspaces.set("slack", workspace, key, setting_value(key, raw), by=user)
+        shown = await self.relay.set_setting("slack", workspace, key, setting_value(key, raw), by=user)
         return text.setting_saved(key.strip().lower().replace("-", "_"), defuse(shown))
 
     async def _reset(self, workspace: str, user: str, rest: str) -> str:
         key = rest.split(None, 1)[0] if rest else ""
-        await self.relay.workspaces.reset("slack", workspace, key, by=user)
-        current = dict((k, v) for k, v, _ in await self.relay.workspaces.describe("slack", workspace))
+        await self.relay.reset_setting("slack", workspace, key, by=user)
+        current = dict((k, v) for k, v, _ in await self.relay.describe_settings("slack", workspace))
         return text.reset_done(key.lower(), defuse(current.get(key.lower(), "")))
 
     async def _sessions(self, workspace: str, caller: str, rest: str) -> str:
         match = _USER_REF.search(rest)
         who = (match.group(1) or match.group(2)) if match else caller
-        email = await self.users.email(who) if (await self.relay.workspaces.get("slack", workspace)).send_email \
+        email = await self.users.email(who) if (await self.relay.settings("slack", workspace)).send_email \
             else None
         try:
             sessions = await self.relay.list_sessions("slack", workspace, email, who)
@@ -206,7 +204,7 @@ class SlackAdmin:
 
     async def publish_home(self, workspace: str, user: str, dm_channel: str | None, notice: str | None = None) -> None:
         """Render the Home tab for one person (settings only if they are an admin)."""
-        settings = await self.relay.workspaces.describe("slack", workspace) \
+        settings = await self.relay.describe_settings("slack", workspace) \
             if await self.users.is_admin(user) else None
         view = home_view(dm_channel=dm_channel, settings=settings, notice=notice)
         await self.adapter.client.views_publish(user_id=user, view=view)
@@ -235,9 +233,9 @@ class SlackAdmin:
         await self.adapter.client.views_open(trigger_id=body["trigger_id"], view=modal)
 
     async def _editable(self, workspace: str) -> tuple[dict[str, str], dict[str, str]]:
-        described = await self.relay.workspaces.describe("slack", workspace)
+        described = await self.relay.describe_settings("slack", workspace)
         values = {key: value for key, value, _ in described}
-        values["idle_timeout"] = compact_duration((await self.relay.workspaces.get("slack", workspace)).idle_timeout)
+        values["idle_timeout"] = compact_duration((await self.relay.settings("slack", workspace)).idle_timeout)
         return values, {key: help_text for key, _, help_text in described}
 
     async def _on_settings_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -253,7 +251,7 @@ class SlackAdmin:
         changes = {k: v for k, v in submitted.items() if k in current and v != current[k]}
         errors: dict[str, str] = {}
         for key, value in changes.items():
-            spec = WorkspaceSettingsService.spec(key)
+            spec = setting_spec(key)
             if spec is not None and value:
                 try:
                     spec.parse(setting_value(key, value, escaped=False))
@@ -265,10 +263,10 @@ class SlackAdmin:
         await ack()
         for key, value in changes.items():
             if value:
-                await self.relay.workspaces.set("slack", workspace, key, setting_value(key, value, escaped=False),
+                await self.relay.set_setting("slack", workspace, key, setting_value(key, value, escaped=False),
                                                 by=user)
             else:
-                await self.relay.workspaces.reset("slack", workspace, key, by=user)
+                await self.relay.reset_setting("slack", workspace, key, by=user)
         log.info("settings modal saved keys=%s workspace=%s by=%s", ",".join(changes) or "-", workspace, user)
         try:
             dm_channel = json.loads(view.get("private_metadata") or "{}").get("dm")

@@ -22,24 +22,21 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack import strings as text
 from bots.slack.admin import SlackAdmin
 from bots.slack.outbound import SlackAdapter
 from bots.slack.socket import EventsFirstSocketModeHandler
 from bots.slack.translate import (
     button_feedback,
-    event_key,
     is_user_message,
     mentions_bot,
     reaction_feedback,
-    strip_mention,
     to_inbound,
-    workspace_of,
 )
 from bots.slack.users import SlackUsers
 from core.config import ConfigError, Settings
 from core.models import FeedbackOutcome
-from core.relay import Relay
+from core.ports import Inbound
+from core.supervisor import TaskSupervisor
 
 __all__ = ["EVENTS_PATH", "SlackBot"]
 
@@ -55,7 +52,7 @@ class SlackBot:
 
     name = "slack"
 
-    def __init__(self, settings: Settings, relay: Relay, *, ping_interval: float = 10.0,
+    def __init__(self, settings: Settings, relay: Inbound, *, ping_interval: float = 10.0,
                  cosmetic_timeout: float = 3.0, connect_timeout: float = 30.0) -> None:
         if not settings.slack_bot_token:
             raise ConfigError("SLACK_BOT_TOKEN", "is required to run the Slack app")
@@ -78,20 +75,17 @@ class SlackBot:
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=False,
                             name="uppzy-slack", ssl_check_enabled=self.mode == "http",
                             attaching_function_token_enabled=False, attaching_conversation_kwargs_enabled=False)
-        self.adapter = SlackAdapter(self.client, cosmetic_client=self._cosmetic_client,
-                                    cosmetic_timeout=cosmetic_timeout)
         self.users = SlackUsers(self.client, admin_ids=settings.slack_admin_user_ids)
+        self.adapter = SlackAdapter(self.client, cosmetic_client=self._cosmetic_client,
+                                    cosmetic_timeout=cosmetic_timeout, users=self.users)
         self.admin = SlackAdmin(relay=relay, adapter=self.adapter, users=self.users)
-        self._text_only_replied: dict[str, None] = {}
         self._session: aiohttp.ClientSession | None = None
         self._socket: EventsFirstSocketModeHandler | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._connect_timeout = connect_timeout
         self._http_runner: web.AppRunner | None = None
         self._started = False
-        self._busy = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._handlers = TaskSupervisor("slack-events")
         self._register()
         # Registered now, before relay.start(), so answers recovered after a restart can be delivered.
         relay.register(self.adapter)
@@ -173,11 +167,7 @@ class SlackBot:
         if self._http_runner is not None:
             await self._http_runner.cleanup()
             self._http_runner = None
-        try:
-            async with asyncio.timeout(drain):
-                await self._idle.wait()
-        except TimeoutError:
-            log.warning("%d Slack event(s) still being handled at shutdown", self._busy)
+        await self._handlers.drain(drain)
         await self._close_session()
 
     async def _close_session(self) -> None:
@@ -241,68 +231,26 @@ class SlackBot:
 
         @functools.wraps(handler)  # bolt injects arguments by the wrapped handler's parameter names
         async def run(**kwargs: Any) -> None:
-            self._busy += 1
-            self._idle.clear()
-            try:
+            with self._handlers.track():
                 await handler(**kwargs)
-            finally:
-                self._busy -= 1
-                if not self._busy:
-                    self._idle.set()
 
         return run
 
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        """A mention in a channel: answer unless an admin switched the channel off."""
+        """A mention in a channel (or a thread): core's router decides, e.g. nothing in a channel switched off."""
         if not is_user_message(event, self.adapter.bot_user_id):
             if not event.get("bot_id") and event.get("user") != self.adapter.bot_user_id:
                 log.warning("app_mention event=%s dropped: no usable user, channel, ts or text", body.get("event_id"))
             return
-        workspace, _ = workspace_of(body)
-        if await self.relay.workspaces.channel_mode("slack", workspace, event["channel"]) == "off":
-            return
-        await self._ask(body, event)
+        await self.relay.handle_message(to_inbound(body, event, self.adapter.bot_user_id))
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        """DMs always; in channels, follow-ups in the bot's threads and top-level messages in 'all' channels."""
+        """Every person's message goes to core's router, except the copy of a mention (app_mention carries it)."""
         if not is_user_message(event, self.adapter.bot_user_id):
             return
-        if event.get("channel_type") == "im":
-            await self._ask(body, event)
-            return
-        if mentions_bot(str(event.get("text") or ""), self.adapter.bot_user_id):
+        if event.get("channel_type") != "im" and mentions_bot(str(event.get("text") or ""), self.adapter.bot_user_id):
             return  # the app_mention copy of this message is the one we answer
-        workspace, _ = workspace_of(body)
-        channel = event["channel"]
-        mode = await self.relay.workspaces.channel_mode("slack", workspace, channel)
-        if mode == "off":
-            return
-        thread_ts = event.get("thread_ts")
-        if thread_ts and thread_ts != event["ts"]:
-            if await self.relay.is_bot_thread("slack", channel, str(thread_ts)):
-                await self._ask(body, event)
-        elif mode == "all":
-            await self._ask(body, event)
-
-    async def _ask(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        bot = self.adapter.bot_user_id
-        if not strip_mention(str(event.get("text") or ""), bot) and event.get("files"):
-            await self._reply_text_only(event)
-            return
-        workspace, _ = workspace_of(body)
-        email = None
-        if (await self.relay.workspaces.get("slack", workspace)).send_email:
-            email = await self.users.email(event["user"])
-        await self.relay.handle_message(to_inbound(body, event, bot, email=email))
-
-    async def _reply_text_only(self, event: dict[str, Any]) -> None:
-        key = event_key(event)
-        if key in self._text_only_replied:
-            return  # a redelivery of the same upload
-        self._text_only_replied[key] = None
-        if len(self._text_only_replied) > 5000:
-            self._text_only_replied.pop(next(iter(self._text_only_replied)))
-        await self.adapter.ephemeral(event["channel"], event["user"], text.TEXT_ONLY, thread_ts=event.get("thread_ts"))
+        await self.relay.handle_message(to_inbound(body, event, self.adapter.bot_user_id))
 
     # ---- feedback ---------------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.slack import strings as text
 from bots.slack.format import ANSWER_EVENT_TYPE, SlackMessage, answer_messages, to_mrkdwn
 from bots.slack.translate import escalation_ids
-from core.models import Answer, Notice, ReplyTarget
+from bots.slack.users import SlackUsers
+from core.models import Answer, Notice, NoticeKind, ReplyTarget
 
 __all__ = ["WORKING_REACTION", "SlackAdapter"]
 
@@ -28,8 +29,9 @@ class SlackAdapter:
     feedback_emoji = (("+1", "thumbsup"), ("-1", "thumbsdown"))  # Slack's names; skin tones are matched too
 
     def __init__(self, client: AsyncWebClient, *, cosmetic_client: AsyncWebClient | None = None,
-                 cosmetic_timeout: float = 3.0) -> None:
+                 cosmetic_timeout: float = 3.0, users: SlackUsers | None = None) -> None:
         self.client = client
+        self.users = users
         self.cosmetic_client = cosmetic_client or client
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
@@ -114,7 +116,11 @@ class SlackAdapter:
         return parts
 
     async def post_notice(self, target: ReplyTarget, notice: Notice) -> None:
-        """A short line in the conversation's thread."""
+        """A short line in the conversation's thread; "text only" is shown to the sender alone."""
+        if notice.kind is NoticeKind.TEXT_ONLY:
+            await self.ephemeral(target.message_channel_id, target.user_id, text.TEXT_ONLY,
+                                 thread_ts=target.thread_id)
+            return
         await self.client.chat_postMessage(channel=target.channel_id, thread_ts=target.thread_root,
                                            text=to_mrkdwn(notice.text), unfurl_links=False, unfurl_media=False)
 
@@ -138,6 +144,10 @@ class SlackAdapter:
         else:
             log.warning("escalation target %r names no channel, user group or user Slack can reach",
                         escalation_target[:60])
+
+    async def user_email(self, workspace_id: str, user_id: str) -> str | None:
+        """The asker's email from users.info (needs users:read.email), for workspaces that send it to Uppzy."""
+        return await self.users.email(user_id) if self.users is not None else None
 
     async def ephemeral(self, channel: str, user: str, message: str, *, thread_ts: str | None = None) -> None:
         """A line only `user` sees (feedback thanks, 'text only'); failures are logged, never raised."""

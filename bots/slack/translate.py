@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bots.slack.format import FEEDBACK_ACTIONS
-from core.models import FeedbackEvent, InboundMessage, ReplyTarget
+from core.models import FeedbackEvent, InboundMessage, MessagePlace, ReplyTarget
 
 __all__ = [
     "USER_SUBTYPES",
@@ -91,9 +91,9 @@ def event_key(event: Mapping[str, Any]) -> str:
     return f"{event.get('channel')}:{event.get('ts')}"
 
 
-def to_inbound(body: Mapping[str, Any], event: Mapping[str, Any], bot_user_id: str | None, *,
-               email: str | None = None) -> InboundMessage:
-    """A user message event as core's InboundMessage, mention stripped."""
+def to_inbound(body: Mapping[str, Any], event: Mapping[str, Any], bot_user_id: str | None) -> InboundMessage:
+    """A user message event as core's InboundMessage: mention stripped, with where it was written (core's router
+    decides whether it is a question)."""
     workspace, extras = workspace_of(body)
     ts = str(event["ts"])
     thread_ts = event.get("thread_ts")
@@ -106,8 +106,12 @@ def to_inbound(body: Mapping[str, Any], event: Mapping[str, Any], bot_user_id: s
         message_channel_id=str(event["channel"]), message_id=ts, user_id=str(event["user"]), thread_id=thread,
         is_dm=is_dm, extras=extras,
     )
-    question = plain_text(strip_mention(str(event.get("text") or ""), bot_user_id))
-    return InboundMessage(target=target, text=question, event_key=event_key(event), email=email)
+    raw = str(event.get("text") or "")
+    question = plain_text(strip_mention(raw, bot_user_id))
+    place = MessagePlace.DIRECT if is_dm else MessagePlace.THREAD if thread else MessagePlace.CHANNEL
+    return InboundMessage(target=target, text=question, event_key=event_key(event), place=place,
+                          mentioned=event.get("type") == "app_mention" or mentions_bot(raw, bot_user_id),
+                          attachments_only=not question.strip() and bool(event.get("files")))
 
 
 def reaction_feedback(body: Mapping[str, Any], event: Mapping[str, Any]) -> FeedbackEvent | None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -23,18 +23,12 @@ class SlackUsers:
                  size: int = 2000, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._admin_ids = admin_ids
-        self._ttl = ttl
-        self._size = size
-        self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
+        self._cache: TTLCache[str, dict[str, Any] | None] = TTLCache(maxsize=size, ttl=ttl, timer=clock)
 
     async def info(self, user_id: str) -> dict[str, Any] | None:
         """The user object, or None if Slack would not say (unknown user, missing scope, outage)."""
-        now = self._clock()
-        hit = self._cache.get(user_id)
-        if hit is not None and now - hit[0] < self._ttl:
-            self._cache.move_to_end(user_id)
-            return hit[1]
+        if user_id in self._cache:
+            return self._cache[user_id]
         try:
             response = await self._client.users_info(user=user_id)
             user = response.get("user")
@@ -44,11 +38,9 @@ class SlackUsers:
         except Exception as exc:  # network trouble: do not cache, try again next time
             log.warning("users.info for user=%s failed: %s", user_id, type(exc).__name__)
             return None
-        self._cache[user_id] = (now, user if isinstance(user, dict) else None)
-        self._cache.move_to_end(user_id)
-        while len(self._cache) > self._size:
-            self._cache.popitem(last=False)
-        return self._cache[user_id][1]
+        found = user if isinstance(user, dict) else None
+        self._cache[user_id] = found
+        return found
 
     async def is_admin(self, user_id: str) -> bool:
         """Workspace admin or owner per Slack, or named in SLACK_ADMIN_USER_IDS."""

@@ -1,4 +1,4 @@
-"""Durable state behind a small interface; SqliteStore is the aiosqlite (WAL) implementation."""
+"""The SQLite (WAL) implementation of core.ports.Store on aiosqlite: the zero-setup default."""
 
 from __future__ import annotations
 
@@ -8,77 +8,24 @@ import contextvars
 import fcntl
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import aiosqlite
 
 from core.config import ConfigError
-from core.models import InboundMessage, ReplyTarget, Turn, TurnState
+from core.models import Counts, FeedbackClaim, InboundMessage, ReplyTarget, SessionRow, Turn, TurnState
 from core.schema import MIGRATIONS
+from core.session_ids import session_id as make_session_id
 
-__all__ = ["SessionRow", "SqliteStore", "Store"]
+__all__ = ["SqliteStore"]
 
 log = logging.getLogger(__name__)
 _IN_TX: contextvars.ContextVar[bool] = contextvars.ContextVar("uppzy_store_in_tx", default=False)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRow:
-    """A stored Uppzy session and the last question asked in it (where notices go)."""
-
-    id: str
-    key: str
-    platform: str
-    workspace_id: str
-    site_id: str
-    state: str
-    last_activity: float
-    idle_timeout: float
-    last_target: ReplyTarget | None
-
-
-class Store(Protocol):
-    """What the relay needs from storage; a PostgreSQL backend implements the same methods."""
-
-    async def record_question(self, msg: InboundMessage, *, key: str, site_id: str, idle_timeout: float,
-                              now: float) -> Turn | None: ...
-    async def active_turns(self) -> list[Turn]: ...
-    async def head_turn(self, session_id: str) -> Turn | None: ...
-    async def get_turn(self, turn_id: int) -> Turn | None: ...
-    async def set_state(self, turn_id: int, state: TurnState) -> None: ...
-    async def claim_submit(self, turn_id: int) -> bool: ...
-    async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None: ...
-    async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None: ...
-    async def rebind_session(self, turn_id: int, *, now: float) -> str: ...
-    async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
-                           now: float) -> None: ...
-    async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None: ...
-    async def mark_failed(self, turn_id: int, kind: str, *, now: float) -> None: ...
-    async def turn_for_message(self, platform: str, message_id: str, channel_id: str | None = None
-                               ) -> Turn | None: ...
-    async def claim_feedback(self, turn_id: int, rating: str, user_id: str, source: str, *,
-                             now: float) -> str | None: ...
-    async def finish_feedback(self, turn_id: int, *, sent: bool) -> None: ...
-    async def live_session(self, key: str) -> SessionRow | None: ...
-    async def idle_sessions(self, now: float, limit: int) -> list[SessionRow]: ...
-    async def claim_for_close(self, session_id: str, *, idle_at: float | None) -> bool: ...
-    async def set_idle_timeout(self, platform: str, workspace_id: str, seconds: float) -> None: ...
-    async def closing_sessions(self, limit: int = 500) -> list[SessionRow]: ...
-    async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None: ...
-    async def counts(self, platform: str | None = None, workspace_id: str | None = None) -> dict[str, int]: ...
-    async def workspace_settings(self, platform: str, workspace_id: str) -> dict[str, str]: ...
-    async def put_workspace_setting(self, platform: str, workspace_id: str, key: str, value: str | None, *,
-                                    by: str | None, now: float) -> None: ...
-    async def channel_mode(self, platform: str, workspace_id: str, channel_id: str) -> str | None: ...
-    async def put_channel_mode(self, platform: str, workspace_id: str, channel_id: str, mode: str, *,
-                               by: str | None, now: float) -> None: ...
-    async def knows_thread(self, platform: str, channel_id: str, thread_root: str) -> bool: ...
-    async def prune(self, done_before: float) -> int: ...
-    async def close(self) -> None: ...
 
 
 _TURN_COLUMNS = (
@@ -89,8 +36,9 @@ _TURN_COLUMNS = (
 
 
 def _exclusive(path: str) -> IO[bytes]:
-    """Hold an exclusive lock beside the database: two bot processes on one file would answer twice."""
-    handle = open(path + ".lock", "ab")
+    """Hold an exclusive lock beside the database file itself (symlinks and `..` resolved): two bot processes
+    on one file would answer twice. SQLite serves one process; PostgreSQL is for several."""
+    handle = open(os.path.realpath(path) + ".lock", "ab")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -257,7 +205,7 @@ class SqliteStore:
         # Generations never repeat, so a closed (or still closing) session id is never used again.
         row = await self._one("SELECT MAX(generation) FROM sessions WHERE key=?", (key,))
         generation = (row[0] or 0) + 1
-        session_id = key if generation == 1 else f"{key}-{generation}"
+        session_id = make_session_id(key, generation)
         await self._exec(
             "INSERT INTO sessions (id, key, generation, platform, workspace_id, site_id, state, created_at, "
             "last_activity, idle_timeout) VALUES (?,?,?,?,?,?,'open',?,?,?)",
@@ -373,8 +321,8 @@ class SqliteStore:
     # ---- feedback ---------------------------------------------------------------------------------
 
     async def claim_feedback(self, turn_id: int, rating: str, user_id: str, source: str, *,
-                             now: float) -> str | None:
-        """Reserve the one rating of an answer; returns the earlier rating if there already is one."""
+                             now: float) -> FeedbackClaim | None:
+        """Reserve the one rating of an answer; returns the claim already there if there is one."""
         try:
             await self._exec(
                 "INSERT INTO feedback (turn_id, rating, user_id, source, state, at) VALUES (?,?,?,?,'sending',?)",
@@ -383,12 +331,18 @@ class SqliteStore:
             return None
         except sqlite3.IntegrityError:
             row = await self._one("SELECT rating, state, at FROM feedback WHERE turn_id=?", (turn_id,))
-            if row and row[1] == "sending" and row[2] < now - 120:
-                # A claim left by a crash mid-call: take it over rather than refuse the user forever.
-                await self._exec("UPDATE feedback SET rating=?, user_id=?, source=?, at=? WHERE turn_id=?",
-                                 (rating, user_id, source, now, turn_id))
-                return None
-            return row[0] if row else rating
+            if row is None:  # removed between the insert and the read: it is free again
+                return await self.claim_feedback(turn_id, rating, user_id, source, now=now)
+            return FeedbackClaim(row[0], row[1], row[2])
+
+    async def take_over_feedback(self, turn_id: int, *, seen_at: float, rating: str, user_id: str, source: str,
+                                 now: float) -> bool:
+        """Replace a `sending` claim still stamped `seen_at` (compare-and-set)."""
+        cur = await self._exec(
+            "UPDATE feedback SET rating=?, user_id=?, source=?, at=? WHERE turn_id=? AND state='sending' AND at=?",
+            (rating, user_id, source, now, turn_id, seen_at),
+        )
+        return cur.rowcount == 1
 
     async def finish_feedback(self, turn_id: int, *, sent: bool) -> None:
         """Confirm a rating Uppzy took, or free the slot so the user can try again."""
@@ -400,16 +354,12 @@ class SqliteStore:
     # ---- sessions ---------------------------------------------------------------------------------
 
     async def _session_rows(self, where: str, params: Iterable[Any]) -> list[SessionRow]:
+        columns = ", ".join("t." + c.strip() for c in _TURN_COLUMNS.split(","))
         rows = await self._all(
-            "SELECT s.id, s.key, s.platform, s.workspace_id, s.site_id, s.state, s.last_activity, s.last_turn_id, "
-            "s.idle_timeout "
-            f"FROM sessions s WHERE {where}", params,
+            "SELECT s.id, s.key, s.platform, s.workspace_id, s.site_id, s.state, s.last_activity, s.idle_timeout, "
+            f"{columns} FROM sessions s LEFT JOIN turns t ON t.id = s.last_turn_id WHERE {where}", params,
         )
-        result = []
-        for r in rows:
-            turn = await self.get_turn(r[7]) if r[7] is not None else None
-            result.append(SessionRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[8], turn.target if turn else None))
-        return result
+        return [SessionRow(*r[:8], _turn(r[8:]).target if r[8] is not None else None) for r in rows]
 
     async def live_session(self, key: str) -> SessionRow | None:
         """The open session of a conversation key, if any."""
@@ -452,7 +402,7 @@ class SqliteStore:
             "close_reason=COALESCE(close_reason, ?) WHERE id=?", (now, reason, session_id),
         )
 
-    async def counts(self, platform: str | None = None, workspace_id: str | None = None) -> dict[str, int]:
+    async def counts(self, platform: str | None = None, workspace_id: str | None = None) -> Counts:
         """Pending questions and open sessions, optionally for one workspace."""
         scope, params = "", ()
         if platform is not None:
@@ -460,7 +410,11 @@ class SqliteStore:
         pending = await self._one(f"SELECT COUNT(*) FROM turns WHERE state NOT IN ('answered','failed'){scope}",
                                   params)
         sessions = await self._one(f"SELECT COUNT(*) FROM sessions WHERE state='open'{scope}", params)
-        return {"pending": pending[0], "open_sessions": sessions[0]}
+        return Counts(pending[0], sessions[0])
+
+    async def ping(self) -> None:
+        """One trivial read: raises if the database cannot be read."""
+        await self._one("SELECT 1 FROM sessions LIMIT 1")
 
     # ---- settings ---------------------------------------------------------------------------------
 

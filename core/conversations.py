@@ -1,0 +1,74 @@
+"""Conversations as users and admins see them: end one now, list a user's sessions, a workspace's status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import UppzyAuthError, UppzyError, UppzyForbidden, UppzyNotFound, UppzyRejected
+from core.models import ReplyTarget
+from core.ports import EndResult, Store
+from core.reaper import IdleReaper
+from core.session_ids import belongs_to_user, conversation_key
+from core.uppzy import SessionInfo, UppzyClient
+from core.workspace import WorkspaceSettingsService
+
+__all__ = ["Conversations", "Status"]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What `/uppzy status` shows an admin."""
+
+    settings: list[tuple[str, str, str]]
+    uppzy_ok: bool
+    uppzy_detail: str
+    pending: int
+    open_sessions: int
+
+
+class Conversations:
+    """Ends, lists and reports on conversations; closing goes through the reaper so closes stay paced."""
+
+    def __init__(self, *, store: Store, uppzy: UppzyClient, workspaces: WorkspaceSettingsService,
+                 reaper: IdleReaper) -> None:
+        self._store = store
+        self._uppzy = uppzy
+        self._workspaces = workspaces
+        self._reaper = reaper
+
+    async def end(self, target: ReplyTarget) -> EndResult:
+        """Close the caller's session for this conversation now (the next message starts a fresh one)."""
+        ws = await self._workspaces.get(target.platform, target.workspace_id)
+        row = await self._store.live_session(conversation_key(target, ws.session_strategy))
+        if row is None:
+            return EndResult.NO_SESSION
+        return EndResult.ENDED if await self._reaper.close_now(row, "user") else EndResult.BUSY
+
+    async def list(self, platform: str, workspace_id: str, email: str | None,
+                   user_id: str | None = None) -> list[SessionInfo]:
+        """Uppzy's session list for a workspace's site: one user's by email, else by our session-id prefix."""
+        ws = await self._workspaces.get(platform, workspace_id)
+        sessions = await self._uppzy.list_sessions(email=email, site_id=ws.site_id)
+        if email or user_id is None:
+            return sessions
+        return [s for s in sessions if belongs_to_user(s.id, platform, user_id)]
+
+    async def status(self, platform: str, workspace_id: str) -> Status:
+        """Settings, Uppzy connectivity and counts for one workspace."""
+        described = await self._workspaces.describe(platform, workspace_id)
+        ws = await self._workspaces.get(platform, workspace_id)
+        try:
+            await self._uppzy.site(ws.site_id)
+            ok, detail = True, "reachable"
+        except UppzyAuthError:
+            ok, detail = False, "the API key was refused (401)"
+        except UppzyForbidden:
+            ok, detail = False, "the plan does not allow API access (403)"
+        except UppzyNotFound:
+            ok, detail = False, f"site {ws.site_id!r} not found (404)"
+        except UppzyRejected as exc:
+            ok, detail = False, f"refused ({exc.status})"
+        except UppzyError as exc:
+            ok, detail = False, f"unreachable ({type(exc).__name__})"
+        counts = await self._store.counts(platform, workspace_id)
+        return Status(described, ok, detail, counts.pending, counts.open_sessions)

@@ -1,0 +1,144 @@
+"""Delivery: post each fetched answer (or the one failure notice) exactly once, then let the session move on."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from core import messages
+from core.backoff import Backoff
+from core.metrics import Metrics
+from core.models import Answer, Notice, NoticeKind, Turn, TurnState
+from core.platforms import Platforms
+from core.poller import PendingRequest
+from core.ports import Store
+from core.supervisor import TaskSupervisor
+from core.uppzy import Confidence, RequestStatus
+from core.workspace import WorkspaceSettingsService
+
+__all__ = ["Delivery"]
+
+log = logging.getLogger(__name__)
+
+
+class Delivery:
+    """Takes the poller's results; `finished(session_id)` is called once per question that ended, either way."""
+
+    def __init__(self, *, store: Store, platforms: Platforms, workspaces: WorkspaceSettingsService,
+                 metrics: Metrics, tasks: TaskSupervisor, backoff: Backoff, answer_timeout: float,
+                 finished: Callable[[str], None], clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._platforms = platforms
+        self._workspaces = workspaces
+        self._metrics = metrics
+        self._tasks = tasks
+        self._backoff = backoff
+        self._answer_timeout = answer_timeout
+        self._finished = finished
+        self._clock = clock
+
+    # ---- from the poller ----
+
+    async def on_status(self, item: PendingRequest, status: RequestStatus) -> None:
+        """Uppzy finished a request: keep the answer durably, then post it (off the poll path)."""
+        turn = await self._store.get_turn(item.turn_id)
+        if turn is None or turn.state is not TurnState.PENDING:
+            return
+        if status.status == "completed":
+            await self._store.store_answer(turn.id, status.answer or "", status.confidence.score,
+                                           status.confidence.level, now=self._clock())
+            self._tasks.spawn(self.deliver(turn.id), name="deliver")
+        else:
+            log.warning("Uppzy could not answer turn=%d request_id=%s", turn.id, item.request_id)
+            self._tasks.spawn(self.fail(turn, NoticeKind.FAILED, None, kind="failed"), name="fail")
+
+    async def on_expired(self, item: PendingRequest, why: str) -> None:
+        """No answer in time (or the request is unknown to Uppzy): one clear notice."""
+        turn = await self._store.get_turn(item.turn_id)
+        if turn is None or not turn.state.active:
+            return
+        if why == "timeout":
+            log.warning("no answer within %.0fs turn=%d request_id=%s", self._answer_timeout, turn.id,
+                        item.request_id)
+            self._tasks.spawn(self.fail(turn, NoticeKind.TIMEOUT, messages.TIMED_OUT, kind="timeout"), name="fail")
+        else:
+            self._tasks.spawn(self.fail(turn, NoticeKind.FAILED, None, kind=why), name="fail")
+
+    # ---- answers ----
+
+    async def deliver(self, turn_id: int, *, recovering: bool = False) -> None:
+        """Post a READY (or interrupted DELIVERING) answer; retried on the delivery schedule, then given up."""
+        turn = await self._store.get_turn(turn_id)
+        if turn is None or turn.state not in (TurnState.READY, TurnState.DELIVERING):
+            return
+        platform = self._platforms.get(turn.target.platform)
+        if platform is None:
+            log.warning("turn=%d waits for its platform %s to be connected", turn.id, turn.target.platform)
+            return
+        ws = await self._workspaces.get(turn.target.platform, turn.target.workspace_id)
+        answer = Answer(
+            text=turn.answer or ws.fallback_text, request_id=turn.request_id or "",
+            confidence_score=turn.confidence_score, confidence_level=turn.confidence_level,
+            low_confidence_note=ws.low_confidence_note
+            if Confidence(turn.confidence_score, turn.confidence_level).is_low else None,
+            delivery_key=f"uppzy-turn-{turn.id}",
+        )
+        await self._store.set_state(turn.id, TurnState.DELIVERING)
+        attempts = 0
+
+        async def post() -> list[str]:
+            nonlocal attempts
+            attempts += 1
+            return await platform.post_answer(turn.target, answer, recovering=recovering or attempts > 1)
+
+        try:
+            ids = await self._backoff.run(post, what=f"posting answer turn={turn.id}")
+        except Exception:
+            log.error("answer for turn=%d could not be posted after %d attempts; giving up", turn.id, attempts)
+            await self._store.mark_failed(turn.id, "delivery", now=self._clock())
+            self._metrics.failed.labels(turn.target.platform, turn.target.workspace_id, "delivery").inc()
+            await self._after(turn)
+            return
+        now = self._clock()
+        await self._store.mark_answered(turn.id, ids, now=now)
+        self._metrics.delivered.labels(turn.target.platform, turn.target.workspace_id).inc()
+        self._metrics.answer_seconds.labels(turn.target.platform).observe(max(0.0, now - turn.created_at))
+        log.info("answered turn=%d request_id=%s messages=%d", turn.id, turn.request_id, len(ids))
+        await self._after(turn)
+
+    async def backlog(self, platform: str) -> None:
+        """Answers that waited for this platform to connect are posted now."""
+        for turn in await self._store.active_turns():
+            if turn.target.platform == platform and turn.state in (TurnState.READY, TurnState.DELIVERING):
+                self._tasks.spawn(self.deliver(turn.id, recovering=turn.state is TurnState.DELIVERING),
+                                  name="deliver")
+
+    # ---- failures ----
+
+    async def fail(self, turn: Turn, notice_kind: NoticeKind, text: str | None, *, kind: str | None = None) -> None:
+        """End a question with one clear, friendly line in its thread (`kind` labels it in logs and the store)."""
+        label = kind or notice_kind.value
+        if text is None:
+            text = (await self._workspaces.get(turn.target.platform, turn.target.workspace_id)).fallback_text
+        # Recorded before posting: a crash now resumes the notice instead of losing it (or adding a second).
+        await self._store.begin_failure(turn.id, label, notice_kind.value, text)
+        await self.notify_failure(replace(turn, error_kind=label, notice_kind=notice_kind.value, notice=text))
+
+    async def notify_failure(self, turn: Turn) -> None:
+        """Post the stored failure notice, then close the question."""
+        label = turn.error_kind or "failed"
+        notice = Notice(NoticeKind(turn.notice_kind or NoticeKind.FAILED.value), turn.notice or "")
+        if not await self._platforms.post_notice(turn.target, notice, self._backoff):
+            log.error("could not post the failure notice for turn=%d; giving up", turn.id)
+        await self._store.mark_failed(turn.id, label, now=self._clock())
+        self._metrics.failed.labels(turn.target.platform, turn.target.workspace_id, label).inc()
+        if label == "timeout":
+            self._metrics.answer_timeouts.labels(turn.target.platform, turn.target.workspace_id).inc()
+        log.info("question failed turn=%d reason=%s", turn.id, label)
+        await self._after(turn)
+
+    async def _after(self, turn: Turn) -> None:
+        await self._platforms.clear_working(turn.target)
+        self._finished(turn.session_id)

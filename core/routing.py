@@ -1,0 +1,52 @@
+"""The single rule every adapter follows: should this message be answered, and in which conversation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.models import InboundMessage, MessagePlace
+from core.ports import Store
+from core.session_ids import conversation_key
+from core.workspace import WorkspaceSettings, WorkspaceSettingsService
+
+__all__ = ["Route", "Router"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A message that is a question: its workspace's settings (read once) and its conversation key."""
+
+    settings: WorkspaceSettings
+    key: str
+
+
+class Router:
+    """DMs always; in channels per the channel's mode (`mention`, `all`, `off`); follow-ups in the bot's threads."""
+
+    def __init__(self, store: Store, workspaces: WorkspaceSettingsService) -> None:
+        self._store = store
+        self._workspaces = workspaces
+
+    async def route(self, msg: InboundMessage) -> Route | str:
+        """The route of a question, or why the message is not one (a short reason for logs and tests).
+
+        - a direct message is always a question;
+        - a channel switched `off` answers nothing, not even mentions;
+        - a mention of the bot is a question, and so is a new forum post;
+        - a reply in a thread is a question when the bot started or answers in that thread;
+        - a top-level channel message is a question when the channel is `all`.
+        """
+        t = msg.target
+        if msg.place is not MessagePlace.DIRECT:
+            mode = await self._workspaces.channel_mode(t.platform, t.workspace_id, t.channel_id)
+            if mode == "off":
+                return "channel is off"
+            if not (msg.mentioned or msg.place is MessagePlace.FORUM_POST):
+                if msg.place is MessagePlace.THREAD:
+                    if not (msg.bot_thread or await self._store.knows_thread(t.platform, t.channel_id,
+                                                                             t.thread_root)):
+                        return "not the bot's thread"
+                elif mode != "all":
+                    return "not mentioned"
+        ws = await self._workspaces.get(t.platform, t.workspace_id)
+        return Route(ws, conversation_key(t, ws.session_strategy))

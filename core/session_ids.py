@@ -1,0 +1,50 @@
+"""Uppzy session ids, made and read in one place: the conversation key per strategy and its numbered successors."""
+
+from __future__ import annotations
+
+import re
+
+from core.models import ReplyTarget
+
+__all__ = ["belongs_to_user", "conversation_key", "session_id", "user_prefix"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+
+
+def _part(value: str) -> str:
+    return _UNSAFE.sub("_", value)
+
+
+def conversation_key(target: ReplyTarget, strategy: str) -> str:
+    """`<platform>-user-<user>-<channel>` by default; per thread or per user when the workspace chose so.
+
+    The channel is the conversation's channel (a thread's parent), so a conversation keeps its session as it
+    moves into its thread.
+    """
+    p, user, channel = _part(target.platform), _part(target.user_id), _part(target.channel_id)
+    if strategy == "thread":
+        return f"{p}-thread-{channel}-{_part(target.thread_root)}"
+    if strategy == "user":
+        return f"{p}-user-{user}"
+    return f"{p}-user-{user}-{channel}"
+
+
+def session_id(key: str, generation: int) -> str:
+    """The id of a key's `generation`-th session: the key itself first, then `<key>-2`, `<key>-3`…
+
+    Generations never repeat, so a closed session's id is never used again.
+    """
+    if generation < 1:
+        raise ValueError("session generations start at 1")
+    return key if generation == 1 else f"{key}-{generation}"
+
+
+def user_prefix(platform: str, user_id: str) -> str:
+    """What every session id of one user on one platform starts with (the default and `user` strategies)."""
+    return f"{_part(platform)}-user-{_part(user_id)}"
+
+
+def belongs_to_user(session: str, platform: str, user_id: str) -> bool:
+    """Whether an Uppzy session id (from the session list) is one of this user's conversations."""
+    prefix = user_prefix(platform, user_id)
+    return session == prefix or session.startswith(prefix + "-")

@@ -1,0 +1,129 @@
+"""Submission: hand a session's head question to Uppzy's async chat exactly once, then start polling for it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from core import messages
+from core.errors import (
+    UppzyAuthError,
+    UppzyConflict,
+    UppzyError,
+    UppzyForbidden,
+    UppzyNotFound,
+    UppzyRateLimited,
+    UppzyTimeout,
+    UppzyUnavailable,
+)
+from core.models import NoticeKind, Turn, TurnState
+from core.poller import PollScheduler
+from core.ports import Store
+from core.supervisor import TaskSupervisor
+from core.uppzy import UppzyClient
+
+__all__ = ["Submission"]
+
+log = logging.getLogger(__name__)
+
+Fail = Callable[..., Awaitable[None]]  # Delivery.fail(turn, notice_kind, text, kind=...)
+Later = Callable[[str, float], None]  # Intake.advance_later(session_id, delay)
+
+
+class Submission:
+    """Submits within a bounded number of slots; a submit that may have reached Uppzy is never sent again."""
+
+    def __init__(self, *, store: Store, uppzy: UppzyClient, poller: PollScheduler, fail: Fail, later: Later,
+                 tasks: TaskSupervisor, answer_timeout: float, concurrency: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._uppzy = uppzy
+        self._poller = poller
+        self._fail = fail
+        self._later = later
+        self._tasks = tasks
+        self._answer_timeout = answer_timeout
+        self._clock = clock
+        self._slots = asyncio.Semaphore(concurrency)
+        self._in_flight = 0  # a graceful stop lets these finish, so none is left half-done
+        self._done = asyncio.Event()
+        self._done.set()
+
+    async def submit(self, turn: Turn) -> None:
+        """Claim the question (compare-and-set: only once) when a slot is free, and send it to Uppzy."""
+        self._in_flight += 1
+        self._done.clear()
+        try:
+            async with self._slots:
+                # Claimed only once a slot is free (a stop while waiting leaves it queued, not "lost").
+                if await self._store.claim_submit(turn.id):
+                    await self._send(turn)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._done.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) for submits already on their way: one cut off mid-call could only be apologised for."""
+        if not self._in_flight:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._done.wait()
+        except TimeoutError:
+            log.warning("%d submit(s) still in flight at shutdown; they will be reported lost", self._in_flight)
+
+    async def _send(self, turn: Turn) -> None:
+        for attempt in range(2):
+            try:
+                sub = await self._uppzy.submit(turn.session_id, turn.text or "", email=turn.email,
+                                               site_id=turn.site_id)
+            except UppzyConflict:
+                if attempt:
+                    break  # a fresh id was refused too: not a closed-session problem
+                # Uppzy closed this session (idle on their side, or our DB was restored): move on to a new id.
+                turn = replace(turn, session_id=await self._store.rebind_session(turn.id, now=self._clock()))
+                log.info("session closed upstream; turn=%d moves to session=%s", turn.id, turn.session_id)
+                continue
+            except (UppzyTimeout, UppzyRateLimited, UppzyUnavailable) as exc:
+                if isinstance(exc, UppzyTimeout) or exc.maybe_processed:
+                    # Uppzy may have taken it: asking again could create a second turn, so say sorry instead.
+                    log.warning("submit turn=%d outcome unknown (%s); not resubmitting", turn.id,
+                                type(exc).__name__)
+                    self._tasks.spawn(self._fail(turn, NoticeKind.FAILED, None, kind="uncertain"))
+                    return
+                await self._defer(turn, exc)
+                return
+            except UppzyError as exc:
+                self._tasks.spawn(self._rejected(turn, exc))
+                return
+            now = self._clock()
+            await self._store.mark_submitted(turn.id, sub.request_id, now=now)
+            log.info("submitted turn=%d request_id=%s session=%s", turn.id, sub.request_id, turn.session_id)
+            self._poller.add(turn.id, sub.request_id, turn.site_id, submitted_at=now,
+                             deadline=now + self._answer_timeout)
+            return
+        self._tasks.spawn(self._fail(turn, NoticeKind.FAILED, None, kind="conflict"))
+
+    async def _defer(self, turn: Turn, exc: UppzyError) -> None:
+        """Uppzy did not take it (429/5xx after retries): try again later, within the answer budget."""
+        waited = self._clock() - turn.created_at
+        if waited >= self._answer_timeout:
+            self._tasks.spawn(self._fail(turn, NoticeKind.FAILED, None, kind="unavailable"))
+            return
+        await self._store.set_state(turn.id, TurnState.QUEUED)
+        delay = getattr(exc, "retry_after", None) or min(20.0, 2.0 + waited / 4)
+        log.warning("submit turn=%d deferred %.1fs (%s)", turn.id, delay, type(exc).__name__)
+        self._later(turn.session_id, delay)
+
+    async def _rejected(self, turn: Turn, exc: UppzyError) -> None:
+        if isinstance(exc, UppzyAuthError | UppzyForbidden | UppzyNotFound):
+            log.error("Uppzy refused turn=%d (%s): check UPPZY_API_KEY, plan and site id", turn.id,
+                      type(exc).__name__)
+            await self._fail(turn, NoticeKind.UNAVAILABLE, messages.UNAVAILABLE, kind="rejected")
+        else:
+            log.error("Uppzy rejected turn=%d as %s", turn.id, type(exc).__name__)
+            await self._fail(turn, NoticeKind.FAILED, None, kind="rejected")

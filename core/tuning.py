@@ -1,0 +1,26 @@
+"""Knobs of the relay that are not operator settings: paces, limits and retry schedules (tests shrink them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.backoff import Backoff
+from core.latency import LatencyModel
+
+__all__ = ["Tuning"]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Defaults are the production values; the composition root passes one Tuning to every component."""
+
+    poll_interval: float = 1.2  # re-poll gap while answers usually arrive
+    first_poll_floor: float = 0.25  # never poll a request sooner than this after submitting it
+    submit_concurrency: int = 32  # async submits in flight at once
+    max_chars: int = 4000  # longest question taken
+    recovery_grace: float = 30.0  # after downtime, look at a pending request at least once within this
+    feedback_takeover: float = 120.0  # a rating claim left `sending` this long (a crash mid-call) may be retaken
+    delivery: Backoff = field(default_factory=lambda: Backoff(attempts=9, initial=1.0, maximum=30.0))  # ~2 min
+    notice: Backoff = field(default_factory=lambda: Backoff(attempts=3, initial=1.0, maximum=3.0, base=3.0))
+    poll_errors: Backoff = field(default_factory=lambda: Backoff(attempts=0, initial=1.0, maximum=30.0))
+    latency: LatencyModel | None = None  # prior answer latencies; None learns from the production prior
