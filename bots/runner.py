@@ -27,7 +27,7 @@ from core.relay import Components, Relay
 from core.retry import RetryPolicy
 from core.routing import Router
 from core.sqlite_store import SqliteStore
-from core.submission import Submission
+from core.submission import Submitter
 from core.supervisor import TaskSupervisor
 from core.tuning import Tuning
 from core.uppzy import Timeouts, UppzyClient
@@ -97,7 +97,7 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
                            rate=settings.uppzy_poll_rate, interval=tuning.poll_interval, clock=clock,
                            latency=tuning.latency or LatencyModel(floor=tuning.first_poll_floor),
                            first_poll_floor=tuning.first_poll_floor, error_backoff=tuning.poll_errors)
-    submission = Submission(store=store, uppzy=uppzy, poller=poller, fail=delivery.fail, later=later, tasks=tasks,
+    submission = Submitter(store=store, uppzy=uppzy, poller=poller, fail=delivery.fail, later=later, tasks=tasks,
                             answer_timeout=settings.uppzy_answer_timeout, concurrency=tuning.submit_concurrency,
                             clock=clock)
     sequencer.append(Intake(store=store, router=Router(store, workspaces), platforms=platforms,

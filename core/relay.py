@@ -28,7 +28,7 @@ from core.platforms import Platforms
 from core.poller import PollScheduler
 from core.ports import ChatPlatform, EndResult, Store
 from core.reaper import IdleReaper
-from core.submission import Submission
+from core.submission import Submitter
 from core.supervisor import TaskSupervisor
 from core.uppzy import SessionInfo
 from core.workspace import GENERIC_EMOJI, WorkspaceSettings, WorkspaceSettingsService
@@ -46,7 +46,7 @@ class Components:
     workspaces: WorkspaceSettingsService
     platforms: Platforms
     intake: Intake
-    submission: Submission
+    submission: Submitter
     delivery: Delivery
     feedback: Feedback
     conversations: Conversations

@@ -1,4 +1,4 @@
-"""Submission: hand a session's head question to Uppzy's async chat exactly once, then start polling for it."""
+"""Submitter: hand a session's head question to Uppzy's async chat exactly once, then start polling for it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from core.ports import Store
 from core.supervisor import TaskSupervisor
 from core.uppzy import UppzyClient
 
-__all__ = ["Submission"]
+__all__ = ["Submitter"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ Fail = Callable[..., Awaitable[None]]  # Delivery.fail(turn, notice_kind, text, 
 Later = Callable[[str, float], None]  # Intake.advance_later(session_id, delay)
 
 
-class Submission:
+class Submitter:
     """Submits within a bounded number of slots; a submit that may have reached Uppzy is never sent again."""
 
     def __init__(self, *, store: Store, uppzy: UppzyClient, poller: PollScheduler, fail: Fail, later: Later,

@@ -75,3 +75,68 @@ def test_environment_scan_catches_each_form() -> None:
     for sample in samples:
         assert environment_reads(ast.parse(sample)), sample
     assert environment_reads(ast.parse("import os\nos.path.join('a', 'b')")) == []
+
+
+ADAPTER_PACKAGES = ("bots/slack", "bots/discord", "bots/console")
+CORE_FOR_ADAPTERS = {"core.ports", "core.models", "core.config", "core.text", "core.supervisor"}
+COMPONENTS = {"Relay", "Components", "Intake", "Router", "Submitter", "Delivery", "Feedback", "Conversations",
+              "Platforms", "PollScheduler", "IdleReaper", "WorkspaceSettingsService", "TaskSupervisor", "SqliteStore",
+              "UppzyClient"}
+COMPOSITION_ROOT = "bots/runner.py"
+# Supervisors of an adapter's own event handlers are built where those handlers live.
+OWN_SUPERVISORS = {"bots/slack/app.py", "bots/discord/events.py", "core/poller.py"}
+
+
+def core_imports(tree: ast.AST) -> set[str]:
+    """Every core module a tree imports from (`from core import x` counts as core.x)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "core":
+                found.update(f"core.{alias.name}" for alias in node.names)
+            elif node.module.startswith("core."):
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("core"))
+    return found
+
+
+def constructed(tree: ast.AST) -> set[str]:
+    """Names called like constructors (`Name(...)`, `Name.open(...)`) in a tree."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "open" and isinstance(func.value, ast.Name):
+                names.add(func.value.id)
+            elif isinstance(func, ast.Name):
+                names.add(func.id)
+    return names
+
+
+@pytest.mark.parametrize("path", modules(*ADAPTER_PACKAGES), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_adapters_reach_core_only_through_its_ports(path: Path) -> None:
+    """Slack, Discord and console code imports core only from its ports and neutral value modules."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    assert core_imports(tree) <= CORE_FOR_ADAPTERS, core_imports(tree) - CORE_FOR_ADAPTERS
+
+
+@pytest.mark.parametrize("path", modules("core", "bots"), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_only_the_composition_root_builds_components(path: Path) -> None:
+    """Core's components (and the store and Uppzy client) are constructed in bots/runner.py and nowhere else."""
+    rel = path.relative_to(ROOT).as_posix()
+    if rel == COMPOSITION_ROOT:
+        return
+    built = constructed(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))) & COMPONENTS
+    if rel in OWN_SUPERVISORS:
+        built -= {"TaskSupervisor"}
+    if rel == "core/sqlite_store.py":
+        built -= {"SqliteStore"}  # its own open() classmethod
+    assert not built, f"{rel} builds {sorted(built)}; only {COMPOSITION_ROOT} wires components"
+
+
+def test_architecture_scans_catch_violations() -> None:
+    """The scans flag a forbidden core import and a component built outside the root."""
+    assert core_imports(ast.parse("from core.relay import Relay\nfrom core import store")) == {"core.relay",
+                                                                                               "core.store"}
+    assert {"Relay", "SqliteStore"} <= constructed(ast.parse("Relay(x)\nSqliteStore.open(p)"))

@@ -1,0 +1,257 @@
+"""The Store contract (core/ports.py), pinned once and run against every implementation.
+
+A new backend (PostgreSQL) adds its factory to STORES and must pass every test here unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from core.models import Counts, FeedbackClaim, InboundMessage, MessagePlace, ReplyTarget, Turn, TurnState
+from core.ports import Store
+from core.session_ids import session_id
+from core.sqlite_store import SqliteStore
+
+T0 = 1_000_000.0
+
+
+async def _sqlite_file(tmp_path: Path) -> Store:
+    return await SqliteStore.open(str(tmp_path / "contract.db"))
+
+
+async def _sqlite_memory(tmp_path: Path) -> Store:
+    return await SqliteStore.open(":memory:")
+
+
+STORES: dict[str, Callable[[Path], Awaitable[Store]]] = {"sqlite-file": _sqlite_file, "sqlite-memory": _sqlite_memory}
+
+
+@pytest.fixture(params=sorted(STORES))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each Store implementation, freshly migrated."""
+    opened = await STORES[request.param](tmp_path)
+    yield opened
+    await opened.close()
+
+
+def message(event: str, *, user: str = "U1", channel: str = "C1", thread: str | None = None,
+            text: str = "how do returns work?") -> InboundMessage:
+    """A question as an adapter hands it to core."""
+    target = ReplyTarget("slack", "T1", channel, channel, event, user, thread_id=thread)
+    return InboundMessage(target=target, text=text, event_key=f"{channel}:{event}", place=MessagePlace.CHANNEL)
+
+
+async def ask(store: Store, event: str, *, key: str = "slack-user-U1-C1", now: float = T0, **kw: str) -> Turn | None:
+    """Record one question under `key`."""
+    return await store.record_question(message(event, **kw), key=key, site_id="site", idle_timeout=60.0, now=now)
+
+
+# ---- questions -------------------------------------------------------------------------------------------------
+
+
+async def test_record_opens_a_session_named_by_core_and_reuses_it(store: Store) -> None:
+    """The first question opens generation 1 (id = key), the next one joins it; both are QUEUED, in order."""
+    first = await ask(store, "1")
+    second = await ask(store, "2")
+    assert first is not None and second is not None
+    assert first.session_id == second.session_id == session_id("slack-user-U1-C1", 1)
+    assert (first.opened_session, second.opened_session) == (True, False)
+    assert first.state is second.state is TurnState.QUEUED and second.id > first.id
+    assert first.target == message("1").target and first.text == "how do returns work?"
+    assert (await store.head_turn(first.session_id)).id == first.id  # type: ignore[union-attr]
+    assert [t.id for t in await store.active_turns()] == [first.id, second.id]
+
+
+async def test_a_redelivered_event_is_stored_once_even_when_concurrent(store: Store) -> None:
+    """The same (platform, event_key) ten times at once: exactly one Turn, nine None, one row."""
+    results = await asyncio.gather(*(ask(store, "dup") for _ in range(10)))
+    assert sum(r is not None for r in results) == 1
+    assert len(await store.active_turns()) == 1
+    assert await ask(store, "dup") is None
+
+
+async def test_claim_submit_is_compare_and_set(store: Store) -> None:
+    """Of ten concurrent claims exactly one wins; a repeat after it is refused."""
+    turn = await ask(store, "1")
+    assert turn is not None
+    wins = await asyncio.gather(*(store.claim_submit(turn.id) for _ in range(10)))
+    assert wins.count(True) == 1
+    assert await store.claim_submit(turn.id) is False
+    assert (await store.get_turn(turn.id)).state is TurnState.SUBMITTING  # type: ignore[union-attr]
+
+
+async def test_a_question_walks_the_states_and_its_answer_is_found_by_message(store: Store) -> None:
+    """submitted → pending (request id kept), answer → ready, answered → found by message id, texts dropped."""
+    turn = await ask(store, "1")
+    assert turn is not None and await store.claim_submit(turn.id)
+    await store.mark_submitted(turn.id, "req-1", now=T0 + 1)
+    pending = await store.get_turn(turn.id)
+    assert pending is not None and pending.state is TurnState.PENDING and pending.request_id == "req-1"
+    assert pending.submitted_at == T0 + 1
+    await store.store_answer(turn.id, "Within 30 days.", 88.0, "high", now=T0 + 2)
+    ready = await store.get_turn(turn.id)
+    assert ready is not None and ready.state is TurnState.READY and ready.answer == "Within 30 days."
+    assert (ready.confidence_score, ready.confidence_level) == (88.0, "high")
+    await store.mark_answered(turn.id, ["A1", "A2"], now=T0 + 3)
+    await store.mark_answered(turn.id, ["A1", "A2"], now=T0 + 3)  # a repeat changes nothing
+    done = await store.get_turn(turn.id)
+    assert done is not None and done.state is TurnState.ANSWERED and done.text is None and done.answer is None
+    assert (await store.turn_for_message("slack", "A2", "C1")).id == turn.id  # type: ignore[union-attr]
+    assert await store.turn_for_message("slack", "A2", "C9") is None
+    assert await store.turn_for_message("slack", "nope") is None
+    assert await store.active_turns() == []
+    assert await store.counts() == Counts(pending=0, open_sessions=1)
+
+
+async def test_failure_notice_is_durable_until_marked_failed(store: Store) -> None:
+    """begin_failure keeps the notice (resumable); mark_failed ends the question and drops it."""
+    turn = await ask(store, "1")
+    assert turn is not None
+    await store.begin_failure(turn.id, "timeout", "timeout", "Taking much longer than usual.")
+    notifying = (await store.active_turns())[0]
+    assert notifying.state is TurnState.NOTIFYING and notifying.notice == "Taking much longer than usual."
+    assert (notifying.error_kind, notifying.notice_kind) == ("timeout", "timeout")
+    await store.mark_failed(turn.id, "timeout", now=T0 + 5)
+    assert await store.active_turns() == []
+    assert (await store.get_turn(turn.id)).state is TurnState.FAILED  # type: ignore[union-attr]
+
+
+async def test_rebind_moves_unsubmitted_questions_to_the_next_generation(store: Store) -> None:
+    """Uppzy closed the session: it is closed here too and its waiting questions move to `<key>-2`."""
+    first = await ask(store, "1")
+    second = await ask(store, "2")
+    assert first is not None and second is not None and await store.claim_submit(first.id)
+    new_id = await store.rebind_session(first.id, now=T0 + 1)
+    assert new_id == session_id("slack-user-U1-C1", 2)
+    assert {t.session_id for t in await store.active_turns()} == {new_id}
+    assert (await store.live_session("slack-user-U1-C1")).id == new_id  # type: ignore[union-attr]
+
+
+async def test_knows_thread_after_a_question_there(store: Store) -> None:
+    """A thread root or a reply in it counts; other threads and channels do not."""
+    await ask(store, "100")
+    await ask(store, "101", thread="200")
+    assert await store.knows_thread("slack", "C1", "100")
+    assert await store.knows_thread("slack", "C1", "200")
+    assert not await store.knows_thread("slack", "C1", "300")
+    assert not await store.knows_thread("slack", "C2", "100")
+
+
+# ---- feedback --------------------------------------------------------------------------------------------------
+
+
+async def test_feedback_claim_is_first_wins_and_the_store_applies_no_takeover_rule(store: Store) -> None:
+    """The first claim wins; later ones see it (even days later: taking over is core's decision)."""
+    turn = await ask(store, "1")
+    assert turn is not None
+    claims = await asyncio.gather(*(store.claim_feedback(turn.id, "good", f"U{i}", "button", now=T0)
+                                    for i in range(5)))
+    assert claims.count(None) == 1
+    assert all(c == FeedbackClaim("good", "sending", T0) for c in claims if c is not None)
+    later = await store.claim_feedback(turn.id, "bad", "U9", "reaction", now=T0 + 86400)
+    assert later == FeedbackClaim("good", "sending", T0)
+
+
+async def test_take_over_feedback_is_compare_and_set_on_the_seen_claim(store: Store) -> None:
+    """Only a `sending` claim still stamped `seen_at` can be replaced, by exactly one caller."""
+    turn = await ask(store, "1")
+    assert turn is not None and await store.claim_feedback(turn.id, "good", "U1", "button", now=T0) is None
+    assert not await store.take_over_feedback(turn.id, seen_at=T0 - 1, rating="bad", user_id="U1",
+                                              source="reaction", now=T0 + 200)
+    wins = await asyncio.gather(*(store.take_over_feedback(turn.id, seen_at=T0, rating="bad", user_id="U1",
+                                                           source="reaction", now=T0 + 200) for _ in range(5)))
+    assert wins.count(True) == 1
+    assert await store.claim_feedback(turn.id, "good", "U1", "button", now=T0 + 201) == \
+        FeedbackClaim("bad", "sending", T0 + 200)
+    await store.finish_feedback(turn.id, sent=True)
+    assert not await store.take_over_feedback(turn.id, seen_at=T0 + 200, rating="good", user_id="U1",
+                                              source="button", now=T0 + 999)
+    assert (await store.claim_feedback(turn.id, "good", "U1", "button", now=T0 + 1000)).state == "sent"  # type: ignore[union-attr]
+
+
+async def test_feedback_not_sent_frees_the_claim(store: Store) -> None:
+    """finish_feedback(sent=False) removes a `sending` claim so the user can try again."""
+    turn = await ask(store, "1")
+    assert turn is not None and await store.claim_feedback(turn.id, "good", "U1", "button", now=T0) is None
+    await store.finish_feedback(turn.id, sent=False)
+    assert await store.claim_feedback(turn.id, "bad", "U1", "button", now=T0 + 1) is None
+
+
+# ---- sessions --------------------------------------------------------------------------------------------------
+
+
+async def test_idle_sessions_close_by_claim_and_the_next_question_opens_a_new_generation(store: Store) -> None:
+    """Busy sessions cannot be claimed; an idle one is claimed by exactly one caller, closed once, never reused."""
+    turn = await ask(store, "1")
+    assert turn is not None
+    row = await store.live_session("slack-user-U1-C1")
+    assert row is not None and row.last_target == turn.target and row.idle_timeout == 60.0
+    assert not await store.claim_for_close(row.id, idle_at=None)  # a question is unfinished
+    await store.mark_failed(turn.id, "x", now=T0)
+    assert await store.idle_sessions(T0 + 30, 10) == []
+    assert [r.id for r in await store.idle_sessions(T0 + 61, 10)] == [row.id]
+    assert not await store.claim_for_close(row.id, idle_at=T0 + 30)  # not idle at that time
+    wins = await asyncio.gather(*(store.claim_for_close(row.id, idle_at=T0 + 61) for _ in range(5)))
+    assert wins.count(True) == 1
+    assert [r.id for r in await store.closing_sessions()] == [row.id]
+    await store.mark_closed(row.id, "idle", now=T0 + 62)
+    await store.mark_closed(row.id, "user", now=T0 + 63)
+    assert await store.closing_sessions() == [] and await store.live_session("slack-user-U1-C1") is None
+    again = await ask(store, "2", now=T0 + 70)
+    assert again is not None and again.opened_session and again.session_id == session_id("slack-user-U1-C1", 2)
+
+
+async def test_idle_sessions_are_stalest_first_within_the_limit(store: Store) -> None:
+    """Ordered by last activity + idle timeout; set_idle_timeout moves a workspace's open sessions."""
+    for i in range(3):
+        turn = await ask(store, str(i), key=f"k{i}", now=T0 + i, channel=f"C{i}")
+        assert turn is not None
+        await store.mark_failed(turn.id, "x", now=T0 + i)
+    assert [r.id for r in await store.idle_sessions(T0 + 100, 2)] == ["k0", "k1"]
+    await store.set_idle_timeout("slack", "T1", 1000.0)
+    assert await store.idle_sessions(T0 + 100, 10) == []
+
+
+async def test_counts_are_typed_and_scoped(store: Store) -> None:
+    """Counts per workspace and overall."""
+    await ask(store, "1")
+    assert await store.counts() == Counts(1, 1)
+    assert await store.counts("slack", "T1") == Counts(1, 1)
+    assert await store.counts("slack", "T2") == Counts(0, 0)
+
+
+async def test_prune_keeps_each_keys_newest_generation(store: Store) -> None:
+    """Old finished questions go; a key's closed sessions go except its newest, so ids never repeat."""
+    for generation in range(2):
+        turn = await ask(store, f"q{generation}", now=T0 + generation)
+        assert turn is not None
+        await store.mark_failed(turn.id, "x", now=T0 + generation)
+        assert await store.claim_for_close(turn.session_id, idle_at=None)
+        await store.mark_closed(turn.session_id, "user", now=T0 + generation)
+    assert await store.prune(T0 + 10) == 2
+    assert await store.get_turn(1) is None
+    newest = await ask(store, "q9", now=T0 + 20)
+    assert newest is not None and newest.session_id == session_id("slack-user-U1-C1", 3)
+
+
+# ---- settings --------------------------------------------------------------------------------------------------
+
+
+async def test_workspace_settings_and_channel_modes_round_trip(store: Store) -> None:
+    """Overrides are stored, replaced and removed; channel modes likewise; nothing leaks across workspaces."""
+    await store.put_workspace_setting("slack", "T1", "reply_mode", "all", by="U1", now=T0)
+    await store.put_workspace_setting("slack", "T1", "reply_mode", "off", by="U1", now=T0)
+    assert await store.workspace_settings("slack", "T1") == {"reply_mode": "off"}
+    assert await store.workspace_settings("slack", "T2") == {}
+    await store.put_workspace_setting("slack", "T1", "reply_mode", None, by="U1", now=T0)
+    assert await store.workspace_settings("slack", "T1") == {}
+    assert await store.channel_mode("slack", "T1", "C1") is None
+    await store.put_channel_mode("slack", "T1", "C1", "all", by="U1", now=T0)
+    await store.put_channel_mode("slack", "T1", "C1", "off", by="U1", now=T0)
+    assert await store.channel_mode("slack", "T1", "C1") == "off"
+    assert await store.channel_mode("discord", "T1", "C1") is None
+    await store.ping()
