@@ -66,6 +66,11 @@ class Submitter:
             if not self._in_flight:
                 self._done.set()
 
+    @property
+    def in_flight(self) -> int:
+        """Submits waiting for a slot or on their way to Uppzy."""
+        return self._in_flight
+
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for submits already on their way: one cut off mid-call could only be apologised for."""
         if not self._in_flight:

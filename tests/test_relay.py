@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -87,7 +86,7 @@ async def test_redelivered_event_never_asks_twice_even_after_restart(harness: Bu
     h2 = await harness()  # same database file
     later = await h2.relay.handle_message(msg)
     assert isinstance(later, Rejected) and later.duplicate
-    await asyncio.sleep(0.1)
+    await h2.relay.wait_idle()  # the probe: nothing is in flight, so nothing more can be posted
     assert len(sim.calls("chat_async")) == 1
     assert h2.console.answers() == []
 
@@ -120,7 +119,7 @@ async def test_request_past_the_answer_budget_times_out_once(harness: Build, sim
     h = await harness(uppzy_answer_timeout=0.3)
     _, qid = await h.ask("slow question")
     await h.until(lambda: h.console.notices())
-    await asyncio.sleep(0.2)
+    await h.relay.wait_idle()
     assert h.console.notices() == [("timeout", qid, messages.TIMED_OUT)]
 
 
@@ -139,7 +138,7 @@ async def test_uppzy_down_for_good_gives_one_friendly_error(harness: Build, sim:
     h = await harness(uppzy_answer_timeout=0.5)
     _, qid = await h.ask("hello?")
     await h.until(lambda: h.console.notices(), timeout=10)
-    await asyncio.sleep(0.1)
+    await h.relay.wait_idle()
     (kind, question, text), = h.console.notices()
     assert question == qid and kind == "failed" and "503" not in text
 
@@ -151,7 +150,7 @@ async def test_submit_timeout_is_never_resubmitted(harness: Build, sim: Simulato
     await h.ask("how do returns work?")
     await h.until(lambda: h.console.notices(), timeout=8)
     await h.until(lambda: sim.calls("chat_async"), timeout=3)  # the simulator records a stalled call at its end
-    await asyncio.sleep(0.2)
+    await h.relay.wait_idle()
     assert len(sim.calls("chat_async")) == 1
     assert [k for k, _, _ in h.console.notices()] == ["failed"]
 

@@ -73,7 +73,7 @@ async def test_failure_notice_interrupted_by_a_stop_is_posted_once_after_restart
     await close(first)
     second = await build(tmp_path, sim)
     await second.until(lambda: second.console.notices())
-    await asyncio.sleep(0.1)
+    await second.relay.wait_idle()
     assert [(k, q) for k, q, _ in second.console.notices()] == [("failed", qid)]
     await close(second)
 
