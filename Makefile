@@ -19,7 +19,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -n 2  # two workers: the suite takes ~45 s on 2 cores
+	$(BIN)/python -m pytest -q -n auto  # one worker per core
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
