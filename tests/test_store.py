@@ -88,3 +88,25 @@ async def test_answer_lookup_is_per_channel_when_ids_repeat(tmp_path: Path) -> N
         assert [t.id for t in found if t] == turns
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("alias", ["symlink", "dotdot"])
+async def test_the_same_file_under_another_name_is_still_one_process(tmp_path: Path, alias: str) -> None:
+    """The lock is on the resolved file: a symlink or a `..` path to an open database is refused at start."""
+    from core.config import ConfigError
+
+    real = tmp_path / "data" / "bot.db"
+    first = await SqliteStore.open(str(real))
+    if alias == "symlink":
+        (tmp_path / "link.db").symlink_to(real)
+        other = tmp_path / "link.db"
+    else:
+        (tmp_path / "other").mkdir()
+        other = tmp_path / "other" / ".." / "data" / "bot.db"
+    try:
+        with pytest.raises(ConfigError, match="in use by another uppzy-bot process"):
+            await SqliteStore.open(str(other))
+    finally:
+        await first.close()
+    second = await SqliteStore.open(str(other))  # free again once the first has closed
+    await second.close()
