@@ -117,8 +117,10 @@ class Inbound(Protocol):
         """Validate and store one setting; returns how it now reads. Raises SettingError saying what is accepted."""
         ...
 
-    async def reset_setting(self, platform: str, workspace_id: str, key: str, *, by: str | None) -> None:
-        """Drop an override so the environment default applies again. Raises SettingError for unknown keys."""
+    async def reset_setting(self, platform: str, workspace_id: str, key: str, *, by: str | None) -> str:
+        """Drop an override so the environment default applies again; returns how the default reads.
+        Raises SettingError for unknown keys."""
+        ...
 
     async def channel_mode(self, platform: str, workspace_id: str, channel_id: str) -> str:
         """How the bot listens in one channel: its own mode, else the workspace default."""

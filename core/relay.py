@@ -130,9 +130,9 @@ class Relay:
         """Validate and store one setting; returns how it now reads."""
         return await self.parts.workspaces.set(platform, workspace_id, key, raw, by=by)
 
-    async def reset_setting(self, platform: str, workspace_id: str, key: str, *, by: str | None) -> None:
-        """Drop an override so the environment default applies again."""
-        await self.parts.workspaces.reset(platform, workspace_id, key, by=by)
+    async def reset_setting(self, platform: str, workspace_id: str, key: str, *, by: str | None) -> str:
+        """Drop an override so the environment default applies again; returns how the default reads."""
+        return await self.parts.workspaces.reset(platform, workspace_id, key, by=by)
 
     async def channel_mode(self, platform: str, workspace_id: str, channel_id: str) -> str:
         """How the bot listens in one channel."""

@@ -173,13 +173,14 @@ class SlackAdmin:
         if not key or not raw.strip():
             return text.SET_USAGE.format(keys=", ".join(f"`{k}`" for k in SETTING_KEYS))
         shown = await self.relay.set_setting("slack", workspace, key, setting_value(key, raw), by=user)
-        return text.setting_saved(key.strip().lower().replace("-", "_"), defuse(shown))
+        spec = setting_spec(key)
+        return text.setting_saved(spec.key if spec else key.strip().lower(), defuse(shown))
 
     async def _reset(self, workspace: str, user: str, rest: str) -> str:
         key = rest.split(None, 1)[0] if rest else ""
-        await self.relay.reset_setting("slack", workspace, key, by=user)
-        current = dict((k, v) for k, v, _ in await self.relay.describe_settings("slack", workspace))
-        return text.reset_done(key.lower(), defuse(current.get(key.lower(), "")))
+        shown = await self.relay.reset_setting("slack", workspace, key, by=user)
+        spec = setting_spec(key)
+        return text.reset_done(spec.key if spec else key.lower(), defuse(shown))
 
     async def _sessions(self, workspace: str, caller: str, rest: str) -> str:
         match = _USER_REF.search(rest)

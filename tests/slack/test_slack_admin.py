@@ -124,3 +124,11 @@ async def test_home_end_button_closes_the_direct_message_conversation(rig: Slack
     await rig.fake.wait_until(lambda: "U1" in rig.fake.home_tabs, what="home refreshed")
     assert "Conversation ended" in json.dumps(rig.fake.views[rig.fake.home_tabs["U1"]])
     assert [c.body["session_id"] for c in rig.sim.calls("session_close")] == ["slack-user-U1-D1"]
+
+
+async def test_reset_accepts_the_key_as_set_does(rig: SlackRig) -> None:
+    """`/uppzy set idle-timeout 45m` and `/uppzy reset idle-timeout` both work, and the reply names the default."""
+    assert "`idle_timeout` is now `45 minutes`" in await rig.command("set idle-timeout 45m", user="U9")
+    reply = await rig.command("reset idle-timeout", user="U9")
+    assert "unknown setting" not in reply and "`idle_timeout`" in reply and "30 minutes" in reply, reply
+    assert (await rig.relay.workspaces.get("slack", "T1")).idle_timeout == 1800

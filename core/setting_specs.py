@@ -1,0 +1,297 @@
+"""One table of every setting (environment variables and per-workspace keys) sharing one set of value parsers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.messages import human_duration
+
+__all__ = [
+    "CHANNEL_MODES", "ENV_SPECS", "HTTP", "RATERS", "SESSION_STRATEGIES", "WEBSOCKET", "WORKSPACE_SPECS",
+    "SettingError", "SettingSpec", "choice", "database_url", "emoji_list", "env_spec", "id_set", "int_ids",
+    "normalize_emoji", "number", "parse_bool", "parse_duration", "parse_port", "parse_site_id", "plain",
+    "positive_float", "positive_int", "refine", "render_value", "setting_key", "sqlite_path", "target", "text", "url",
+    "workspace_spec",
+]
+
+Parser = Callable[[str], Any]
+
+SESSION_STRATEGIES = ("user-channel", "thread", "user")
+CHANNEL_MODES = ("mention", "all", "off")
+RATERS = ("asker", "anyone")
+HTTP = ("http://", "https://")
+WEBSOCKET = ("ws://", "wss://")
+DAY = 86400.0
+
+
+class SettingError(ValueError):
+    """A value (or key) is refused; the text says what is accepted, e.g. 'must be one of: a, b'."""
+
+
+# ---- shared value parsers: text in, value out, SettingError (a ValueError) naming what is accepted --------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY, "": 1.0}
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+_SITE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_SKIN_TONE = re.compile(r"::skin-tone-\d$|[\U0001F3FB-\U0001F3FF\uFE0F]")
+
+
+def parse_duration(text: str) -> float:
+    """Parse '45s', '30m', '2h', '1d', '250ms' or bare seconds into seconds; reject zero and junk."""
+    match = _DURATION.match(text)
+    if not match:
+        raise SettingError("must be a duration such as 45s, 30m or 2h (units ms, s, m, h, d; a bare number is seconds)")
+    value = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "").lower()]
+    if value <= 0:
+        raise SettingError("must be a duration greater than zero, e.g. 45s")
+    return value
+
+
+def refine(parse: Parser, ok: Callable[[Any], object], problem: str) -> Parser:
+    """`parse`, then refuse with `problem` any value for which ok(value) is false (an extra check on top)."""
+
+    def parse_checked(raw: str) -> Any:
+        value = parse(raw)
+        if not ok(value):
+            raise SettingError(problem)
+        return value
+
+    return parse_checked
+
+
+def parse_bool(raw: str) -> bool:
+    """on/off, true/false, yes/no, 1/0 (any case)."""
+    value = raw.strip().lower()
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise SettingError("must be on or off (or true/false, yes/no, 1/0)")
+
+
+def choice(allowed: Iterable[str], *, upper: bool = False) -> Parser:
+    """One of a fixed set of words, case-insensitive; the result is lower-case (upper-case if `upper`)."""
+    words = tuple(allowed)
+
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in words:
+            raise SettingError(f"must be one of: {', '.join(words)}")
+        return value.upper() if upper else value
+
+    return parse
+
+
+def number(kind: type[int] | type[float], ok: Callable[[float], bool], problem: str) -> Parser:
+    """An int or float for which ok(value) holds; anything else is refused with `problem`."""
+
+    def convert(raw: str) -> float:
+        try:
+            return kind(raw.strip())
+        except ValueError:
+            raise SettingError(problem) from None
+
+    return refine(convert, ok, problem)
+
+
+positive_float = number(float, lambda n: n > 0, "must be a number greater than zero")
+positive_int = number(int, lambda n: n > 0, "must be a whole number greater than zero")
+parse_port = number(int, lambda n: 0 <= n <= 65535, "must be a port number from 0 to 65535")
+
+
+def url(schemes: tuple[str, ...], *, trailing_slash: bool | None = None) -> Parser:
+    """A URL with one of the schemes; trailing_slash True/False adds/removes the final '/' (None: as written)."""
+
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if trailing_slash is not None:
+            value = value.rstrip("/") + ("/" if trailing_slash else "")
+        if not value.startswith(schemes) or len(value) <= len(value.split("://")[0]) + 3:
+            raise SettingError(f"must be a URL starting with {' or '.join(schemes)}")
+        return value
+
+    return parse
+
+
+def _parts(raw: str) -> list[str]:
+    return [part.strip() for part in raw.replace(";", ",").split(",") if part.strip()]
+
+
+def id_set(raw: str) -> frozenset[str]:
+    """Ids separated by commas or semicolons, blanks and duplicates dropped."""
+    return frozenset(_parts(raw))
+
+
+def int_ids(raw: str) -> tuple[int, ...]:
+    """Numeric ids in the order written, duplicates dropped."""
+    try:
+        return tuple(dict.fromkeys(int(part) for part in _parts(raw)))
+    except ValueError:
+        raise SettingError("must be a comma-separated list of numeric server ids") from None
+
+
+def plain(raw: str) -> str:
+    """Any text, surrounding whitespace dropped."""
+    return raw.strip()
+
+
+def sqlite_path(database_url: str) -> str:
+    """The file of a sqlite:/// URL (':memory:' allowed)."""
+    if not database_url.startswith("sqlite:///"):
+        raise SettingError("only SQLite is supported for now: use sqlite:///path/to/file.db")
+    path = database_url[len("sqlite:///"):]
+    if not path:
+        raise SettingError("names no file: use sqlite:///uppzy-bot.db or sqlite:////abs/path.db")
+    return path if path == ":memory:" else str(Path(path))
+
+
+def database_url(raw: str) -> str:
+    """A sqlite:/// URL, kept as written once its path checks out."""
+    sqlite_path(raw.strip())
+    return raw.strip()
+
+
+parse_site_id = refine(plain, _SITE_ID.fullmatch, "must be an Uppzy site id: 1 to 128 letters, digits or . _ : -")
+
+
+def normalize_emoji(name: str) -> str:
+    """Strip ':' wrappers, skin-tone modifiers and variation selectors so 👍🏽 and :+1::skin-tone-3: match."""
+    return _SKIN_TONE.sub("", name.strip().strip(":")) if name else name
+
+
+def emoji_list(raw: str) -> tuple[str, ...]:
+    """1 to 10 emoji names separated by commas or spaces, normalised, duplicates dropped."""
+    items = tuple(dict.fromkeys(normalize_emoji(p) for p in re.split(r"[\s,]+", raw.strip()) if p.strip(":")))
+    if not items or len(items) > 10:
+        raise SettingError("must be 1 to 10 emoji names separated by commas, e.g. +1,thumbsup")
+    return items
+
+
+def text(limit: int) -> Parser:
+    """Non-empty text of at most `limit` characters."""
+    return refine(plain, lambda v: 0 < len(v) <= limit, f"must be 1 to {limit} characters of text")
+
+
+def target(raw: str) -> str | None:
+    """Who is pinged on a bad rating (a user group, role or channel), or None for 'none', 'off' or '-'."""
+    value = raw.strip()
+    if value.lower() in ("none", "off", "-"):
+        return None
+    if not value or len(value) > 200:
+        raise SettingError("must be a user group, role or channel (or 'none')")
+    return value
+
+
+def render_value(value: Any) -> str:
+    """A value the way an admin would type it: on/off, comma-joined lists, 'none'."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return "none" if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One setting (name, parser, accepted values, help) filling the field named like it, lower-cased; `render`
+    shows a workspace value, `env` names the variable of its default, `secret` hides an environment value."""
+
+    name: str
+    parse: Parser
+    accepted: str
+    help: str
+    render: Callable[[Any], str] = render_value
+    env: str | None = None
+    secret: bool = False
+
+    @property
+    def key(self) -> str:
+        """The workspace key (same as name)."""
+        return self.name
+
+    @property
+    def field(self) -> str:
+        """The Settings or WorkspaceSettings field this setting fills."""
+        return self.name.lower()
+
+    def stored(self, value: Any) -> str:
+        """How a parsed value is saved so that parse reads it back (durations as seconds)."""
+        return repr(value) if isinstance(value, float) else render_value(value)
+
+
+DURATION = "a duration: 250ms, 45s, 30m, 2h, 1d or bare seconds"
+HTTP_URL = "an http:// or https:// URL"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_Spec = SettingSpec  # short, so each row of the tables below fits on a line or two
+
+ENV_SPECS: tuple[SettingSpec, ...] = (
+    _Spec("UPPZY_API_KEY", plain, "an Uppzy M2M API key", "Uppzy M2M API key; never logged", secret=True),
+    _Spec("UPPZY_SITE_ID", parse_site_id, "an Uppzy site id", "default Uppzy site; admins may override it"),
+    _Spec("UPPZY_BASE_URL", url(HTTP, trailing_slash=False), HTTP_URL, "Uppzy API base URL"),
+    _Spec("UPPZY_TENANT_ID", plain, "an Uppzy tenant id", "enables the tenant-limits connectivity check"),
+    _Spec("UPPZY_CONNECT_TIMEOUT", parse_duration, DURATION, "connect timeout of every Uppzy call"),
+    _Spec("UPPZY_TIMEOUT", parse_duration, DURATION, "total timeout of every quick Uppzy call (submit, status…)"),
+    _Spec("UPPZY_CHAT_TIMEOUT", parse_duration, DURATION, "total timeout of a sync chat call"),
+    _Spec("UPPZY_MAX_ATTEMPTS", positive_int, "a whole number above zero", "attempts per Uppzy call on 429/5xx"),
+    _Spec("UPPZY_RETRY_BUDGET", parse_duration, DURATION, "total time the retries of one call may take"),
+    _Spec("UPPZY_POLL_RATE", positive_float, "a number above zero", "global status-poll budget, calls per second"),
+    _Spec("UPPZY_ANSWER_TIMEOUT", parse_duration, DURATION, "how long one answer may take before the user is told"),
+    _Spec("UPPZY_SEND_EMAIL", parse_bool, "on/off, true/false, yes/no, 1/0", "default of the workspace send_email"),
+    _Spec("SLACK_BOT_TOKEN", plain, "a Slack bot token (xoxb-…)", "enables Slack", secret=True),
+    _Spec("SLACK_APP_TOKEN", plain, "a Slack app token (xapp-…)", "Socket Mode when set, else HTTP", secret=True),
+    _Spec("SLACK_SIGNING_SECRET", plain, "a signing secret", "verifies Slack's HTTP requests", secret=True),
+    _Spec("SLACK_API_BASE_URL", url(HTTP, trailing_slash=True), HTTP_URL, "Slack Web API base (GovSlack, tests)"),
+    _Spec("SLACK_ADMIN_USER_IDS", id_set, "user ids, comma-separated", "more Slack users allowed admin commands"),
+    _Spec("DISCORD_BOT_TOKEN", plain, "a Discord bot token", "enables Discord", secret=True),
+    _Spec("DISCORD_API_BASE_URL", url(HTTP, trailing_slash=False), HTTP_URL, "Discord REST base (e.g. a proxy)"),
+    _Spec("DISCORD_GATEWAY_URL", url(WEBSOCKET), "a ws:// or wss:// URL", "Discord gateway"),
+    _Spec("DISCORD_GUILD_IDS", int_ids, "server ids, comma-separated", "servers whose slash commands sync at start"),
+    _Spec("DATABASE_URL", database_url, "sqlite:///path/to/file.db", "the SQLite file of conversations, settings"),
+    _Spec("SESSION_IDLE_TIMEOUT", parse_duration, DURATION, "close conversations after this much silence"),
+    _Spec("SESSION_CLOSE_RATE", positive_float, "a number above zero", "Uppzy session closes per second at most"),
+    _Spec("PORT", parse_port, "a port number, 0 to 65535", "HTTP port: Slack HTTP mode, health and metrics"),
+    _Spec("LOG_LEVEL", choice(LOG_LEVELS, upper=True), ", ".join(LOG_LEVELS), "how much is logged"),
+    _Spec("LOG_FORMAT", choice(("text", "json")), "text, json", "plain text or one JSON object per line"),
+)
+
+WORKSPACE_SPECS: tuple[SettingSpec, ...] = (
+    _Spec("site_id", parse_site_id, "an Uppzy site id", "which Uppzy site answers in this workspace",
+          env="UPPZY_SITE_ID"),
+    _Spec("session_strategy", choice(SESSION_STRATEGIES), ", ".join(SESSION_STRATEGIES),
+          "one conversation per user per channel, per thread, or per user"),
+    _Spec("idle_timeout", refine(parse_duration, lambda s: 60 <= s <= 30 * DAY, "must be between 1m and 30d"),
+          "a duration from 1m to 30d, e.g. 30m", "close a conversation after this much silence",
+          render=human_duration, env="SESSION_IDLE_TIMEOUT"),
+    _Spec("reply_mode", choice(CHANNEL_MODES), ", ".join(CHANNEL_MODES),
+          "default for channels: answer mentions, every message, or nothing"),
+    _Spec("feedback_good", emoji_list, "emoji names, comma-separated", "reactions that rate an answer good"),
+    _Spec("feedback_bad", emoji_list, "emoji names, comma-separated", "reactions that rate an answer bad"),
+    _Spec("feedback_raters", choice(RATERS), ", ".join(RATERS), "who may rate an answer: the asker only, or anyone"),
+    _Spec("fallback_text", text(500), "text up to 500 characters", "what users see when no answer can be had"),
+    _Spec("low_confidence_note", text(300), "text up to 300 characters", "note added under low-confidence answers"),
+    _Spec("send_email", parse_bool, "on, off", "send the asker's email address to Uppzy", env="UPPZY_SEND_EMAIL"),
+    _Spec("escalation_target", target, "a user group, role or channel, or none",
+          "who is pinged when an answer is rated bad"),
+)
+
+
+def setting_key(name: str) -> str:
+    """The one spelling of a key every entry point looks up: case, '-' versus '_' and outer spaces ignored."""
+    return name.strip().lower().replace("-", "_")
+
+
+_ENV_BY_KEY = {setting_key(spec.name): spec for spec in ENV_SPECS}
+_WORKSPACE_BY_KEY = {setting_key(spec.name): spec for spec in WORKSPACE_SPECS}
+
+
+def env_spec(name: str) -> SettingSpec | None:
+    """The spec of an environment variable (UPPZY_SITE_ID, uppzy-site-id …), or None."""
+    return _ENV_BY_KEY.get(setting_key(name))
+
+
+def workspace_spec(key: str) -> SettingSpec | None:
+    """The spec of a workspace key (idle_timeout, Idle-Timeout …), or None."""
+    return _WORKSPACE_BY_KEY.get(setting_key(key))
