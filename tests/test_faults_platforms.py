@@ -136,7 +136,7 @@ async def _redeliver_unacked(fake: FakeSlack, sent: dict[str, tuple[dict[str, An
     """Slack redelivers every envelope that was never acked (with retry_attempt 1); returns the new envelopes.
 
     Which ones those are is known once no ack can still be on its way: the old socket is closed, and an ignored
-    probe event sent on the new one has been acked (the client acks a socket's envelopes in order).
+    probe event sent on the new one has been acked (the client acks each envelope as it arrives, in order).
     """
     await fake.wait_until(lambda: fake.open_connections == 1, what="the old socket closed")
     probe = fake.message_event("U1", "C1", "<@U1> has joined the channel", subtype="channel_join")

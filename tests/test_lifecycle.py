@@ -206,7 +206,7 @@ async def test_kill_9_mid_flight_through_slack_then_restart_answers_each_questio
     bot.start()
     await slack.wait_until(lambda: all(posts(slack, e) for e in events), timeout=15, what="posts after restart")
     await settled(slack, bot, {"answered": 3, "failed": 1})
-    code, _ = await bot.stop(signal.SIGTERM)  # the process is gone: what Slack and Uppzy got is final
+    code, _ = await bot.stop(signal.SIGTERM)  # the process is gone: what Slack got is final
     assert code == 0, bot.log()
     for i, event in enumerate(events[:3]):
         assert posts(slack, event) == [f"Answer {tag(i)}."]
