@@ -165,6 +165,23 @@ class DiscordHarness:
         """Questions the Uppzy simulator received."""
         return self.sim.calls("chat_async") + self.sim.calls("chat")
 
+    async def drain(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Prove that every gateway event sent so far has been handled, without asking Uppzy; returns the probe.
+
+        The probe is a blank DM from USER_ID in a fresh DM channel, sent on the same gateway connection: the bot
+        replies at once, in that DM, with the 'empty message' line. Dispatches arrive in order and discord.py
+        starts their handlers in that order, each through the same store, so once the probe's reply is posted
+        the earlier events have been handled; the idle relay awaited next means the work they started is
+        finished too. Nothing lands in the guild's channels or threads, so only the DM has to be left out of
+        later counts (`probe["channel_id"]`).
+        """
+        assert self.relay is not None
+        probe = await self.fake.user_message(channel_id=self.fake.new_id(), author_id=USER_ID, content=" ")
+        await self.fake.wait_for(lambda: self.posts(probe["channel_id"]), timeout=timeout,
+                                 what="the probe DM's reply")
+        await self.relay.wait_idle(timeout)
+        return probe
+
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:

@@ -1,5 +1,6 @@
-"""Shared pieces of the fault suite: a loopback door to the simulator that can cut connections, and the
-"nothing lost, nothing doubled" check applied to what a platform fake received.
+"""Shared pieces of the fault suite: a loopback door to the simulator that can cut connections, the
+"nothing lost, nothing doubled" check applied to what a platform fake received (only after a drain probe proved
+the bot is done), and `wait_until` for polling state that no fake announces.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import re
 import socket
 import struct
@@ -41,6 +43,7 @@ __all__ = [
     "slack_burst",
     "slack_outcomes",
     "tag",
+    "wait_until",
 ]
 
 MEMBER_BASE = 900_000_000_000_000_000  # Discord members MEMBER_BASE + i, one per question of a burst
@@ -153,6 +156,26 @@ def check_texts(texts: Iterable[str]) -> None:
         assert leak is None, f"posted text leaks {leak.group(0)!r}: {text!r}"
 
 
+async def wait_until(condition: Callable[[], Any], *, timeout: float = 5.0, what: str | Callable[[], str] = "condition",
+                     interval: float = 0.02) -> Any:
+    """Poll `condition()` (plain or async) every `interval` seconds until it is truthy, and return it.
+
+    For state no fake announces (the simulator's records, a database file, a subprocess's metrics); fails with
+    `what` (a callable is asked for the description only then, so it can show the latest state).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
+        await asyncio.sleep(interval)
+
+
 async def slack_burst(rig: Any, n: int) -> list[dict[str, Any]]:
     """`n` scripted mentions from `n` people in one channel (separate sessions, so they run side by side)."""
     script_answers(rig.sim, n)
@@ -160,11 +183,11 @@ async def slack_burst(rig: Any, n: int) -> list[dict[str, Any]]:
 
 
 async def settle_slack(rig: Any, events: list[dict[str, Any]], timeout: float = 8.0) -> list[str]:
-    """Wait for a post in every question's thread and an idle relay; return each question's outcome."""
+    """Wait for a post in every question's thread, then drain (a probe through the same socket, then an idle
+    relay) so a second post, a redelivery's answer included, would already be there; return each outcome."""
     await rig.fake.wait_until(lambda: all(rig.posts_in(e["ts"]) for e in events), timeout=timeout,
                               what="a post in every question's thread")
-    await rig.relay.wait_idle(timeout)
-    await asyncio.sleep(0.1)  # a second post, if there were one, would show up here
+    await rig.drain(timeout=timeout)
     kinds = slack_outcomes(rig.fake, events)
     for event, kind in zip(events, kinds, strict=True):
         if kind == "answer":
@@ -214,11 +237,11 @@ async def discord_ask(h: DiscordHarness, i: int) -> dict[str, Any]:
 
 
 async def settle_discord(h: DiscordHarness, sent: list[dict[str, Any]]) -> list[str]:
-    """Wait for a post in every question's thread and an idle relay; return each question's outcome."""
+    """Wait for a post in every question's thread, then drain (a probe DM through the same gateway, then an idle
+    relay) so a second post, a replayed message's answer included, would already be there; return each outcome.
+    The probe's reply is in its own DM channel, outside every count made here."""
     await h.fake.wait_for(lambda: all(h.posts(m["id"]) for m in sent), timeout=8, what="a post per question")
-    assert h.relay is not None
-    await h.relay.wait_idle(5)
-    await asyncio.sleep(0.1)
+    await h.drain()
     kinds = discord_outcomes(h, sent)
     for message, kind in zip(sent, kinds, strict=True):
         if kind == "answer":

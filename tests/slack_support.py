@@ -77,6 +77,21 @@ class SlackRig:
         """What reached Uppzy's async chat endpoint."""
         return [c.body for c in self.sim.calls("chat_async")]
 
+    async def drain(self, *, channel: str = "C1", user: str = "U1", timeout: float = 5.0) -> dict[str, Any]:
+        """Prove that every event sent so far has been handled, without asking Uppzy; returns the probe event.
+
+        The probe is a blank mention on the same socket (in a channel where mentions are answered): the bot
+        replies at once, in the probe's own thread, with the 'empty message' notice. Envelopes arrive in the
+        order they were sent and bolt starts their handlers in that order, each through the same store, so once
+        the probe's notice is posted the earlier events have been handled; the idle relay awaited next means the
+        work they started is finished too. Only then is "nothing more happened" worth asserting.
+        """
+        probe = await self.mention("", user=user, channel=channel)
+        await self.fake.wait_until(lambda: self.posts_in(probe["ts"]), timeout=timeout,
+                                   what=f"the probe's notice in thread {probe['ts']}")
+        await self.relay.wait_idle(timeout)
+        return probe
+
     async def command(self, text: str, *, user: str = "U1", channel: str = "C1") -> str:
         """Run /uppzy over Socket Mode and return the ephemeral reply posted to the response_url."""
         envelope = await self.fake.send_slash_command("/uppzy", text, user_id=user, channel_id=channel)

@@ -74,21 +74,21 @@ def test_bad_simulate_option_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--latency" in result.stderr
 
 
-async def wait_for_port(port: int, process: asyncio.subprocess.Process, timeout: float = 10.0) -> None:
-    """Wait until something accepts connections on 127.0.0.1:port, failing early if the process died."""
-    for _ in range(int(timeout / 0.05)):
-        if process.returncode is not None:
+async def wait_for_banner(process: asyncio.subprocess.Process, timeout: float = 10.0) -> str:
+    """Read stdout up to 'Press Ctrl+C to stop.', which `simulate` prints (flushed) once it is listening;
+    return what was read. Fails with its stderr if the process ends first."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    while not lines or not lines[-1].startswith("Press Ctrl+C to stop."):
+        try:
+            line = (await asyncio.wait_for(process.stdout.readline(), timeout)).decode()
+        except TimeoutError:
+            pytest.fail(f"simulate printed no banner within {timeout}s; stdout so far: {lines}")
+        if not line:  # stdout closed: the process is gone
             _, stderr = await process.communicate()
             pytest.fail(f"simulate exited early with {process.returncode}: {stderr.decode()}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    pytest.fail(f"nothing listened on port {port} within {timeout}s")
+        lines.append(line)
+    return "".join(lines)
 
 
 async def test_simulate_serves_async_chat_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ async def test_simulate_serves_async_chat_and_stops_cleanly_on_sigterm(tmp_path:
         cwd=tmp_path, env=dict(os.environ), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
-        await wait_for_port(port, process)
+        banner = await wait_for_banner(process)
         async with UppzyClient(base_url=f"http://127.0.0.1:{port}/api/v1", api_key=Secret("sim-key"),
                                site_id="demo-site", retry=RetryPolicy.no_wait()) as client:
             submission = await client.submit("cli-session", "how do returns work?")
@@ -107,13 +107,13 @@ async def test_simulate_serves_async_chat_and_stops_cleanly_on_sigterm(tmp_path:
         assert submission.status == "pending"
         assert status.status == "completed" and status.answer
         process.send_signal(signal.SIGTERM)  # the answers above prove its signal handlers are installed
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
     finally:
         if process.returncode is None:
             process.kill()
             await process.communicate()
     assert process.returncode == 0, stderr.decode()
-    assert f"Uppzy simulator on http://127.0.0.1:{port}/api/v1" in stdout.decode()
+    assert f"Uppzy simulator on http://127.0.0.1:{port}/api/v1" in banner
     assert "Traceback" not in stderr.decode()
 
 

@@ -52,7 +52,8 @@ async def test_rate_limited_posts_in_a_burst_are_each_delivered_once(rig: SlackR
     started = time.monotonic()
     events = await burst(rig, 10)
     assert await settle(rig, events) == ["answer"] * 10
-    posts = rig.fake.calls_to("chat.postMessage")
+    threads = {e["ts"] for e in events}
+    posts = [c for c in rig.fake.calls_to("chat.postMessage") if c.args.get("thread_ts") in threads]
     assert [c.status for c in posts].count(429) == 10 and sum(c.ok for c in posts) == 10
     assert time.monotonic() - started >= 1.0
     asked_once(rig.sim, [e["text"] for e in events])
@@ -82,15 +83,17 @@ async def test_internal_error_after_the_message_was_posted_is_not_posted_again(r
             return {"ok": False, "error": "internal_error"}
         return stored
 
+    def stored(event: dict[str, Any]) -> list[dict[str, Any]]:
+        """What Slack really holds in the question's thread from the bot."""
+        return [m for m in fake.messages["C1"].values()
+                if m.get("thread_ts") == event["ts"] and m.get("bot_id") == fake.bot_id]
+
     fake.set_response("chat.postMessage", post)
     events = await burst(rig, 6)
-    await rig.fake.wait_until(lambda: lying["left"] == 0 and len(rig.fake.posted_messages()) == 3)
-    await rig.relay.wait_idle()
-    await asyncio.sleep(0.2)
-    for event in events:  # what Slack really holds in each thread: one answer
-        stored = [m for m in fake.messages["C1"].values()
-                  if m.get("thread_ts") == event["ts"] and m.get("bot_id") == fake.bot_id]
-        assert len(stored) == 1, [m["text"] for m in stored]
+    await rig.fake.wait_until(lambda: lying["left"] == 0 and all(stored(e) for e in events), what="a copy per thread")
+    await rig.drain()  # every retry is over: a second copy, if any, is in Slack's store by now
+    for event in events:  # one answer each
+        assert len(stored(event)) == 1, [m["text"] for m in stored(event)]
     assert len(fake.calls_to("conversations.replies")) >= 3
     turns = [await rig.relay.store.get_turn(i) for i in range(1, 7)]
     assert {t.state for t in turns if t is not None} == {TurnState.ANSWERED}
@@ -130,8 +133,14 @@ async def _send_like_slack(fake: FakeSlack, event: dict[str, Any], *, event_id: 
 
 
 async def _redeliver_unacked(fake: FakeSlack, sent: dict[str, tuple[dict[str, Any], str]]) -> list[str]:
-    """Slack redelivers every envelope that was never acked (with retry_attempt 1); returns the new envelopes."""
-    await asyncio.sleep(0.3)
+    """Slack redelivers every envelope that was never acked (with retry_attempt 1); returns the new envelopes.
+
+    Which ones those are is known once no ack can still be on its way: the old socket is closed, and an ignored
+    probe event sent on the new one has been acked (the client acks each envelope as it arrives, in order).
+    """
+    await fake.wait_until(lambda: fake.open_connections == 1, what="the old socket closed")
+    probe = fake.message_event("U1", "C1", "<@U1> has joined the channel", subtype="channel_join")
+    await fake.wait_for_ack(await fake.send_event(probe))
     return [await fake.send_event(event, event_id=event_id, retry_attempt=1, retry_reason="timeout")
             for envelope, (event, event_id) in list(sent.items()) if envelope not in fake.acks]
 
@@ -197,7 +206,8 @@ async def test_discord_rest_429_on_posts_and_threads_delivers_once(
         sent = [await discord_ask(h, i) for i in range(10)]
         assert await settle_discord(h, sent) == ["answer"] * 10
         asked_once(sim, [m["content"] for m in sent])
-        statuses = [c.status for c in h.fake.calls("POST", r"/channels/\d+/messages")]
+        threads_of_questions = {f"/channels/{m['id']}/messages" for m in sent}  # not the drain probe's DM
+        statuses = [c.status for c in h.fake.calls("POST", r"/channels/\d+/messages") if c.path in threads_of_questions]
         assert statuses.count(429) == 6 and statuses.count(200) == 10
         threads = [c.status for c in h.fake.calls("POST", r"/channels/\d+/messages/\d+/threads")]
         assert threads.count(429) == 4 and threads.count(201) == 10

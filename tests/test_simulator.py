@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from core.retry import parse_retry_after
 from simulator import Simulator
 from simulator.knowledge import KnowledgeBase
 from simulator.server import MAX_MESSAGE_CHARS, http_date
+from tests.fault_support import wait_until
 
 MakeSim = Callable[..., Awaitable[Simulator]]
 SITE = "m2m/sites/demo-site"
@@ -184,8 +186,17 @@ async def test_async_request_goes_from_pending_to_completed_after_latency(make_s
         assert (first["status"], second["status"]) == ("pending", "processing")
         assert "answer" not in second
         assert slow.state_of(submitted["request_id"]) == "pending"
-        await asyncio.sleep(0.3 - (time.monotonic() - started) + 0.02)
-        done = (await client.get(path)).json()
+        polled: list[str] = []
+
+        async def completed() -> dict[str, Any] | None:
+            data = (await client.get(path)).json()
+            polled.append(data["status"])
+            return data if data["status"] == "completed" else None
+
+        done = await wait_until(completed, timeout=2.0, what=lambda: f"completed; polls said {polled}")
+        took = time.monotonic() - started
+    assert took >= 0.3, f"completed after {took:.3f}s, before its 0.3 s latency"
+    assert set(polled[:-1]) <= {"processing"}
     assert done["status"] == "completed" and done["request_id"] == submitted["request_id"]
     assert "Returns" in done["answer"] and done["confidence_level"] and done["confidence_score"]
 
@@ -400,7 +411,7 @@ async def test_stop_does_not_wait_for_a_long_stall(make_sim: MakeSim) -> None:
     stalled.inject("site", stall=30)
     client = raw_client(stalled)
     pending = asyncio.create_task(client.get(SITE))
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: not stalled.faults, what="the call to take its stall")  # it is stalling from now on
     started = time.monotonic()
     await stalled.stop()
     assert time.monotonic() - started < 2.0

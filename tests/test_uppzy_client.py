@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import time
@@ -29,6 +28,7 @@ from core.retry import RetryPolicy
 from core.uppzy import CallRecord, Timeouts, UppzyClient
 from simulator import Simulator
 from simulator.server import http_date
+from tests.fault_support import wait_until
 
 MakeSim = Callable[..., Awaitable[Simulator]]
 MakeClient = Callable[..., UppzyClient]
@@ -46,10 +46,18 @@ def free_port() -> int:
 
 async def wait_for_calls(sim: Simulator, endpoint: str, count: int, timeout: float = 3.0) -> None:
     """Wait until the simulator has recorded `count` calls to `endpoint` (stalled calls are recorded late)."""
-    for _ in range(int(timeout / 0.02)):
-        if len(sim.calls(endpoint)) >= count:
-            return
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: len(sim.calls(endpoint)) >= count, timeout=timeout,
+                     what=f"{count} recorded {endpoint} call(s)")
+
+
+async def wait_for_stalled_call(sim: Simulator, endpoint: str, started: float, stall: float) -> None:
+    """Wait until the call stalled for `stall` seconds is recorded (the simulator records a call when it answers).
+
+    Any other call the client made before it gave up (at its 0.2 s timeout) was answered at once, so it is
+    recorded by then too: from here on the count of `endpoint` calls is final.
+    """
+    await wait_until(lambda: any(c.at - started >= stall - 0.05 for c in sim.calls(endpoint)), timeout=3.0,
+                     what=f"the stalled {endpoint} call to be recorded")
 
 
 async def completed_request(uppzy: UppzyClient, session_id: str = "s-1", message: str = "hello") -> str:
@@ -407,11 +415,11 @@ async def test_submit_timeout_is_never_resubmitted(make_uppzy: MakeClient, sim: 
     """A submit that stalls past the timeout raises UppzyTimeout (maybe processed) and is sent only once."""
     client = make_uppzy(timeouts=SHORT)
     sim.inject("chat_async", stall=0.4)
+    started = time.monotonic()
     with pytest.raises(UppzyTimeout) as info:
         await client.submit("s-1", "hello")
     assert info.value.maybe_processed and info.value.endpoint == "chat_async"
-    await wait_for_calls(sim, "chat_async", 1)
-    await asyncio.sleep(0.1)
+    await wait_for_stalled_call(sim, "chat_async", started, 0.4)
     assert len(sim.calls("chat_async")) == 1
 
 
@@ -419,10 +427,10 @@ async def test_sync_chat_timeout_is_not_retried(make_uppzy: MakeClient, sim: Sim
     """A sync chat that stalls past the chat timeout raises UppzyTimeout without sending the question again."""
     client = make_uppzy(timeouts=SHORT)
     sim.inject("chat", stall=0.4)
+    started = time.monotonic()
     with pytest.raises(UppzyTimeout):
         await client.chat("s-1", "hello")
-    await wait_for_calls(sim, "chat", 1)
-    await asyncio.sleep(0.1)
+    await wait_for_stalled_call(sim, "chat", started, 0.4)
     assert len(sim.calls("chat")) == 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -124,10 +123,13 @@ async def test_bots_system_messages_and_plain_chatter_are_ignored(h: DiscordHarn
     await h.fake.dispatch("MESSAGE_UPDATE", {**edited, "content": f"<@{h.fake.bot_id}> returns?",
                                              "mentions": [{"id": str(h.fake.bot_id), "username": "uppzy",
                                                            "discriminator": "0", "avatar": None}]})
-    await asyncio.sleep(0.2)
+    probe = await h.mention("[probe] how do returns work?")  # an ordinary question, answered in its own thread
+    await h.wait_posts(probe["id"])
+    await h.wait_idle()
 
-    assert h.chats() == []
-    assert [c for c in h.fake.requests if c.method == "POST" and "/channels/" in c.path] == []
+    assert [c.body["message"] for c in h.chats()] == ["[probe] how do returns work?"]
+    posts = [c.path for c in h.fake.requests if c.method == "POST" and "/channels/" in c.path]
+    assert posts and all(probe["id"] in path for path in posts), posts
 
 
 async def test_duplicate_message_create_after_resume_is_answered_once(h: DiscordHarness) -> None:
@@ -138,11 +140,12 @@ async def test_duplicate_message_create_after_resume_is_answered_once(h: Discord
     await h.fake.wait_for(lambda: h.fake.resume_count == 1 and h.fake.connected, what="resumed")
     await h.fake.redeliver(sent)
     await h.fake.redeliver(sent)
-    await asyncio.sleep(0.2)
-    await h.wait_idle()
+    probe = await h.mention("[probe] and shipping?", author_id=OTHER_ID)  # on the same resumed gateway session
+    await h.wait_posts(probe["id"])
+    await h.wait_idle(2)
 
     assert len(h.posts(sent["id"])) == 1
-    assert len(h.chats()) == 1
+    assert [c.body["message"] for c in h.chats()] == ["How do returns work?", "[probe] and shipping?"]
 
 
 async def test_everyone_and_mentions_in_an_answer_ping_nobody(h: DiscordHarness) -> None:
@@ -202,7 +205,11 @@ async def test_typing_is_kept_alive_while_waiting(h: DiscordHarness) -> None:
     sent = await h.mention("slow question")
     await h.wait_posts(sent["id"])
     count = h.fake.typing_count(int(sent["id"]))
-    await asyncio.sleep(0.15)
+    # The probe: a slow DM keeps its own typing alive meanwhile; after 3 of its beats (0.05 s apart), a typing
+    # loop left running for the answered question would have beaten at least twice too.
+    dm_id = h.fake.new_id()
+    await h.say("another slow one", channel_id=dm_id, guild=False)
+    await h.fake.wait_for(lambda: h.fake.typing_count(dm_id) >= 3, what="3 typing beats for the probe")
 
     assert count >= 3
     assert h.fake.typing_count(int(sent["id"])) == count

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from core import messages
@@ -50,7 +49,8 @@ async def test_thumbs_up_reaction_by_the_asker_is_sent_to_uppzy(h: DiscordHarnes
     await h.fake.reaction_add(user_id=USER_ID, channel_id=thread_id, message_id=int(answer["id"]),
                               emoji_name="👍🏽", guild_id=GUILD_ID)
     await h.fake.wait_for(lambda: ratings(h), what="feedback call")
-    await asyncio.sleep(0.1)
+    # The probe: the asker's 👎 button on the same gateway; its private reply proves the reactions were handled.
+    assert await click(h, thread_id, answer, "bad", USER_ID) == messages.ALREADY_RATED
 
     assert ratings(h) == ["good"]
     assert h.sim.calls("chat_feedback")[0].body["session_id"] == f"discord-user-{USER_ID}-{TEXT_ID}"
