@@ -8,9 +8,8 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bots.web import WebServer
 from core.config import ConfigError, Settings
 from core.conversations import Conversations
 from core.delivery import Delivery
@@ -32,6 +31,9 @@ from core.supervisor import TaskSupervisor
 from core.tuning import Tuning
 from core.uppzy import Timeouts, UppzyClient
 from core.workspace import WorkspaceSettingsService
+
+if TYPE_CHECKING:
+    from bots.web import WebServer
 
 __all__ = ["PlatformBot", "build_platforms", "build_relay", "build_uppzy", "open_store", "run_bot"]
 
@@ -159,6 +161,8 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
     for bot in bots:
         checks[bot.name] = lambda bot=bot: bot.connected  # type: ignore[misc]
         metrics.platform_up.labels(bot.name).set_function(lambda bot=bot: 1.0 if bot.connected else 0.0)  # type: ignore[misc]
+    from bots.web import WebServer  # the web stack is needed by `run` only, not by demo, check or benchmarks
+
     web = WebServer(metrics=metrics, checks=checks, routes=routes)
     running: list[PlatformBot] = []
     try:
