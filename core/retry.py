@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import Enum
 
+from core.backoff import Backoff
 from core.errors import UppzyError, UppzyRateLimited, UppzyTimeout, UppzyUnavailable
 
 __all__ = ["Repeatable", "RetryPolicy", "backoff_hook", "parse_retry_after"]
@@ -22,19 +23,19 @@ class Repeatable(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Bounded exponential backoff with jitter; caps both attempts and total seconds."""
+class RetryPolicy(Backoff):
+    """The backoff of Uppzy calls: jittered, capped in attempts and in total seconds (`budget`)."""
 
     attempts: int = 4
-    budget: float = 30.0
-    wait_initial: float = 0.5
-    wait_max: float = 8.0
-    wait_jitter: float = 0.5
+    initial: float = 0.5
+    maximum: float = 8.0
+    jitter: float = 0.5
+    budget: float | None = 30.0
 
     @classmethod
     def no_wait(cls, attempts: int = 4) -> RetryPolicy:
         """A policy for tests: same decisions, (almost) no sleeping."""
-        return cls(attempts=attempts, budget=5.0, wait_initial=0.001, wait_max=0.002, wait_jitter=0.0)
+        return cls(attempts=attempts, budget=5.0, initial=0.001, maximum=0.002, jitter=0.0)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

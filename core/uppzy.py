@@ -11,7 +11,6 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
-import stamina
 
 from core.config import Secret
 from core.errors import UppzyError, UppzyTimeout, UppzyUnavailable, error_for_status
@@ -323,12 +322,9 @@ class UppzyClient:
         timeout: float | None = None, request_id: str | None = None,
     ) -> Mapping[str, Any]:
         policy = self.retry
-        deadline = time.monotonic() + policy.budget
+        deadline = time.monotonic() + (policy.budget or float("inf"))
         attempt = 0
-        async for retry_attempt in stamina.retry_context(
-            on=backoff_hook(repeatable, deadline), attempts=policy.attempts, timeout=policy.budget,
-            wait_initial=policy.wait_initial, wait_max=policy.wait_max, wait_jitter=policy.wait_jitter,
-        ):
+        async for retry_attempt in policy.retrying(backoff_hook(repeatable, deadline)):
             with retry_attempt:
                 attempt += 1
                 return await self._attempt(

@@ -376,7 +376,7 @@ async def test_attempts_are_bounded_by_policy(make_uppzy: MakeClient, sim: Simul
 
 async def test_retry_budget_bounds_total_time(make_uppzy: MakeClient, sim: Simulator) -> None:
     """The retry budget stops retries once that many seconds have passed, whatever the attempt cap."""
-    policy = RetryPolicy(attempts=100, budget=0.3, wait_initial=0.05, wait_max=0.05, wait_jitter=0.0)
+    policy = RetryPolicy(attempts=100, budget=0.3, initial=0.05, maximum=0.05, jitter=0.0)
     client = make_uppzy(retry=policy)
     sim.inject("site", 503, times=1000)
     started = time.monotonic()
