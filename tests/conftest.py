@@ -89,3 +89,6 @@ async def make_uppzy(sim: Simulator) -> AsyncIterator[Callable[..., UppzyClient]
 def uppzy(make_uppzy: Callable[..., UppzyClient]) -> UppzyClient:
     """An UppzyClient talking to ``sim`` over loopback HTTP: key sim-key, demo-site, demo-tenant, no retry waits."""
     return make_uppzy()
+
+
+from tests.relay_support import harness  # noqa: E402, F401 (the relay harness fixture, for every test module)

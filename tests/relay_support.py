@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bots.console.adapter import ConsoleAdapter
 from bots.runner import build_relay
@@ -50,6 +52,7 @@ class Harness:
     uppzy: UppzyClient
     sim: Simulator
     settings: Settings
+    closed: bool = False
 
     async def ask(self, text: str, *, user: str | None = None, channel: str = "terminal",
                   thread: str | None = None) -> tuple[Any, str]:
@@ -99,7 +102,28 @@ async def build(tmp_path: Path, sim: Simulator, *, db: str = "relay.db", user_id
 
 
 async def close(h: Harness) -> None:
-    """Stop everything the harness started (the simulator belongs to its fixture)."""
+    """Stop everything the harness started, once (the simulator belongs to its fixture): the process ends."""
+    if h.closed:
+        return
+    h.closed = True
     await h.relay.stop()
     await h.uppzy.aclose()
     await h.store.close()
+
+
+Build = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, sim: Simulator) -> AsyncIterator[Build]:
+    """Factory for started relays on one database in tmp_path; whatever a test left running is closed after it."""
+    made: list[Harness] = []
+
+    async def factory(**kwargs: Any) -> Harness:
+        h = await build(tmp_path, sim, **kwargs)
+        made.append(h)
+        return h
+
+    yield factory
+    for h in made:
+        await close(h)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
@@ -12,24 +10,7 @@ from core import messages
 from core.models import FeedbackEvent, FeedbackOutcome, Rejected
 from core.relay import EndResult
 from simulator import Simulator
-from tests.relay_support import Harness, build, close
-
-Build = Callable[..., Awaitable[Harness]]
-
-
-@pytest.fixture
-async def harness(tmp_path: Path, sim: Simulator) -> AsyncIterator[Build]:
-    """Factory for started relays; all are stopped after the test."""
-    made: list[Harness] = []
-
-    async def factory(**kwargs: object) -> Harness:
-        h = await build(tmp_path, sim, **kwargs)  # type: ignore[arg-type]
-        made.append(h)
-        return h
-
-    yield factory
-    for h in made:
-        await close(h)
+from tests.relay_support import Build, close
 
 
 async def test_question_gets_one_answer_with_confidence(harness: Build, sim: Simulator) -> None:

@@ -12,26 +12,28 @@ from core.config import ConfigError
 from core.models import InboundMessage, ReplyTarget
 from core.sqlite_store import SqliteStore
 from simulator import Simulator
-from tests.relay_support import build, close
+from tests.relay_support import Build, close
 
 
-async def test_restart_after_long_downtime_still_fetches_the_waiting_answer(tmp_path: Path, sim: Simulator) -> None:
+async def test_restart_after_long_downtime_still_fetches_the_waiting_answer(
+        harness: Build, tmp_path: Path, sim: Simulator
+) -> None:
     """Down for longer than the answer budget: the answer Uppzy already has is fetched and posted, not dropped."""
     sim.script("returns", "waited for you", latency=0.3)
-    first = await build(tmp_path, sim)
+    first = await harness()
     _, qid = await first.ask("how do returns work?")
     await first.until(lambda: len(sim.calls("chat_async")) == 1)
     await close(first)
-    later = await build(tmp_path, sim, clock=lambda: time.time() + 200)  # 200 s later, budget 120 s
+    later = await harness(clock=lambda: time.time() + 200)  # 200 s later, budget 120 s
     await later.until(lambda: later.console.transcript)
     assert later.console.answers() == [(qid, "waited for you")]
     await close(later)
 
 
-async def test_a_second_409_fails_one_question_and_the_next_still_gets_answered(tmp_path: Path,
+async def test_a_second_409_fails_one_question_and_the_next_still_gets_answered(harness: Build, tmp_path: Path,
                                                                                sim: Simulator) -> None:
     """Two closed session ids in a row end the first question with one notice; the queued one moves on."""
-    h = await build(tmp_path, sim)
+    h = await harness()
     for sid in ("console-user-you-terminal", "console-user-you-terminal-2"):
         await h.uppzy.close_session(sid)
     sim.script("first", "never", latency=0.5)
@@ -56,11 +58,11 @@ async def test_a_question_can_be_claimed_for_submit_only_once(tmp_path: Path) ->
         await store.close()
 
 
-async def test_failure_notice_interrupted_by_a_stop_is_posted_once_after_restart(tmp_path: Path,
+async def test_failure_notice_interrupted_by_a_stop_is_posted_once_after_restart(harness: Build, tmp_path: Path,
                                                                                  sim: Simulator) -> None:
     """A notice being posted when the process stopped is posted by the next start, exactly once."""
     sim.script("broken", fail=True)
-    first = await build(tmp_path, sim)
+    first = await harness()
     posting = asyncio.Event()
 
     async def hang(target, notice):  # type: ignore[no-untyped-def]
@@ -71,7 +73,7 @@ async def test_failure_notice_interrupted_by_a_stop_is_posted_once_after_restart
     _, qid = await first.ask("broken question")
     await asyncio.wait_for(posting.wait(), 5)
     await close(first)
-    second = await build(tmp_path, sim)
+    second = await harness()
     await second.until(lambda: second.console.notices())
     await second.relay.wait_idle()
     assert [(k, q) for k, q, _ in second.console.notices()] == [("failed", qid)]

@@ -12,17 +12,17 @@ import time
 from pathlib import Path
 
 from simulator import Simulator
-from tests.relay_support import build, close
+from tests.relay_support import Build, close
 
 
-async def test_pending_request_resumes_after_restart(tmp_path: Path, sim: Simulator) -> None:
+async def test_pending_request_resumes_after_restart(harness: Build, tmp_path: Path, sim: Simulator) -> None:
     """A request Uppzy accepted before a stop is polled by the next process and answered once, not resubmitted."""
     sim.script("returns", "answer after restart", latency=0.6)
-    first = await build(tmp_path, sim)
+    first = await harness()
     _, qid = await first.ask("how do returns work?")
     await first.until(lambda: len(sim.calls("chat_async")) == 1)
     await close(first)
-    second = await build(tmp_path, sim)
+    second = await harness()
     await second.until(lambda: second.console.answers())
     await second.relay.wait_idle()
     assert second.console.answers() == [(qid, "answer after restart")]
@@ -31,25 +31,27 @@ async def test_pending_request_resumes_after_restart(tmp_path: Path, sim: Simula
     await close(second)
 
 
-async def test_queued_questions_resume_in_order(tmp_path: Path, sim: Simulator) -> None:
+async def test_queued_questions_resume_in_order(harness: Build, tmp_path: Path, sim: Simulator) -> None:
     """Questions waiting behind an in-flight one are submitted after a restart, still in asking order."""
     sim.script("one", "a1", latency=0.4)
     sim.script("two", "a2", latency=0.0)
     sim.script("three", "a3", latency=0.0)
-    first = await build(tmp_path, sim)
+    first = await harness()
     ids = [(await first.ask(q))[1] for q in ("q one", "q two", "q three")]
     await first.until(lambda: len(sim.calls("chat_async")) == 1)
     await close(first)
-    second = await build(tmp_path, sim)
+    second = await harness()
     await second.until(lambda: len(second.console.answers()) == 3)
     assert second.console.answers() == list(zip(ids, ["a1", "a2", "a3"], strict=True))
     assert len(sim.calls("chat_async")) == 3
     await close(second)
 
 
-async def test_answer_being_posted_is_finished_once_after_restart(tmp_path: Path, sim: Simulator) -> None:
+async def test_answer_being_posted_is_finished_once_after_restart(
+        harness: Build, tmp_path: Path, sim: Simulator
+) -> None:
     """An answer fetched but not yet posted when the process stopped is posted by the next one, once."""
-    first = await build(tmp_path, sim)
+    first = await harness()
     stuck = asyncio.Event()
 
     async def hang(target, answer, *, recovering=False):  # type: ignore[no-untyped-def]
@@ -60,7 +62,7 @@ async def test_answer_being_posted_is_finished_once_after_restart(tmp_path: Path
     _, qid = await first.ask("how do returns work?")
     await asyncio.wait_for(stuck.wait(), 5)
     await close(first)
-    second = await build(tmp_path, sim)
+    second = await harness()
     await second.until(lambda: second.console.answers())
     await second.relay.wait_idle()
     assert [q for q, _ in second.console.answers()] == [qid]
@@ -68,14 +70,14 @@ async def test_answer_being_posted_is_finished_once_after_restart(tmp_path: Path
     await close(second)
 
 
-async def test_submit_cut_off_by_a_stop_is_not_resubmitted(tmp_path: Path, sim: Simulator) -> None:
+async def test_submit_cut_off_by_a_stop_is_not_resubmitted(harness: Build, tmp_path: Path, sim: Simulator) -> None:
     """A question stopped mid-submit might be in Uppzy already, so the next process apologises, not resubmits."""
     sim.inject("chat_async", stall=1.0)
-    first = await build(tmp_path, sim)
+    first = await harness()
     _, qid = await first.ask("how do returns work?")
     await first.until(lambda: first.relay.parts.submission.in_flight == 1)  # on its way to Uppzy, stalled
     await close(first)
-    second = await build(tmp_path, sim)
+    second = await harness()
     await second.until(lambda: second.console.notices())
     await second.relay.wait_idle()
     assert [(k, q) for k, q, _ in second.console.notices()] == [("lost", qid)]
@@ -129,11 +131,11 @@ async def test_kill_9_mid_flight_then_restart_answers_each_question_once(tmp_pat
     assert len(sim.calls("chat_async")) == 3  # beta was resumed by polling, never resubmitted
 
 
-async def test_answers_wait_for_a_platform_that_connects_late(tmp_path: Path, sim: Simulator) -> None:
+async def test_answers_wait_for_a_platform_that_connects_late(harness: Build, tmp_path: Path, sim: Simulator) -> None:
     """An answer ready before its platform is connected is posted as soon as the adapter registers."""
     from core.models import TurnState
 
-    h = await build(tmp_path, sim)
+    h = await harness()
     console = h.relay.parts.platforms.remove("console")
     _, qid = await h.ask("how do returns work?")
 
