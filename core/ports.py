@@ -180,6 +180,8 @@ class Store(Protocol):
     - Timestamps are seconds since the epoch passed in by core (`now`); the store never reads a clock, and no
       business rule (timeouts, takeovers, id formats) lives in the store.
     - Turn ids grow with arrival, so ordering by id is asking order.
+    - How many processes may share one database is the implementation's to say and to enforce at open:
+      SqliteStore allows one (an exclusive lock on the resolved database file).
     """
 
     async def record_question(self, msg: InboundMessage, *, key: str, site_id: str, idle_timeout: float,
