@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from core.config import ConfigError, Settings
@@ -35,7 +36,7 @@ from core.workspace import WorkspaceSettingsService
 if TYPE_CHECKING:
     from bots.web import WebServer
 
-__all__ = ["PlatformBot", "build_platforms", "build_relay", "build_uppzy", "open_store", "run_bot"]
+__all__ = ["Core", "PlatformBot", "build_platforms", "build_relay", "build_uppzy", "open_core", "open_store", "run_bot"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,32 @@ def build_uppzy(settings: Settings, *, metrics: Metrics | None = None, retry: Re
         retry=retry or RetryPolicy(attempts=settings.uppzy_max_attempts, budget=settings.uppzy_retry_budget),
         observer=metrics.observe_call if metrics is not None else None,
     )
+
+
+@dataclass
+class Core:
+    """What one process runs on: the store, the Uppzy client and the relay, sharing one metrics registry."""
+
+    store: Store
+    uppzy: UppzyClient
+    relay: Relay
+    metrics: Metrics
+
+    async def aclose(self) -> None:
+        """Stop the relay (its state is durable), then close the client and the store."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await self.relay.stop(drain=1.5)  # submits on their way to Uppzy finish, none comes back "lost"
+        await self.uppzy.aclose()
+        await self.store.close()
+
+
+async def open_core(settings: Settings, *, path: str | None = None, tuning: Tuning | None = None) -> Core:
+    """Open the store and build the Uppzy client and the relay on one metrics registry (not started yet)."""
+    metrics = Metrics()
+    store = await open_store(settings, path)
+    uppzy = build_uppzy(settings, metrics=metrics)
+    return Core(store, uppzy, build_relay(settings, store, uppzy, metrics=metrics, tuning=tuning), metrics)
 
 
 async def open_store(settings: Settings, path: str | None = None) -> Store:
@@ -151,10 +178,8 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    metrics = Metrics()
-    store = await open_store(settings)
-    uppzy = build_uppzy(settings, metrics=metrics)
-    relay = build_relay(settings, store, uppzy, metrics=metrics)
+    core = await open_core(settings)
+    store, relay, metrics = core.store, core.relay, core.metrics
     bots = build_platforms(settings, relay)
     routes = [route for bot in bots if getattr(bot, "mode", None) == "http" for route in bot.http_routes()]  # type: ignore[attr-defined]
     checks: dict[str, Callable[[], Awaitable[bool] | bool]] = {"store": lambda: _store_ok(store)}
@@ -177,7 +202,7 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
         await stop.wait()
         log.info("shutting down: no new events; unfinished work stays in the store for the next start")
     finally:
-        await _shutdown(running, relay, web, uppzy, store)
+        await _shutdown(running, core, web)
     return 0
 
 
@@ -186,18 +211,13 @@ async def _store_ok(store: Store) -> bool:
     return True
 
 
-async def _shutdown(bots: list[PlatformBot], relay: Relay, web: WebServer, uppzy: UppzyClient,
-                    store: Store) -> None:
+async def _shutdown(bots: list[PlatformBot], core: Core, web: WebServer) -> None:
     """Platforms first (stop taking events), then the relay (its state is durable), then connections."""
     try:
         async with asyncio.timeout(6):
             await asyncio.gather(*(bot.stop() for bot in reversed(bots)), return_exceptions=True)
     except TimeoutError:
         log.warning("a platform did not stop within 6s; closing anyway")
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(2):
-            await relay.stop(drain=1.5)  # submits on their way to Uppzy finish, so none comes back as "lost"
+    await core.aclose()
     with contextlib.suppress(Exception):
         await web.stop()
-    await uppzy.aclose()
-    await store.close()

@@ -148,7 +148,7 @@ class Relay:
     async def start(self, *, reaper: bool = True) -> None:
         """Resume everything the store says is unfinished, then start the poller (and the idle reaper)."""
         self._stop.clear()
-        self.parts.intake.stopping = False
+        self.parts.intake.stopping = self.parts.submission.stopping = False
         await self._recover()
         self._loops.append(asyncio.create_task(self.parts.poller.run(self._stop), name="uppzy-poller"))
         if reaper:
@@ -162,14 +162,17 @@ class Relay:
         starts once stopping; queued questions wait in the store.
         """
         self._stop.set()
-        self.parts.intake.stopping = True
+        self.parts.intake.stopping = self.parts.submission.stopping = True
         if drain > 0:
             await self.parts.submission.drain(drain)
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        await self.parts.tasks.cancel_all()
-        await self.parts.poller.aclose()
+        await self.parts.poller.aclose()  # first: a poll ending now must not spawn work after the cancel below
+        for _ in range(3):  # a cancelled task may have spawned another on its way out
+            if self.parts.tasks.idle:
+                break
+            await self.parts.tasks.cancel_all()
         self._loops.clear()
 
     async def wait_idle(self, timeout: float = 10.0) -> None:

@@ -48,7 +48,7 @@ def parse_duration(text: str) -> float:
         raise SettingError("must be a duration such as 45s, 30m or 2h (units ms, s, m, h, d; a bare number is seconds)")
     value = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "").lower()]
     if value <= 0:
-        raise SettingError("must be a duration greater than zero, e.g. 45s")
+        raise SettingError("must be a duration greater than zero")
     return value
 
 

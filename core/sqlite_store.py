@@ -331,8 +331,8 @@ class SqliteStore:
             return None
         except sqlite3.IntegrityError:
             row = await self._one("SELECT rating, state, at FROM feedback WHERE turn_id=?", (turn_id,))
-            if row is None:  # removed between the insert and the read: it is free again
-                return await self.claim_feedback(turn_id, rating, user_id, source, now=now)
+            if row is None:  # freed between the insert and the read (a failed send): report it as in use
+                return FeedbackClaim(rating, "sending", now)  # type: ignore[arg-type]
             return FeedbackClaim(row[0], row[1], row[2])
 
     async def take_over_feedback(self, turn_id: int, *, seen_at: float, rating: str, user_id: str, source: str,

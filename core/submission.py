@@ -49,6 +49,7 @@ class Submitter:
         self._clock = clock
         self._slots = asyncio.Semaphore(concurrency)
         self._in_flight = 0  # a graceful stop lets these finish, so none is left half-done
+        self.stopping = False
         self._done = asyncio.Event()
         self._done.set()
 
@@ -58,8 +59,9 @@ class Submitter:
         self._done.clear()
         try:
             async with self._slots:
-                # Claimed only once a slot is free (a stop while waiting leaves it queued, not "lost").
-                if await self._store.claim_submit(turn.id):
+                # Claimed only once a slot is free, and not once stopping: a submit started during the shutdown
+                # drain would be cut off and come back as "lost"; left queued, the next start sends it.
+                if not self.stopping and await self._store.claim_submit(turn.id):
                     await self._send(turn)
         finally:
             self._in_flight -= 1

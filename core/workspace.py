@@ -83,6 +83,7 @@ class WorkspaceSettingsService:
         self._modes: LRUCache[tuple[str, str, str], str | None] = LRUCache(maxsize=MODE_CACHE_SIZE)
         self._loading: dict[tuple[str, str], asyncio.Future[WorkspaceSettings]] = {}
         self._version = 0  # bumped by every write, so a read that raced a write is not cached
+        self._mode_version = 0  # the same for channel modes
         self._emoji: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def set_platform_emoji(self, platform: str, good: tuple[str, ...], bad: tuple[str, ...]) -> None:
@@ -202,7 +203,10 @@ class WorkspaceSettingsService:
         try:
             mode = self._modes[key]
         except KeyError:  # not asked lately: read it (None: the channel follows the workspace default)
-            mode = self._modes[key] = await self._store.channel_mode(platform, workspace_id, channel_id)
+            version = self._mode_version
+            mode = await self._store.channel_mode(platform, workspace_id, channel_id)
+            if version == self._mode_version:  # a write that raced this read wins
+                self._modes[key] = mode
         return mode or (await self.get(platform, workspace_id)).reply_mode
 
     async def set_channel_mode(self, platform: str, workspace_id: str, channel_id: str, raw: str, *,
@@ -213,5 +217,6 @@ class WorkspaceSettingsService:
         except SettingError as exc:
             raise SettingError(f"channel mode {exc} (got {raw.strip()[:40]!r})") from None
         await self._store.put_channel_mode(platform, workspace_id, channel_id, mode, by=by, now=self._clock())
+        self._mode_version += 1
         self._modes[(platform, workspace_id, channel_id)] = mode
         return mode

@@ -88,13 +88,13 @@ def fast_settings(sim: Simulator, **overrides: Any) -> Settings:
 
 async def build(tmp_path: Path, sim: Simulator, *, db: str = "relay.db", user_id: str = "you",
                 api_key: str = "sim-key", retry: RetryPolicy | None = None,
-                clock: Callable[[], float] = time.time, **overrides: Any) -> Harness:
+                clock: Callable[[], float] = time.time, tuning: Tuning = FAST, **overrides: Any) -> Harness:
     """A started relay on a SQLite file in tmp_path; call `close(h)` when done."""
     settings = fast_settings(sim, **overrides)
     store = await SqliteStore.open(str(tmp_path / db))
     uppzy = UppzyClient(base_url=sim.base_url, api_key=Secret(api_key), site_id="demo-site",
                         retry=retry or RetryPolicy.no_wait(), timeouts=Timeouts(1, 2, 3))
-    relay = build_relay(settings, store, uppzy, clock=clock, tuning=FAST)
+    relay = build_relay(settings, store, uppzy, clock=clock, tuning=tuning)
     console = QuietConsole(user_id)
     relay.register(console)
     await relay.start(reaper=False)

@@ -151,3 +151,24 @@ async def test_answers_wait_for_a_platform_that_connects_late(harness: Build, tm
     await h.until(lambda: h.console.answers())
     assert [q for q, _ in h.console.answers()] == [qid]
     await close(h)
+
+
+async def test_a_stop_starts_no_new_submit_while_draining(harness: Build, sim: Simulator) -> None:
+    """Submits waiting for a slot at shutdown stay queued (sent by the next start), never cut off as "lost"."""
+    from dataclasses import replace
+
+    from tests.relay_support import FAST
+
+    sim.inject("chat_async", stall=0.3)  # the first submit frees the only slot while the stop drains…
+    sim.inject("chat_async", stall=1.5)  # …and a second one started then would still be on its way at the end
+    first = await harness(tuning=replace(FAST, submit_concurrency=1))
+    _, q1 = await first.ask("how do returns work?", user="U1")
+    _, q2 = await first.ask("how do returns work?", user="U2")
+    await first.until(lambda: first.relay.parts.submission.in_flight == 2)  # one sending, one waiting
+    await first.relay.stop(drain=0.8)
+    await close(first)
+    second = await harness()
+    await second.until(lambda: len(second.console.answers()) == 2, timeout=5)
+    await second.relay.wait_idle()
+    assert sorted(q for q, _ in second.console.answers()) == sorted([q1, q2]), second.console.transcript
+    assert second.console.notices() == []

@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 
 from bots.console.adapter import ConsoleAdapter
-from bots.runner import build_relay, build_uppzy, open_store
+from bots.runner import open_core
 from core.config import ConfigError, Secret, Settings, parse_duration
 from core.models import FeedbackEvent, FeedbackOutcome
 from core.ports import EndResult, Inbound
@@ -44,9 +44,8 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         settings = replace(settings, uppzy_base_url=base, uppzy_api_key=Secret("sim-key"),
                            uppzy_site_id="demo-site", uppzy_tenant_id="demo-tenant")
     settings = replace(settings, session_idle_timeout=idle)
-    store = await open_store(settings, args.db)
-    uppzy = build_uppzy(settings)
-    relay = build_relay(settings, store, uppzy)
+    core = await open_core(settings, path=args.db)
+    relay = core.relay
     console = ConsoleAdapter()
     relay.register(console)
     await relay.start()
@@ -81,9 +80,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         with contextlib.suppress(TimeoutError):
             await relay.wait_idle(timeout=args.drain)
     finally:
-        await relay.stop()
-        await uppzy.aclose()
-        await store.close()
+        await core.aclose()
         if sim is not None:
             await sim.stop()
     return 0

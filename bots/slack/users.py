@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 __all__ = ["SlackUsers"]
 
 log = logging.getLogger(__name__)
+_MISSING = object()
 
 
 class SlackUsers:
@@ -27,8 +28,9 @@ class SlackUsers:
 
     async def info(self, user_id: str) -> dict[str, Any] | None:
         """The user object, or None if Slack would not say (unknown user, missing scope, outage)."""
-        if user_id in self._cache:
-            return self._cache[user_id]
+        cached = self._cache.get(user_id, _MISSING)  # one lookup: an entry may expire between two
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
         try:
             response = await self._client.users_info(user=user_id)
             user = response.get("user")
