@@ -246,6 +246,11 @@ class Store(Protocol):
         """True when a question was asked in (or started) this thread: follow-ups there need no mention."""
         ...
 
+    async def asked_in_thread(self, platform: str, channel_id: str, thread_root: str, user_id: str) -> bool:
+        """True when `user_id` asked a question in this thread or started it with one (kept while the question
+        is): their follow-ups there need no mention; other people's do."""
+        ...
+
     async def claim_feedback(self, turn_id: int, rating: str, user_id: str, source: str, *,
                              now: float) -> FeedbackClaim | None:
         """Reserve the one rating of an answer as `sending`: None for the one caller that got it, else the

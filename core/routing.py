@@ -21,7 +21,7 @@ class Route:
 
 
 class Router:
-    """DMs always; in channels per the channel's mode (`mention`, `all`, `off`); follow-ups in the bot's threads."""
+    """DMs always; in channels per the channel's mode (`mention`, `all`, `off`); an asker's follow-ups in a thread."""
 
     def __init__(self, store: Store, workspaces: WorkspaceSettingsService) -> None:
         self._store = store
@@ -33,7 +33,9 @@ class Router:
         - a direct message is always a question;
         - a channel switched `off` answers nothing, not even mentions;
         - a mention of the bot is a question, and so is a new forum post;
-        - a reply in a thread is a question when the bot started or answers in that thread;
+        - a reply in a thread without a mention is a question only from someone who asked the bot in that
+          thread (their follow-up); anyone else mentions the bot, so a thread the bot answered in once is not
+          taken over for everybody's chatter;
         - a top-level channel message is a question when the channel is `all`.
         """
         t = msg.target
@@ -43,9 +45,8 @@ class Router:
                 return "channel is off"
             if not (msg.mentioned or msg.place is MessagePlace.FORUM_POST):
                 if msg.place is MessagePlace.THREAD:
-                    if not (msg.bot_thread or await self._store.knows_thread(t.platform, t.channel_id,
-                                                                             t.thread_root)):
-                        return "not the bot's thread"
+                    if not await self._store.asked_in_thread(t.platform, t.channel_id, t.thread_root, t.user_id):
+                        return "not an asker in this thread"
                 elif mode != "all":
                     return "not mentioned"
         ws = await self._workspaces.get(t.platform, t.workspace_id)

@@ -462,6 +462,14 @@ class SqliteStore:
         )
         return row is not None
 
+    async def asked_in_thread(self, platform: str, channel_id: str, thread_root: str, user_id: str) -> bool:
+        """True when this user asked in (or started) this thread: their follow-ups need no mention."""
+        row = await self._one(
+            "SELECT 1 FROM turns WHERE platform=? AND channel_id=? AND (thread_id=? OR message_id=?) AND user_id=? "
+            "LIMIT 1", (platform, channel_id, thread_root, thread_root, user_id),
+        )
+        return row is not None
+
     async def prune(self, done_before: float) -> int:
         """Forget finished questions (and their answer-message links) older than the retention window."""
 

@@ -20,43 +20,57 @@ from core.workspace import WorkspaceSettingsService
 
 @pytest.fixture
 async def router(tmp_path: Path) -> AsyncIterator[tuple[Router, WorkspaceSettingsService, SqliteStore]]:
-    """A router on a real store, with channel C-all set to `all` and C-off to `off`; thread 500 known."""
+    """A router on a real store, with C-all set to `all` and C-off to `off`; U1 asked in threads 500 and 510.
+
+    U1's question 500 was top-level (its answer started thread 500), in the `mention` channel and in `all`;
+    U1's question 501 was a mention inside thread 510, which somebody else started.
+    """
     store = await SqliteStore.open(str(tmp_path / "route.db"))
     workspaces = WorkspaceSettingsService(store, Settings(uppzy_site_id="site"))
     await workspaces.set_channel_mode("slack", "T1", "C-all", "all", by="admin")
     await workspaces.set_channel_mode("slack", "T1", "C-off", "off", by="admin")
-    known = ReplyTarget("slack", "T1", "C-mention", "C-mention", "500", "U1")
-    await store.record_question(InboundMessage(known, "q", "seed"), key="k", site_id="site", idle_timeout=60,
-                                now=1.0)
+    asked = [ReplyTarget("slack", "T1", "C-mention", "C-mention", "500", "U1"),
+             ReplyTarget("slack", "T1", "C-all", "C-all", "500", "U1"),
+             ReplyTarget("slack", "T1", "C-mention", "C-mention", "501", "U1", thread_id="510")]
+    for n, target in enumerate(asked):
+        await store.record_question(InboundMessage(target, "q", f"seed-{n}"), key=f"k{n}", site_id="site",
+                                    idle_timeout=60, now=1.0)
     yield Router(store, workspaces), workspaces, store
     await store.close()
 
 
-# (place, channel, mentioned, bot_thread, thread) → answered?
+# (place, channel, user, mentioned, bot_thread, thread) → answered?
 RULES = [
-    (MessagePlace.DIRECT, "D1", False, False, None, True),
-    (MessagePlace.CHANNEL, "C-mention", True, False, None, True),
-    (MessagePlace.CHANNEL, "C-mention", False, False, None, False),
-    (MessagePlace.CHANNEL, "C-all", False, False, None, True),
-    (MessagePlace.CHANNEL, "C-off", True, False, None, False),
-    (MessagePlace.THREAD, "C-mention", False, False, "500", True),  # a thread the bot answers in
-    (MessagePlace.THREAD, "C-mention", False, False, "600", False),  # someone else's thread
-    (MessagePlace.THREAD, "C-mention", False, True, "600", True),  # a thread the bot started
-    (MessagePlace.THREAD, "C-all", False, False, "600", False),  # `all` means new top-level messages
-    (MessagePlace.THREAD, "C-mention", True, False, "600", True),  # a mention works anywhere but `off`
-    (MessagePlace.THREAD, "C-off", False, True, "500", False),
-    (MessagePlace.FORUM_POST, "C-mention", False, False, "700", True),
-    (MessagePlace.FORUM_POST, "C-off", False, False, "700", False),
+    (MessagePlace.DIRECT, "D1", "U1", False, False, None, True),
+    (MessagePlace.CHANNEL, "C-mention", "U1", True, False, None, True),
+    (MessagePlace.CHANNEL, "C-mention", "U1", False, False, None, False),
+    (MessagePlace.CHANNEL, "C-all", "U2", False, False, None, True),
+    (MessagePlace.CHANNEL, "C-off", "U1", True, False, None, False),
+    (MessagePlace.THREAD, "C-mention", "U1", False, False, "500", True),  # the asker's follow-up
+    (MessagePlace.THREAD, "C-mention", "U1", False, False, "510", True),  # asked by mention in a human's thread
+    (MessagePlace.THREAD, "C-mention", "U2", False, False, "500", False),  # no hijack: others must mention
+    (MessagePlace.THREAD, "C-mention", "U2", False, False, "510", False),  # ... also in the human's thread
+    (MessagePlace.THREAD, "C-mention", "U2", True, False, "510", True),  # a mention works anywhere but `off`
+    (MessagePlace.THREAD, "C-mention", "U2", False, True, "500", False),  # the bot's thread: its asker only
+    (MessagePlace.THREAD, "C-mention", "U1", False, False, "600", False),  # someone else's thread
+    (MessagePlace.THREAD, "C-mention", "U1", False, True, "600", False),  # a bot thread nobody asked in (here)
+    (MessagePlace.THREAD, "C-all", "U1", False, False, "500", True),  # `all`: the asker's follow-up
+    (MessagePlace.THREAD, "C-all", "U2", False, False, "500", False),  # `all` means new top-level messages
+    (MessagePlace.THREAD, "C-all", "U1", False, False, "600", False),
+    (MessagePlace.THREAD, "C-mention", "U1", True, False, "600", True),
+    (MessagePlace.THREAD, "C-off", "U1", False, True, "500", False),
+    (MessagePlace.FORUM_POST, "C-mention", "U2", False, False, "700", True),
+    (MessagePlace.FORUM_POST, "C-off", "U2", False, False, "700", False),
 ]
 
 
-@pytest.mark.parametrize(("place", "channel", "mentioned", "bot_thread", "thread", "answered"), RULES)
+@pytest.mark.parametrize(("place", "channel", "user", "mentioned", "bot_thread", "thread", "answered"), RULES)
 async def test_the_routing_rule(router: tuple[Router, WorkspaceSettingsService, SqliteStore], place: MessagePlace,
-                                channel: str, mentioned: bool, bot_thread: bool, thread: str | None,
+                                channel: str, user: str, mentioned: bool, bot_thread: bool, thread: str | None,
                                 answered: bool) -> None:
-    """One rule for every platform: DMs always, `off` never, mentions and forum posts, the bot's threads, `all`."""
+    """One rule for every platform: DMs always, `off` never, mentions and forum posts, askers' follow-ups, `all`."""
     rule, _, _ = router
-    target = ReplyTarget("slack", "T1", channel, channel, "900", "U1", thread_id=thread)
+    target = ReplyTarget("slack", "T1", channel, channel, "900", user, thread_id=thread)
     route = await rule.route(InboundMessage(target, "hi", "e", place=place, mentioned=mentioned,
                                             bot_thread=bot_thread))
     assert isinstance(route, Route) is answered, route

@@ -141,6 +141,18 @@ async def test_knows_thread_after_a_question_there(store: Store) -> None:
     assert not await store.knows_thread("slack", "C2", "100")
 
 
+async def test_asked_in_thread_names_the_askers_only(store: Store) -> None:
+    """Who started a thread with a question or asked inside it counts, in that thread only; nobody else does."""
+    await ask(store, "100")
+    await ask(store, "101", user="U2", key="slack-user-U2-C1", thread="200")
+    assert await store.asked_in_thread("slack", "C1", "100", "U1")
+    assert await store.asked_in_thread("slack", "C1", "200", "U2")
+    assert not await store.asked_in_thread("slack", "C1", "100", "U2")
+    assert not await store.asked_in_thread("slack", "C1", "200", "U1")
+    assert not await store.asked_in_thread("slack", "C2", "100", "U1")
+    assert not await store.asked_in_thread("discord", "C1", "100", "U1")
+
+
 # ---- feedback --------------------------------------------------------------------------------------------------
 
 
