@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ["clean_text", "split_markdown"]
+__all__ = ["clean_text", "is_blank", "split_markdown"]
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Characters that show nothing on their own: format characters (Cf: zero-width space/joiners U+200B-U+200D, word
+# joiner U+2060, BOM U+FEFF, bidi marks and isolates, soft hyphen, tags) are found by category; these are not Cf.
+_SHOWS_NOTHING = frozenset(
+    "\u034f"  # combining grapheme joiner
+    "\u115f\u1160\u3164\uffa0"  # Hangul fillers
+    "\u180b\u180c\u180d\u180f"  # Mongolian variation selectors
+    "\u2800"  # braille blank
+    + "".join(map(chr, range(0xFE00, 0xFE10)))  # variation selectors 1-16
+    + "".join(map(chr, range(0xE0100, 0xE01F0)))  # variation selectors 17-256
+)
+_EMPTY_CATEGORIES = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp"})
+
+
+def is_blank(text: str) -> bool:
+    """True when the text shows nothing: only whitespace and invisible characters (zero-width, bidi marks,
+    variation selectors…), so a message made of them is an empty message, not a question."""
+    return all(ch.isspace() or ch in _SHOWS_NOTHING or unicodedata.category(ch) in _EMPTY_CATEGORIES for ch in text)
 
 
 def clean_text(text: str) -> str:
     """Text that can be stored and sent on: a lone surrogate (half an emoji from a bad client) becomes U+FFFD,
-    which UTF-8 can encode, and control characters other than tab and line breaks are dropped."""
-    return _CONTROL.sub("", _LONE_SURROGATE.sub("\ufffd", text))
+    which UTF-8 can encode, and control characters other than tab and line breaks are dropped. Text that shows
+    nothing (only whitespace and invisible characters) becomes empty; visible text keeps its zero-width joiners
+    and variation selectors, which emoji need."""
+    cleaned = _CONTROL.sub("", _LONE_SURROGATE.sub("\ufffd", text))
+    return "" if is_blank(cleaned) else cleaned
 
 
 def _blocks(text: str) -> list[str]:

@@ -9,12 +9,14 @@ from typing import Any
 
 from bots.slack.format import FEEDBACK_ACTIONS
 from core.models import FeedbackEvent, InboundMessage, MessagePlace, ReplyTarget
+from core.text import is_blank
 
 __all__ = [
     "USER_SUBTYPES",
     "button_feedback",
     "escalation_ids",
     "event_key",
+    "forwarded_text",
     "is_user_message",
     "mentions_bot",
     "plain_text",
@@ -86,6 +88,25 @@ def plain_text(raw: str) -> str:
     return html.unescape(_SLACK_LINK.sub(readable, raw)).replace("\xa0", " ")
 
 
+def _shared(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The forwarded (shared) messages a message carries: Slack puts each in `attachments` with `is_share` (or
+    `is_msg_unfurl`), leaving `text` empty or holding the forwarder's comment."""
+    found = event.get("attachments")
+    if not isinstance(found, list):
+        return []
+    return [a for a in found if isinstance(a, Mapping) and (a.get("is_share") or a.get("is_msg_unfurl"))]
+
+
+def forwarded_text(event: Mapping[str, Any]) -> str:
+    """The text of the messages forwarded in this one (Slack-escaped, like `text`), blank when there is none."""
+    parts = []
+    for shared in _shared(event):
+        body = shared["text"] if "text" in shared else shared.get("fallback")  # fallback: a summary when no text
+        if isinstance(body, str) and not is_blank(body):
+            parts.append(body.strip())
+    return "\n\n".join(parts)
+
+
 def event_key(event: Mapping[str, Any]) -> str:
     """channel:ts names the message itself, so redeliveries and app_mention+message copies collapse."""
     return f"{event.get('channel')}:{event.get('ts')}"
@@ -108,10 +129,14 @@ def to_inbound(body: Mapping[str, Any], event: Mapping[str, Any], bot_user_id: s
     )
     raw = str(event.get("text") or "")
     question = plain_text(strip_mention(raw, bot_user_id))
+    forwarded = plain_text(strip_mention(forwarded_text(event), bot_user_id))
+    if forwarded:  # a forwarded message is asked about: its text, after the forwarder's own words if any
+        question = f"{question}\n\n{forwarded}" if not is_blank(question) else forwarded
+    files = bool(event.get("files")) or any(shared.get("files") for shared in _shared(event))
     place = MessagePlace.DIRECT if is_dm else MessagePlace.THREAD if thread else MessagePlace.CHANNEL
     return InboundMessage(target=target, text=question, event_key=event_key(event), place=place,
                           mentioned=event.get("type") == "app_mention" or mentions_bot(raw, bot_user_id),
-                          attachments_only=not question.strip() and bool(event.get("files")))
+                          attachments_only=is_blank(question) and (files or bool(_shared(event))))
 
 
 def reaction_feedback(body: Mapping[str, Any], event: Mapping[str, Any]) -> FeedbackEvent | None:
