@@ -12,6 +12,7 @@ from bots.discord.outbound import DiscordAdapter
 from bots.discord.translate import (
     bot_roles,
     button_feedback,
+    forwarded_content,
     is_ignorable,
     mentions_bot,
     place_of,
@@ -21,6 +22,7 @@ from bots.discord.translate import (
 from core.models import Rating
 from core.ports import Inbound
 from core.supervisor import TaskSupervisor
+from core.text import is_blank
 
 __all__ = ["DiscordEvents", "FeedbackButtons"]
 
@@ -89,9 +91,15 @@ class DiscordEvents:
         place = place_of(message, channel, bot_id)
         if place is None:
             return
-        text = fmt.question_text(message.content, bot_id, bot_roles(message, bot_id))
+        roles = bot_roles(message, bot_id)
+        text = fmt.question_text(message.content, bot_id, roles)
+        forwarded, forwarded_files = forwarded_content(message)
+        if forwarded:  # a forward is asked about: the forwarded text (after any words of the sender's own)
+            forwarded = fmt.question_text(forwarded, bot_id, roles)
+            text = forwarded if is_blank(text) else f"{text}\n\n{forwarded}"
+        files = bool(message.attachments or message.stickers or message.message_snapshots) or forwarded_files
         inbound = to_inbound(message, place, text, mentioned=mentions_bot(message, bot_id),
-                             attachments_only=not text and bool(message.attachments or message.stickers))
+                             attachments_only=is_blank(text) and files)
         outcome = await self.relay.handle_message(inbound)
         log.debug("message=%s place=%s outcome=%s", message.id, place.kind, type(outcome).__name__)
 

@@ -16,6 +16,7 @@ __all__ = [
     "Place",
     "bot_roles",
     "button_feedback",
+    "forwarded_content",
     "is_ignorable",
     "mentions_bot",
     "place_of",
@@ -59,6 +60,14 @@ def bot_roles(message: discord.Message, bot_id: int) -> tuple[int, ...]:
 def mentions_bot(message: discord.Message, bot_id: int) -> bool:
     """A direct mention of the bot or of its managed role; @everyone/@here and other roles do not count."""
     return any(user.id == bot_id for user in message.mentions) or bool(bot_roles(message, bot_id))
+
+
+def forwarded_content(message: discord.Message) -> tuple[str, bool]:
+    """What a forwarded message carries (Discord sends it in `message_snapshots`, the forward's own content
+    empty): the forwarded text, and whether it brought attachments or stickers."""
+    texts = [snap.content.strip() for snap in message.message_snapshots if snap.content.strip()]
+    files = any(snap.attachments or snap.stickers for snap in message.message_snapshots)
+    return "\n\n".join(texts), files
 
 
 def place_of(message: discord.Message, channel: object, bot_id: int) -> Place | None:

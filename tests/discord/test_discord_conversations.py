@@ -65,8 +65,8 @@ async def test_follow_up_in_bot_thread_needs_no_mention_and_keeps_session(h: Dis
     assert sessions == {f"discord-user-{USER_ID}-{TEXT_ID}"}
     assert len(h.fake.calls("POST", r"/channels/\d+/messages/\d+/threads")) == 1
 
-    await h.say("me too: what about refunds?", channel_id=thread_id, author_id=OTHER_ID)
-    await h.wait_posts(thread_id, 3)  # anyone may follow up in the bot's thread, in their own session
+    await h.mention("me too: what about refunds?", channel_id=thread_id, author_id=OTHER_ID)
+    await h.wait_posts(thread_id, 3)  # others mention the bot in its thread, and get their own session
     assert h.chats()[-1].body["session_id"] == f"discord-user-{OTHER_ID}-{TEXT_ID}"
 
 

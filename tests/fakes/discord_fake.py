@@ -543,8 +543,13 @@ class FakeDiscord:
         mention_everyone: bool = False,
         reply_to: int | None = None,
         embeds: list[dict[str, Any]] | None = None,
+        forwarded: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Dispatch a user's MESSAGE_CREATE; without MESSAGE_CONTENT guild content is blanked like Discord."""
+        """Dispatch a user's MESSAGE_CREATE; without MESSAGE_CONTENT guild content is blanked like Discord.
+
+        ``forwarded`` (``{"content": …, "attachments": […]}``) makes it a forward: a reference of type 1 and
+        the forwarded message in ``message_snapshots``, with the forward's own content empty as Discord sends it.
+        """
         if guild_id is None and channel_id not in self._channels:
             self.add_channel(None, channel_id, recipient_id=author_id)
         author = self._user_obj(author_id)
@@ -566,10 +571,18 @@ class FakeDiscord:
             mentions=mentions, mention_everyone=mention_everyone, message_reference=ref,
             attachments=[self._attachment_obj(a) for a in attachments or []], embeds=embeds or [],
         )
+        if forwarded is not None:
+            msg["message_reference"] = {"type": 1, "message_id": str(self.new_id()), "channel_id": str(channel_id)}
+            msg["message_snapshots"] = [{"message": {
+                "type": 0, "content": forwarded.get("content", ""), "embeds": [], "timestamp": _now_iso(),
+                "edited_timestamp": None, "flags": 0, "mentions": [], "mention_roles": [],
+                "attachments": [self._attachment_obj(a) for a in forwarded.get("attachments") or []]}}]
         self._messages[mid] = msg
         payload = self._gateway_message(msg, guild_id)
         if guild_id is not None and not mentions_bot and not self.message_content_intent:
             payload.update(content="", embeds=[], attachments=[], components=[])
+            for snapshot in payload.get("message_snapshots", []):
+                snapshot["message"].update(content="", embeds=[], attachments=[])
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
 
