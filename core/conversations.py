@@ -8,7 +8,7 @@ from core.errors import UppzyAuthError, UppzyError, UppzyForbidden, UppzyNotFoun
 from core.models import ReplyTarget
 from core.ports import EndResult, Store
 from core.reaper import IdleReaper
-from core.session_ids import belongs_to_user, conversation_key
+from core.session_ids import belongs_to_user, conversation_key, is_session_of, user_prefix
 from core.uppzy import SessionInfo, UppzyClient
 from core.workspace import WorkspaceSettingsService
 
@@ -46,12 +46,15 @@ class Conversations:
 
     async def list(self, platform: str, workspace_id: str, email: str | None,
                    user_id: str | None = None) -> list[SessionInfo]:
-        """Uppzy's session list for a workspace's site: one user's by email, else by our session-id prefix."""
+        """Uppzy's session list for a workspace's site: one user's by email, else the user's sessions that this
+        workspace opened (the site may be shared with DMs and other workspaces, whose sessions stay out)."""
         ws = await self._workspaces.get(platform, workspace_id)
         sessions = await self._uppzy.list_sessions(email=email, site_id=ws.site_id)
         if email or user_id is None:
             return sessions
-        return [s for s in sessions if belongs_to_user(s.id, platform, user_id)]
+        keys = await self._store.session_keys(platform, workspace_id, user_prefix(platform, user_id))
+        return [s for s in sessions if belongs_to_user(s.id, platform, user_id)
+                and any(is_session_of(s.id, key) for key in keys)]
 
     async def status(self, platform: str, workspace_id: str) -> Status:
         """Settings, Uppzy connectivity and counts for one workspace."""

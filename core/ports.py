@@ -98,7 +98,8 @@ class Inbound(Protocol):
 
     async def list_sessions(self, platform: str, workspace_id: str, email: str | None,
                             user_id: str | None = None) -> list[SessionInfo]:
-        """Uppzy's sessions for a workspace's site: by email when given, else this user's by session id."""
+        """Uppzy's sessions for a workspace's site: by email when given, else this user's sessions that this
+        workspace opened (never a DM's or another workspace's)."""
         ...
 
     async def status_report(self, platform: str, workspace_id: str) -> StatusReport:
@@ -249,6 +250,11 @@ class Store(Protocol):
     async def asked_in_thread(self, platform: str, channel_id: str, thread_root: str, user_id: str) -> bool:
         """True when `user_id` asked a question in this thread or started it with one (kept while the question
         is): their follow-ups there need no mention; other people's do."""
+        ...
+
+    async def session_keys(self, platform: str, workspace_id: str, prefix: str) -> set[str]:
+        """The conversation keys starting with `prefix` under which this workspace (platform + workspace id)
+        opened sessions, as long as any session of the key is kept: whose Uppzy sessions are this workspace's."""
         ...
 
     async def claim_feedback(self, turn_id: int, rating: str, user_id: str, source: str, *,

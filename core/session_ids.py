@@ -6,9 +6,10 @@ import re
 
 from core.models import ReplyTarget
 
-__all__ = ["belongs_to_user", "conversation_key", "session_id", "user_prefix"]
+__all__ = ["belongs_to_user", "conversation_key", "is_session_of", "session_id", "user_prefix"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+_GENERATION = re.compile(r"[1-9][0-9]*")
 
 
 def _part(value: str) -> str:
@@ -37,6 +38,14 @@ def session_id(key: str, generation: int) -> str:
     if generation < 1:
         raise ValueError("session generations start at 1")
     return key if generation == 1 else f"{key}-{generation}"
+
+
+def is_session_of(session: str, key: str) -> bool:
+    """Whether an Uppzy session id is one of `key`'s generations (`<key>` or `<key>-<n>`)."""
+    if session == key:
+        return True
+    generation = session[len(key) + 1:] if session.startswith(key + "-") else ""
+    return bool(_GENERATION.fullmatch(generation)) and int(generation) >= 2
 
 
 def user_prefix(platform: str, user_id: str) -> str:

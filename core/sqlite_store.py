@@ -470,6 +470,14 @@ class SqliteStore:
         )
         return row is not None
 
+    async def session_keys(self, platform: str, workspace_id: str, prefix: str) -> set[str]:
+        """Keys (starting with `prefix`) of the sessions this workspace opened."""
+        rows = await self._all(
+            "SELECT DISTINCT key FROM sessions WHERE platform=? AND workspace_id=? AND substr(key, 1, ?)=?",
+            (platform, workspace_id, len(prefix), prefix),
+        )
+        return {row[0] for row in rows}
+
     async def prune(self, done_before: float) -> int:
         """Forget finished questions (and their answer-message links) older than the retention window."""
 

@@ -22,6 +22,8 @@ __all__ = ["AdminCommands", "UserCommands", "install", "sync_commands"]
 
 log = logging.getLogger(__name__)
 
+NOT_IN_SERVER = "escalation_target must name a channel, role or member of this server"
+_OFF = ("none", "off", "-")
 _KEY_CHOICES = [app_commands.Choice(name=key, value=key) for key in SETTING_KEYS]
 _MODE_CHOICES = [app_commands.Choice(name=mode, value=mode) for mode in CHANNEL_MODES]
 
@@ -32,6 +34,31 @@ def conversation_channel(interaction: discord.Interaction) -> tuple[int, int | N
     if isinstance(channel, discord.Thread) and channel.parent_id is not None:
         return channel.parent_id, channel.id
     return interaction.channel_id or 0, None
+
+
+async def in_guild(guild: discord.Guild | None, kind: str, ident: int) -> bool:
+    """Whether an escalation target (kind from fmt.escalation_of) is a channel, role or member of this server."""
+    if guild is None:
+        return False
+    if kind in ("channel", "id") and guild.get_channel_or_thread(ident) is not None:
+        return True
+    if kind == "channel":
+        try:  # a thread or channel discord.py has not cached; one of another server raises InvalidData
+            await guild.fetch_channel(ident)
+        except (discord.HTTPException, discord.InvalidData):
+            return False
+        return True
+    if kind in ("role", "id") and guild.get_role(ident) is not None:
+        return True
+    if kind in ("user", "id"):
+        if guild.get_member(ident) is not None:
+            return True
+        try:
+            await guild.fetch_member(ident)
+        except discord.HTTPException:
+            return False
+        return True
+    return False
 
 
 def target_of(interaction: discord.Interaction) -> ReplyTarget:
@@ -102,10 +129,15 @@ class AdminCommands(app_commands.Group, name="uppzy-admin", description=msgs.DES
     @app_commands.choices(key=_KEY_CHOICES)
     async def set_(self, interaction: discord.Interaction, key: str, value: str) -> None:
         """Validate and store one setting for this server."""
-        if key == "escalation_target" and value.strip().lower() not in ("none", "off", "-") \
-                and fmt.escalation_of(value) is None:
-            await interaction.response.send_message(msgs.setting_invalid(msgs.ESCALATION_FORMAT), ephemeral=True)
-            return
+        if key == "escalation_target" and value.strip().lower() not in _OFF:
+            parsed = fmt.escalation_of(value)
+            problem = msgs.ESCALATION_FORMAT if parsed is None else None
+            if parsed is not None and not await in_guild(interaction.guild, *parsed):
+                problem = NOT_IN_SERVER
+                log.info("escalation target refused: not in guild=%s", interaction.guild_id)
+            if problem is not None:
+                await interaction.response.send_message(msgs.setting_invalid(problem), ephemeral=True)
+                return
         try:
             shown = await self.relay.set_setting(PLATFORM, workspace_of(interaction.guild_id), key, value,
                                                     by=str(interaction.user.id))

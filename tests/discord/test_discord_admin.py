@@ -6,7 +6,7 @@ from typing import Any
 
 from bots.discord import strings as msgs
 from core import messages
-from tests.discord_support import ADMIN_ID, GUILD_ID, OTHER_ID, TEXT_ID, USER_ID, DiscordHarness
+from tests.discord_support import ADMIN_ID, ESCALATION_ID, GUILD_ID, OTHER_ID, TEXT_ID, USER_ID, DiscordHarness
 from tests.fakes.discord_fake import MANAGE_GUILD
 
 
@@ -65,8 +65,8 @@ async def test_admin_set_is_saved_and_bad_values_explain_what_is_accepted(h: Dis
 
     reply = await command(h, "uppzy-admin", "set", ADMIN_ID, key="escalation_target", value="the support folks")
     assert reply["content"] == msgs.setting_invalid(msgs.ESCALATION_FORMAT)
-    reply = await command(h, "uppzy-admin", "set", ADMIN_ID, key="escalation_target", value="<#123456789012345678>")
-    assert reply["content"] == msgs.setting_saved("escalation_target", "<#123456789012345678>")
+    reply = await command(h, "uppzy-admin", "set", ADMIN_ID, key="escalation_target", value=f"<#{ESCALATION_ID}>")
+    assert reply["content"] == msgs.setting_saved("escalation_target", f"<#{ESCALATION_ID}>")
 
 
 async def test_admin_commands_are_refused_to_members_without_manage_server(h: DiscordHarness) -> None:
