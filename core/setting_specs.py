@@ -154,7 +154,10 @@ def database_url(raw: str) -> str:
     return raw.strip()
 
 
-parse_site_id = refine(plain, _SITE_ID.fullmatch, "must be an Uppzy site id: 1 to 128 letters, digits or . _ : -")
+# A site id becomes one segment of the Uppzy URL path (quoted there): `.` and `..` would change the path instead.
+parse_site_id = refine(plain, lambda v: _SITE_ID.fullmatch(v) and v not in (".", ".."),
+                       "must be an Uppzy site id: 1 to 128 letters, digits or . _ : - (not . or ..), one URL path "
+                       "segment")
 
 
 def normalize_emoji(name: str) -> str:

@@ -61,6 +61,7 @@ SESSION_KEY = "slack-user-U1-C1"
         (id_set, " U1, U2;U1 ,", frozenset({"U1", "U2"})), (int_ids, "30, 10;20,10", (30, 10, 20)),
         (sqlite_path, "sqlite:///data/bot.db", "data/bot.db"), (sqlite_path, "sqlite:///:memory:", ":memory:"),
         (parse_site_id, " demo-site ", "demo-site"), (parse_site_id, "a.b:c_1", "a.b:c_1"),
+        (parse_site_id, "...", "..."), (parse_site_id, ".hidden", ".hidden"), (parse_site_id, "a..b", "a..b"),
         (emoji_list, ":+1:, thumbsup +1", ("+1", "thumbsup")), (text(5), " hello ", "hello"),
         (target, "None", None), (target, " S123 ", "S123"),
     ],
@@ -85,6 +86,11 @@ def test_shared_parsers_accept(parse: Callable[[str], Any], raw: str, expected: 
         (int_ids, "123,abc", "numeric server ids"),
         (sqlite_path, "postgres://x", "sqlite:///"), (sqlite_path, "sqlite:///", "sqlite:///"),
         (parse_site_id, "a/b", "letters, digits"), (parse_site_id, "x" * 129, "1 to 128"),
+        (parse_site_id, "..", "not . or .."), (parse_site_id, ".", "not . or .."),
+        (parse_site_id, " .. ", "not . or .."), (parse_site_id, "a\\b", "letters, digits"),
+        (parse_site_id, "a b", "letters, digits"), (parse_site_id, "a\tb", "letters, digits"),
+        (parse_site_id, "a\x00b", "letters, digits"), (parse_site_id, "a%2Fb", "letters, digits"),
+        (parse_site_id, "site\u200b", "letters, digits"), (parse_site_id, "", "1 to 128"),
         (emoji_list, " , ", "1 to 10 emoji names"), (emoji_list, ",".join("abcdefghijk"), "1 to 10 emoji names"),
         (text(5), "toolong", "1 to 5 characters"), (text(5), "  ", "1 to 5 characters"),
         (target, "x" * 201, "user group, role or channel"),
@@ -148,7 +154,8 @@ def test_env_and_workspace_agree_on_shared_kinds(key: str, raw: str, expected: A
 
 @pytest.mark.parametrize(
     ("key", "raw"),
-    [("idle_timeout", "soon"), ("idle_timeout", "0"), ("send_email", "maybe"), ("site_id", "a/b")],
+    [("idle_timeout", "soon"), ("idle_timeout", "0"), ("send_email", "maybe"), ("site_id", "a/b"), ("site_id", ".."),
+     ("site_id", ".")],
 )
 def test_env_and_workspace_refuse_alike_with_the_same_words(key: str, raw: str) -> None:
     """A value refused for the variable is refused for the workspace key, and the reason reads the same."""
