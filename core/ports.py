@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from core.health import StoreHealth
 from core.messages import SESSION_ENDED, human_duration
 from core.models import (
     Accepted,
@@ -182,7 +183,13 @@ class Store(Protocol):
     - Turn ids grow with arrival, so ordering by id is asking order.
     - How many processes may share one database is the implementation's to say and to enforce at open:
       SqliteStore allows one (an exclusive lock on the resolved database file).
+    - Opening a store that cannot be written is a ConfigError naming DATABASE_URL (the bot must not take
+      questions it cannot keep). A write that fails because the store cannot be written now (disk full,
+      read-only, I/O error) raises core.health.StoreUnavailable and sets `health`; the next successful write
+      clears it.
     """
+
+    health: StoreHealth  # whether writes work right now (readiness, and one loud log line a minute when not)
 
     async def record_question(self, msg: InboundMessage, *, key: str, site_id: str, idle_timeout: float,
                               now: float) -> Turn | None:
@@ -310,6 +317,10 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise if the store cannot be read right now (readiness)."""
+
+    async def probe(self) -> None:
+        """Readiness: one trivial real write, and (for a file) the check that the database at its path is still
+        the one opened; raises StoreUnavailable and sets `health` when either fails, clears it when both pass."""
 
     async def close(self) -> None:
         """Release connections (and the process's hold on the database)."""
