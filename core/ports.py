@@ -223,9 +223,10 @@ class Store(Protocol):
     async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None:
         """SUBMITTING → PENDING with Uppzy's request id, kept before anything else happens."""
 
-    async def rebind_session(self, turn_id: int, *, now: float) -> str:
+    async def rebind_session(self, turn_id: int, *, now: float, stamped: bool = False) -> str:
         """Uppzy says the session is closed: close it and move its unsubmitted questions to the key's next
-        generation (a new session); returns the new session id."""
+        generation (a new session); returns the new session id. `stamped`: the id also carries `now`
+        (core.session_ids.session_id's `stamp`), so it cannot be one Uppzy had before the key's history was pruned."""
         ...
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
@@ -311,8 +312,8 @@ class Store(Protocol):
         """Store (insert or replace) one channel's reply mode."""
 
     async def prune(self, done_before: float) -> int:
-        """Forget questions finished before `done_before` and old closed sessions (each key keeps its newest
-        generation, so ids never repeat); returns how many questions went."""
+        """Forget questions finished before `done_before` (with their answer links and feedback) and sessions
+        closed before it (a key with none left starts at generation 1 again); returns how many questions went."""
         ...
 
     async def ping(self) -> None:

@@ -29,14 +29,29 @@ def conversation_key(target: ReplyTarget, strategy: str) -> str:
     return f"{p}-user-{user}-{channel}"
 
 
-def session_id(key: str, generation: int) -> str:
+def session_id(key: str, generation: int, *, stamp: float | None = None) -> str:
     """The id of a key's `generation`-th session: the key itself first, then `<key>-2`, `<key>-3`…
 
-    Generations never repeat, so a closed session's id is never used again.
+    Generations never repeat while the key's sessions are kept. Closed sessions are pruned after the retention
+    window, after which a returning key starts again at 1 and Uppzy may answer 409 (closed) for an id it already
+    had. With `stamp` (seconds since the epoch, core's clock) the id also carries it, in milliseconds base 36:
+    `<key>-<generation>-<stamp>` cannot have been used before, so a second 409 in a row ends there.
     """
     if generation < 1:
         raise ValueError("session generations start at 1")
+    if stamp is not None:
+        return f"{key}-{generation}-{_base36(int(stamp * 1000))}"
     return key if generation == 1 else f"{key}-{generation}"
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if not number:
+            return out
 
 
 def user_prefix(platform: str, user_id: str) -> str:

@@ -268,11 +268,11 @@ class SqliteStore:
         return await self._new_session(key, platform, workspace_id, site_id, idle_timeout, now)
 
     async def _new_session(self, key: str, platform: str, workspace_id: str, site_id: str, idle_timeout: float,
-                           now: float) -> str:
-        # Generations never repeat, so a closed (or still closing) session id is never used again.
+                           now: float, *, stamped: bool = False) -> str:
+        # Generations never repeat while a key's sessions are kept; after a prune core may ask for a stamped id.
         row = await self._one("SELECT MAX(generation) FROM sessions WHERE key=?", (key,))
         generation = (row[0] or 0) + 1
-        session_id = make_session_id(key, generation)
+        session_id = make_session_id(key, generation, stamp=now if stamped else None)
         await self._exec(
             "INSERT INTO sessions (id, key, generation, platform, workspace_id, site_id, state, created_at, "
             "last_activity, idle_timeout) VALUES (?,?,?,?,?,?,'open',?,?,?)",
@@ -280,7 +280,7 @@ class SqliteStore:
         )
         return session_id
 
-    async def rebind_session(self, turn_id: int, *, now: float) -> str:
+    async def rebind_session(self, turn_id: int, *, now: float, stamped: bool = False) -> str:
         """Uppzy says the session is closed: retire it and move this question to a fresh session id."""
         turn = await self.get_turn(turn_id)
         assert turn is not None
@@ -293,7 +293,7 @@ class SqliteStore:
                 (now, turn.session_id),
             )
             session_id = await self._new_session(key, turn.target.platform, turn.target.workspace_id,
-                                                 turn.site_id, idle_timeout, now)
+                                                 turn.site_id, idle_timeout, now, stamped=stamped)
             await self._exec("UPDATE turns SET session_id=? WHERE session_id=? AND state IN ('queued',"
                                    "'submitting')", (session_id, turn.session_id))
             await self._exec("UPDATE sessions SET last_turn_id=? WHERE id=?", (turn_id, session_id))
@@ -553,11 +553,8 @@ class SqliteStore:
                 "DELETE FROM feedback WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)", (done_before,)
             )
             cur = await self._exec("DELETE FROM turns WHERE done_at < ?", (done_before,))
-            # Closed sessions go too, but each key keeps its newest generation so ids never repeat.
-            await self._exec(
-                "DELETE FROM sessions WHERE state='closed' AND closed_at < ? AND generation < "
-                "(SELECT MAX(s2.generation) FROM sessions s2 WHERE s2.key=sessions.key)", (done_before,),
-            )
+            # Closed sessions go too (a returning key starts at generation 1 again; core rebinds on a 409).
+            await self._exec("DELETE FROM sessions WHERE state='closed' AND closed_at < ?", (done_before,))
             return cur.rowcount
 
         return await self._tx(work)
