@@ -85,7 +85,7 @@ class Submitter:
             if waited >= self._answer_timeout:
                 self._tasks.spawn(self._fail(turn, NoticeKind.FAILED, None, kind="store"), name="fail")
             else:
-                self._later(turn.session_id, min(20.0, 2.0 + waited / 4))
+                self._later(turn.session_id, min(20.0, 1.0 + waited / 4))
             return False
 
     @property

@@ -255,3 +255,34 @@ async def test_readyz_fails_while_the_disk_is_full_or_the_file_is_gone_and_recov
             disk.free()
             stop.set()
             assert await asyncio.wait_for(runner, 10) == 0
+
+
+# ---- later in the pipeline: a failed write does not lose the question --------------------------------------------
+
+
+async def test_failed_claim_and_failed_request_id_write_still_end_in_one_answer(harness: Build, sim: Simulator) -> None:
+    """Injected at the store boundary: claim_submit fails once (the question stays queued and is tried again) and
+    mark_submitted fails twice after Uppzy took the question (its request id is kept until the write works):
+    the asker gets exactly one answer and Uppzy is asked exactly once."""
+    h = await harness()
+    real_claim, real_mark = h.store.claim_submit, h.store.mark_submitted
+    failures = {"claim": 1, "mark": 2}
+
+    async def claim(turn_id: int) -> bool:
+        if failures["claim"]:
+            failures["claim"] -= 1
+            raise StoreUnavailable("the database cannot be written: database or disk is full")
+        return await real_claim(turn_id)
+
+    async def mark(turn_id: int, request_id: str, *, now: float) -> None:
+        if failures["mark"]:
+            failures["mark"] -= 1
+            raise StoreUnavailable("the database cannot be written: database or disk is full")
+        await real_mark(turn_id, request_id, now=now)
+
+    h.store.claim_submit, h.store.mark_submitted = claim, mark  # type: ignore[method-assign]
+    _, qid = await h.ask("how do returns work?")
+    await h.until(lambda: h.console.transcript)
+    await h.relay.wait_idle()
+    assert [(kind, q) for kind, q, _ in h.console.transcript] == [("answer", qid)]
+    assert len(sim.calls("chat_async")) == 1 and failures == {"claim": 0, "mark": 0}
