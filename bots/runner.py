@@ -207,8 +207,9 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
 
 
 async def _store_ok(store: Store) -> bool:
-    await store.ping()
-    return True
+    """Ready while a real write goes through and the database file is the one opened (store.health says why not)."""
+    await store.probe()
+    return store.health.ok
 
 
 async def _shutdown(bots: list[PlatformBot], core: Core, web: WebServer) -> None:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from cachetools import LRUCache
 
 from core import messages
+from core.health import RateLimitedLog
 from core.metrics import Metrics
 from core.models import Accepted, Ignored, InboundMessage, Notice, NoticeKind, Rejected, Turn, TurnState
 from core.platforms import Platforms
@@ -41,6 +42,7 @@ class Intake:
         self._clock = clock
         self._refused: LRUCache[str, None] = LRUCache(maxsize=10_000)  # rejected events: one notice per event
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # session -> (lock, [holders and waiters])
+        self._unrecorded = RateLimitedLog(log, logging.ERROR)  # a full disk must not log one line per message
         self.stopping = False
 
     async def handle_message(self, msg: InboundMessage) -> Accepted | Rejected | Ignored:
@@ -69,11 +71,19 @@ class Intake:
 
     async def _record(self, msg: InboundMessage, route: Route) -> Accepted | Rejected:
         target, ws = msg.target, route.settings
+        if f"{target.platform}:{msg.event_key}" in self._refused:  # already told to send it again: not now
+            return Rejected(NoticeKind.NOT_RECORDED.value, duplicate=True)
         email = (msg.email or await self._platforms.user_email(target)) if ws.send_email else None
-        turn = await self._store.record_question(
-            replace(msg, email=email), key=route.key, site_id=ws.site_id, idle_timeout=ws.idle_timeout,
-            now=self._clock(),
-        )
+        try:
+            turn = await self._store.record_question(
+                replace(msg, email=email), key=route.key, site_id=ws.site_id, idle_timeout=ws.idle_timeout,
+                now=self._clock(),
+            )
+        except Exception as exc:  # whatever the cause, the asker must not be left in silence
+            # Socket Mode and Discord do not redeliver an acked event: say so once instead of dropping it.
+            self._unrecorded("a question could not be recorded (%s: %s); the asker was asked to send it again",
+                             type(exc).__name__, exc)
+            return await self._refuse(msg, NoticeKind.NOT_RECORDED, messages.NOT_RECORDED)
         if turn is None:
             log.info("duplicate event dropped platform=%s event=%s", target.platform, msg.event_key)
             self._metrics.deduplicated.labels(target.platform).inc()

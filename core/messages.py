@@ -10,6 +10,7 @@ __all__ = [
     "FEEDBACK_FAILED",
     "LOST_IN_RESTART",
     "NOT_AN_ANSWER",
+    "NOT_RECORDED",
     "NOT_YOUR_ANSWER",
     "SESSION_ENDED",
     "TEXT_ONLY",
@@ -35,6 +36,7 @@ THANKS_BAD = "Thanks for telling us. We'll use it to improve the answers."
 ALREADY_RATED = "You've already rated this answer; the first rating is the one that counts."
 NOT_YOUR_ANSWER = "Only the person who asked the question can rate this answer."
 NOT_AN_ANSWER = "That message isn't one of my answers, so there's nothing to rate."
+NOT_RECORDED = "Sorry, I couldn't take your question just now. Please send it again in a minute."
 FEEDBACK_FAILED = "Sorry, I couldn't record your rating just now. Please try again in a minute."
 
 

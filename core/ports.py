@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from core.health import StoreHealth
 from core.messages import SESSION_ENDED, human_duration
 from core.models import (
     Accepted,
@@ -183,7 +184,13 @@ class Store(Protocol):
     - Turn ids grow with arrival, so ordering by id is asking order.
     - How many processes may share one database is the implementation's to say and to enforce at open:
       SqliteStore allows one (an exclusive lock on the resolved database file).
+    - Opening a store that cannot be written is a ConfigError naming DATABASE_URL (the bot must not take
+      questions it cannot keep). A write that fails because the store cannot be written now (disk full,
+      read-only, I/O error) raises core.health.StoreUnavailable and sets `health`; the next successful write
+      clears it.
     """
+
+    health: StoreHealth  # whether writes work right now (readiness, and one loud log line a minute when not)
 
     async def record_question(self, msg: InboundMessage, *, key: str, site_id: str, idle_timeout: float,
                               now: float) -> Turn | None:
@@ -217,9 +224,10 @@ class Store(Protocol):
     async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None:
         """SUBMITTING → PENDING with Uppzy's request id, kept before anything else happens."""
 
-    async def rebind_session(self, turn_id: int, *, now: float) -> str:
+    async def rebind_session(self, turn_id: int, *, now: float, stamped: bool = False) -> str:
         """Uppzy says the session is closed: close it and move its unsubmitted questions to the key's next
-        generation (a new session); returns the new session id."""
+        generation (a new session); returns the new session id. `stamped`: the id also carries `now`
+        (core.session_ids.session_id's `stamp`), so it cannot be one Uppzy had before the key's history was pruned."""
         ...
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
@@ -315,12 +323,16 @@ class Store(Protocol):
         """Store (insert or replace) one channel's reply mode."""
 
     async def prune(self, done_before: float) -> int:
-        """Forget questions finished before `done_before` and old closed sessions (each key keeps its newest
-        generation, so ids never repeat); returns how many questions went."""
+        """Forget questions finished before `done_before` (with their answer links and feedback) and sessions
+        closed before it (a key with none left starts at generation 1 again); returns how many questions went."""
         ...
 
     async def ping(self) -> None:
         """Raise if the store cannot be read right now (readiness)."""
+
+    async def probe(self) -> None:
+        """Readiness: one trivial real write, and (for a file) the check that the database at its path is still
+        the one opened; raises StoreUnavailable and sets `health` when either fails, clears it when both pass."""
 
     async def close(self) -> None:
         """Release connections (and the process's hold on the database)."""

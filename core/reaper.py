@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ __all__ = ["IdleReaper"]
 log = logging.getLogger(__name__)
 
 Notify = Callable[[SessionRow, Notice], Awaitable[None]]
-RETENTION = 30 * 86400.0
+RETENTION = 30 * 86400.0  # finished questions and closed sessions are forgotten this long after they ended
 
 
 class IdleReaper:
@@ -72,7 +73,7 @@ class IdleReaper:
             self._last_prune = now
             pruned = await self._store.prune(now - RETENTION)
             if pruned:
-                log.info("pruned %d finished questions older than 30 days", pruned)
+                log.info("pruned %d finished questions (and sessions closed) over 30 days ago", pruned)
         return closed
 
     async def close_now(self, row: SessionRow, reason: str) -> bool:
@@ -110,6 +111,8 @@ class IdleReaper:
         """Reap periodically until `stop` is set."""
         every = every or max(5.0, min(60.0, self._default_idle / 10))
         while not stop.is_set():
+            with contextlib.suppress(Exception):  # a failing probe sets the store's health and logs it (bounded)
+                await self._store.probe()  # also between readiness checks: a deleted database file is noticed
             try:
                 await self.reap_once()
             except Exception:

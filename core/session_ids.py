@@ -9,7 +9,7 @@ from core.models import ReplyTarget
 __all__ = ["belongs_to_user", "conversation_key", "is_session_of", "session_id", "user_prefix"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
-_GENERATION = re.compile(r"[1-9][0-9]*")
+_GENERATION = re.compile(r"([1-9][0-9]*)(?:-[0-9a-z]+)?")  # `<n>`, or `<n>-<stamp>` after a repeated 409
 
 
 def _part(value: str) -> str:
@@ -30,22 +30,37 @@ def conversation_key(target: ReplyTarget, strategy: str) -> str:
     return f"{p}-user-{user}-{channel}"
 
 
-def session_id(key: str, generation: int) -> str:
+def session_id(key: str, generation: int, *, stamp: float | None = None) -> str:
     """The id of a key's `generation`-th session: the key itself first, then `<key>-2`, `<key>-3`…
 
-    Generations never repeat, so a closed session's id is never used again.
+    Generations never repeat while the key's sessions are kept. Closed sessions are pruned after the retention
+    window, after which a returning key starts again at 1 and Uppzy may answer 409 (closed) for an id it already
+    had. With `stamp` (seconds since the epoch, core's clock) the id also carries it, in milliseconds base 36:
+    `<key>-<generation>-<stamp>` cannot have been used before, so a second 409 in a row ends there.
     """
     if generation < 1:
         raise ValueError("session generations start at 1")
+    if stamp is not None:
+        return f"{key}-{generation}-{_base36(int(stamp * 1000))}"
     return key if generation == 1 else f"{key}-{generation}"
 
 
 def is_session_of(session: str, key: str) -> bool:
-    """Whether an Uppzy session id is one of `key`'s generations (`<key>` or `<key>-<n>`)."""
+    """Whether an Uppzy session id is one of `key`'s generations (`<key>`, `<key>-<n>` or `<key>-<n>-<stamp>`)."""
     if session == key:
         return True
-    generation = session[len(key) + 1:] if session.startswith(key + "-") else ""
-    return bool(_GENERATION.fullmatch(generation)) and int(generation) >= 2
+    match = _GENERATION.fullmatch(session[len(key) + 1:]) if session.startswith(key + "-") else None
+    return match is not None and int(match.group(1)) >= 2
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if not number:
+            return out
 
 
 def user_prefix(platform: str, user_id: str) -> str:

@@ -18,6 +18,7 @@ from typing import IO, Any
 import aiosqlite
 
 from core.config import ConfigError
+from core.health import StoreHealth, StoreUnavailable
 from core.models import Counts, FeedbackClaim, InboundMessage, ReplyTarget, SessionRow, Turn, TurnState
 from core.schema import MIGRATIONS
 from core.session_ids import session_id as make_session_id
@@ -26,6 +27,12 @@ __all__ = ["SqliteStore"]
 
 log = logging.getLogger(__name__)
 _IN_TX: contextvars.ContextVar[bool] = contextvars.ContextVar("uppzy_store_in_tx", default=False)
+# What SQLite says when the database cannot be written now (as opposed to a bug in a statement).
+_UNWRITABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN,
+               sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CORRUPT,
+               sqlite3.SQLITE_NOTADB}
+# A one-row table the write probe updates (at open and for readiness); created if missing, not a migration.
+_PROBE_TABLE = "CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)"
 
 
 _TURN_COLUMNS = (
@@ -38,7 +45,10 @@ _TURN_COLUMNS = (
 def _exclusive(path: str) -> IO[bytes]:
     """Hold an exclusive lock beside the database file itself (symlinks and `..` resolved): two bot processes
     on one file would answer twice. SQLite serves one process; PostgreSQL is for several."""
-    handle = open(os.path.realpath(path) + ".lock", "ab")
+    try:
+        handle = open(os.path.realpath(path) + ".lock", "ab")
+    except OSError as exc:
+        raise _unwritable_at_start(path, exc.strerror or str(exc)) from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -46,6 +56,24 @@ def _exclusive(path: str) -> IO[bytes]:
         raise ConfigError("DATABASE_URL", f"{path} is in use by another uppzy-bot process; run one process per "
                                           "database file") from None
     return handle
+
+
+def _unwritable_at_start(path: str, why: str) -> ConfigError:
+    return ConfigError("DATABASE_URL", f"{path} cannot be written ({why}); the bot needs a writable database file "
+                                       "and directory with free space")
+
+
+def _unwritable(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and (code is None or code & 0xFF in _UNWRITABLE)
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _turn(row: Sequence[Any]) -> Turn:
@@ -64,42 +92,74 @@ def _turn(row: Sequence[Any]) -> Turn:
 class SqliteStore:
     """One aiosqlite connection in WAL mode; every multi-step change is one transaction."""
 
-    def __init__(self, conn: aiosqlite.Connection, lock_file: IO[bytes] | None = None) -> None:
+    def __init__(self, conn: aiosqlite.Connection, lock_file: IO[bytes] | None = None, *,
+                 path: str | None = None) -> None:
         self._db = conn
         self._lock_file = lock_file
         self._lock = asyncio.Lock()  # one connection: a transaction must not interleave with other statements
+        self.health = StoreHealth()
+        self._path = path
+        self._identity = _file_identity(path) if path is not None else None  # (st_dev, st_ino) at open
+        self._probes = 0
 
     def _guard(self) -> contextlib.AbstractAsyncContextManager[object]:
         return contextlib.nullcontext() if _IN_TX.get() else self._lock  # type: ignore[return-value]
 
     async def _exec(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
-        async with self._guard():
+        """One write; outside a transaction its outcome is the store's health."""
+        if _IN_TX.get():
             return await self._db.execute(sql, tuple(params))
+        async with self._lock:
+            try:
+                cursor = await self._db.execute(sql, tuple(params))
+            except sqlite3.OperationalError as exc:
+                raise self._write_failed(exc) from exc
+        self.health.succeeded()
+        return cursor
+
+    def _write_failed(self, exc: sqlite3.OperationalError) -> BaseException:
+        if not _unwritable(exc):
+            return exc
+        self.health.failed(str(exc))
+        return StoreUnavailable(f"the database cannot be written: {exc}")
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
-        """Open (creating if needed) and migrate the database file at `path`."""
+        """Open (creating if needed) and migrate the database file at `path`, and prove it can be written.
+
+        A database that cannot be written (read-only file or mount, directory not writable, disk full) is a
+        ConfigError naming DATABASE_URL: the bot would otherwise take questions it cannot keep.
+        """
         lock_file = None
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _unwritable_at_start(path, exc.strerror or str(exc)) from None
             lock_file = _exclusive(path)
         try:
             conn = await aiosqlite.connect(path, isolation_level=None, timeout=10.0)
-        except BaseException:
+        except BaseException as exc:
             if lock_file is not None:
                 lock_file.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _unwritable_at_start(path, str(exc)) from None
             raise
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash
             await conn.execute("PRAGMA busy_timeout=10000")
             await conn.execute("PRAGMA foreign_keys=ON")
-            store = cls(conn, lock_file)
+            store = cls(conn, lock_file, path=None if path == ":memory:" else path)
             await store.migrate()
-        except BaseException:
+            await conn.execute(_PROBE_TABLE)
+            await conn.execute("INSERT OR REPLACE INTO store_probe (id, n) VALUES (1, 0)")  # a real write
+        except BaseException as exc:
             await conn.close()
             if lock_file is not None:
                 lock_file.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _unwritable_at_start(path, str(exc)) from None
             raise
         return store
 
@@ -119,7 +179,9 @@ class SqliteStore:
                 await self._db.execute(f"PRAGMA user_version={number + 1}")
                 await self._db.execute("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._db.execute("ROLLBACK")
                 raise
             log.info("store migrated to schema v%d", number + 1)
         return max(version, target)
@@ -150,13 +212,18 @@ class SqliteStore:
                 await self._db.execute("BEGIN IMMEDIATE")
                 try:
                     result = await work()
+                    await self._db.execute("COMMIT")  # in WAL mode a full disk shows here
                 except BaseException:
-                    await self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
+                        with contextlib.suppress(sqlite3.Error):
+                            await self._db.execute("ROLLBACK")
                     raise
-                await self._db.execute("COMMIT")
-                return result
+            except sqlite3.OperationalError as exc:
+                raise self._write_failed(exc) from exc
             finally:
                 _IN_TX.reset(token)
+        self.health.succeeded()
+        return result
 
     # ---- questions --------------------------------------------------------------------------------
 
@@ -201,11 +268,11 @@ class SqliteStore:
         return await self._new_session(key, platform, workspace_id, site_id, idle_timeout, now)
 
     async def _new_session(self, key: str, platform: str, workspace_id: str, site_id: str, idle_timeout: float,
-                           now: float) -> str:
-        # Generations never repeat, so a closed (or still closing) session id is never used again.
+                           now: float, *, stamped: bool = False) -> str:
+        # Generations never repeat while a key's sessions are kept; after a prune core may ask for a stamped id.
         row = await self._one("SELECT MAX(generation) FROM sessions WHERE key=?", (key,))
         generation = (row[0] or 0) + 1
-        session_id = make_session_id(key, generation)
+        session_id = make_session_id(key, generation, stamp=now if stamped else None)
         await self._exec(
             "INSERT INTO sessions (id, key, generation, platform, workspace_id, site_id, state, created_at, "
             "last_activity, idle_timeout) VALUES (?,?,?,?,?,?,'open',?,?,?)",
@@ -213,7 +280,7 @@ class SqliteStore:
         )
         return session_id
 
-    async def rebind_session(self, turn_id: int, *, now: float) -> str:
+    async def rebind_session(self, turn_id: int, *, now: float, stamped: bool = False) -> str:
         """Uppzy says the session is closed: retire it and move this question to a fresh session id."""
         turn = await self.get_turn(turn_id)
         assert turn is not None
@@ -226,7 +293,7 @@ class SqliteStore:
                 (now, turn.session_id),
             )
             session_id = await self._new_session(key, turn.target.platform, turn.target.workspace_id,
-                                                 turn.site_id, idle_timeout, now)
+                                                 turn.site_id, idle_timeout, now, stamped=stamped)
             await self._exec("UPDATE turns SET session_id=? WHERE session_id=? AND state IN ('queued',"
                                    "'submitting')", (session_id, turn.session_id))
             await self._exec("UPDATE sessions SET last_turn_id=? WHERE id=?", (turn_id, session_id))
@@ -416,6 +483,18 @@ class SqliteStore:
         """One trivial read: raises if the database cannot be read."""
         await self._one("SELECT 1 FROM sessions LIMIT 1")
 
+    async def probe(self) -> None:
+        """Readiness: the file at the path is still the one opened, and a one-row write goes through."""
+        if self._path is not None:
+            now = _file_identity(self._path)
+            if now != self._identity:
+                what = "deleted" if now is None else "replaced"
+                self.health.file_check(f"the database file {self._path} was {what} while the bot was running")
+                raise StoreUnavailable(self.health.moved)
+            self.health.file_check(None)
+        self._probes += 1
+        await self._exec("INSERT OR REPLACE INTO store_probe (id, n) VALUES (1, ?)", (self._probes,))
+
     # ---- settings ---------------------------------------------------------------------------------
 
     async def workspace_settings(self, platform: str, workspace_id: str) -> dict[str, str]:
@@ -490,11 +569,8 @@ class SqliteStore:
                 "DELETE FROM feedback WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)", (done_before,)
             )
             cur = await self._exec("DELETE FROM turns WHERE done_at < ?", (done_before,))
-            # Closed sessions go too, but each key keeps its newest generation so ids never repeat.
-            await self._exec(
-                "DELETE FROM sessions WHERE state='closed' AND closed_at < ? AND generation < "
-                "(SELECT MAX(s2.generation) FROM sessions s2 WHERE s2.key=sessions.key)", (done_before,),
-            )
+            # Closed sessions go too (a returning key starts at generation 1 again; core rebinds on a 409).
+            await self._exec("DELETE FROM sessions WHERE state='closed' AND closed_at < ?", (done_before,))
             return cur.rowcount
 
         return await self._tx(work)

@@ -19,6 +19,7 @@ from core.errors import (
     UppzyTimeout,
     UppzyUnavailable,
 )
+from core.health import RateLimitedLog
 from core.models import NoticeKind, Turn, TurnState
 from core.poller import PollScheduler
 from core.ports import Store
@@ -52,6 +53,7 @@ class Submitter:
         self.stopping = False
         self._done = asyncio.Event()
         self._done.set()
+        self._store_log = RateLimitedLog(log, logging.ERROR)  # a full disk must not log once per question
 
     async def submit(self, turn: Turn) -> None:
         """Claim the question (compare-and-set: only once) when a slot is free, and send it to Uppzy."""
@@ -61,12 +63,30 @@ class Submitter:
             async with self._slots:
                 # Claimed only once a slot is free, and not once stopping: a submit started during the shutdown
                 # drain would be cut off and come back as "lost"; left queued, the next start sends it.
-                if not self.stopping and await self._store.claim_submit(turn.id):
-                    await self._send(turn)
+                if not self.stopping and await self._claim(turn):
+                    try:
+                        await self._send(turn)
+                    except Exception as exc:  # a store write failed (rebind, requeue): claimed, so end it
+                        self._store_log("submit turn=%d: the store failed (%s: %s); the asker gets an apology",
+                                        turn.id, type(exc).__name__, exc)
+                        self._tasks.spawn(self._fail(turn, NoticeKind.FAILED, None, kind="store"), name="fail")
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self._done.set()
+
+    async def _claim(self, turn: Turn) -> bool:
+        """claim_submit; if the store cannot be written the question stays queued and is looked at again later."""
+        try:
+            return await self._store.claim_submit(turn.id)
+        except Exception as exc:
+            waited = self._clock() - turn.created_at
+            self._store_log("claiming turn=%d failed (%s: %s); trying again later", turn.id, type(exc).__name__, exc)
+            if waited >= self._answer_timeout:
+                self._tasks.spawn(self._fail(turn, NoticeKind.FAILED, None, kind="store"), name="fail")
+            else:
+                self._later(turn.session_id, min(20.0, 1.0 + waited / 4))
+            return False
 
     @property
     def in_flight(self) -> int:
@@ -84,15 +104,18 @@ class Submitter:
             log.warning("%d submit(s) still in flight at shutdown; they will be reported lost", self._in_flight)
 
     async def _send(self, turn: Turn) -> None:
-        for attempt in range(2):
+        for attempt in range(3):
             try:
                 sub = await self._uppzy.submit(turn.session_id, turn.text or "", email=turn.email,
                                                site_id=turn.site_id)
             except UppzyConflict:
-                if attempt:
-                    break  # a fresh id was refused too: not a closed-session problem
-                # Uppzy closed this session (idle on their side, or our DB was restored): move on to a new id.
-                turn = replace(turn, session_id=await self._store.rebind_session(turn.id, now=self._clock()))
+                if attempt == 2:
+                    break  # an id that cannot have been used was refused too: not a closed-session problem
+                # Uppzy closed this session (idle on their side, our DB was restored, or the key's closed sessions
+                # were pruned so the next generation is one Uppzy had): move on to a new id; the second time to
+                # a time-stamped one that cannot have been used.
+                new_id = await self._store.rebind_session(turn.id, now=self._clock(), stamped=attempt == 1)
+                turn = replace(turn, session_id=new_id)
                 log.info("session closed upstream; turn=%d moves to session=%s", turn.id, turn.session_id)
                 continue
             except (UppzyTimeout, UppzyRateLimited, UppzyUnavailable) as exc:
@@ -108,12 +131,35 @@ class Submitter:
                 self._tasks.spawn(self._rejected(turn, exc))
                 return
             now = self._clock()
-            await self._store.mark_submitted(turn.id, sub.request_id, now=now)
-            log.info("submitted turn=%d request_id=%s session=%s", turn.id, sub.request_id, turn.session_id)
-            self._poller.add(turn.id, sub.request_id, turn.site_id, submitted_at=now,
-                             deadline=now + self._answer_timeout)
+            try:
+                await self._store.mark_submitted(turn.id, sub.request_id, now=now)
+            except Exception as exc:  # Uppzy has it: keep trying to record it, then poll as usual
+                self._store_log("recording request_id=%s of turn=%d failed (%s: %s); retrying", sub.request_id,
+                                turn.id, type(exc).__name__, exc)
+                self._tasks.spawn(self._keep(turn, sub.request_id, now), name="keep-request")
+                return
+            self._track(turn, sub.request_id, now)
             return
         self._tasks.spawn(self._fail(turn, NoticeKind.FAILED, None, kind="conflict"))
+
+    def _track(self, turn: Turn, request_id: str, submitted_at: float) -> None:
+        log.info("submitted turn=%d request_id=%s session=%s", turn.id, request_id, turn.session_id)
+        self._poller.add(turn.id, request_id, turn.site_id, submitted_at=submitted_at,
+                         deadline=submitted_at + self._answer_timeout)
+
+    async def _keep(self, turn: Turn, request_id: str, submitted_at: float) -> None:
+        """Retry recording Uppzy's request id (the only way to fetch the answer) until the answer budget ends."""
+        delay = 0.5
+        while self._clock() < submitted_at + self._answer_timeout:
+            await asyncio.sleep(delay)
+            delay = min(10.0, delay * 2)
+            try:
+                await self._store.mark_submitted(turn.id, request_id, now=submitted_at)
+            except Exception:
+                continue
+            self._track(turn, request_id, submitted_at)
+            return
+        await self._fail(turn, NoticeKind.FAILED, None, kind="store")
 
     async def _defer(self, turn: Turn, exc: UppzyError) -> None:
         """Uppzy did not take it (429/5xx after retries): try again later, within the answer budget."""

@@ -30,18 +30,21 @@ async def test_restart_after_long_downtime_still_fetches_the_waiting_answer(
     await close(later)
 
 
-async def test_a_second_409_fails_one_question_and_the_next_still_gets_answered(harness: Build, tmp_path: Path,
-                                                                               sim: Simulator) -> None:
-    """Two closed session ids in a row end the first question with one notice; the queued one moves on."""
+async def test_two_closed_ids_in_a_row_end_on_a_stamped_id_and_both_questions_are_answered(
+        harness: Build, tmp_path: Path, sim: Simulator) -> None:
+    """Two closed session ids in a row (e.g. the key's history was pruned): the second rebind takes a time-stamped
+    id that cannot have been used, so the first question is answered and the queued one follows it there."""
     h = await harness()
     for sid in ("console-user-you-terminal", "console-user-you-terminal-2"):
         await h.uppzy.close_session(sid)
-    sim.script("first", "never", latency=0.5)
+    sim.script("first", "first answer", latency=0.3)
     _, q1 = await h.ask("first question")
     _, q2 = await h.ask("how do returns work?")
     await h.until(lambda: len(h.console.transcript) == 2)
-    assert [(k, q) for k, q, _ in h.console.transcript] == [("failed", q1), ("answer", q2)]
-    assert sim.calls("chat_async")[-1].body["session_id"] == "console-user-you-terminal-3"
+    assert [(k, q) for k, q, _ in h.console.transcript] == [("answer", q1), ("answer", q2)]
+    used = [c.body["session_id"] for c in sim.calls("chat_async")]
+    assert used[:2] == ["console-user-you-terminal", "console-user-you-terminal-2"]
+    assert used[2].startswith("console-user-you-terminal-3-") and used[3] == used[2]
     await close(h)
 
 

@@ -249,18 +249,50 @@ async def test_counts_are_typed_and_scoped(store: Store) -> None:
     assert await store.counts("slack", "T2") == Counts(0, 0)
 
 
-async def test_prune_keeps_each_keys_newest_generation(store: Store) -> None:
-    """Old finished questions go; a key's closed sessions go except its newest, so ids never repeat."""
+async def test_prune_forgets_closed_sessions_and_keeps_open_and_recent_ones(store: Store) -> None:
+    """Old finished questions and every session closed before the cutoff go; an open session and one closed
+    after the cutoff stay; a key with nothing left starts at generation 1 again."""
     for generation in range(2):
         turn = await ask(store, f"q{generation}", now=T0 + generation)
         assert turn is not None
         await store.mark_failed(turn.id, "x", now=T0 + generation)
         assert await store.claim_for_close(turn.session_id, idle_at=None)
         await store.mark_closed(turn.session_id, "user", now=T0 + generation)
+    recent = await ask(store, "r1", key="slack-user-U2-C1", user="U2", now=T0)
+    assert recent is not None
+    await store.mark_failed(recent.id, "x", now=T0 + 50)
+    assert await store.claim_for_close(recent.session_id, idle_at=None)
+    await store.mark_closed(recent.session_id, "user", now=T0 + 50)
+    live = await ask(store, "o1", key="slack-user-U3-C1", user="U3", now=T0)
+    assert live is not None
     assert await store.prune(T0 + 10) == 2
     assert await store.get_turn(1) is None
+    assert (await store.live_session("slack-user-U3-C1")).id == live.session_id  # type: ignore[union-attr]
+    assert (await ask(store, "r2", key="slack-user-U2-C1", user="U2", now=T0 + 60)).session_id == session_id(  # type: ignore[union-attr]
+        "slack-user-U2-C1", 2)  # closed after the cutoff: kept, so its id is not reused
     newest = await ask(store, "q9", now=T0 + 20)
-    assert newest is not None and newest.session_id == session_id("slack-user-U1-C1", 3)
+    assert newest is not None and newest.session_id == session_id("slack-user-U1-C1", 1)
+
+
+async def test_a_stamped_rebind_gets_an_id_no_earlier_session_had(store: Store) -> None:
+    """`stamped=True` names the new session with core's stamp: neither the key nor any `<key>-<n>`."""
+    first = await ask(store, "1")
+    assert first is not None and await store.claim_submit(first.id)
+    second = await store.rebind_session(first.id, now=T0 + 1)
+    third = await store.rebind_session(first.id, now=T0 + 2, stamped=True)
+    assert third == session_id("slack-user-U1-C1", 3, stamp=T0 + 2) != second
+    assert third not in {session_id("slack-user-U1-C1", n) for n in range(1, 100)}
+    assert (await store.get_turn(first.id)).session_id == third  # type: ignore[union-attr]
+    assert (await store.live_session("slack-user-U1-C1")).id == third  # type: ignore[union-attr]
+
+
+async def test_probe_writes_and_leaves_the_store_healthy(store: Store) -> None:
+    """A fresh store passes its readiness probe (a real write) and reports healthy; data is untouched."""
+    assert await ask(store, "1") is not None
+    for _ in range(3):
+        await store.probe()
+    assert store.health.ok and store.health.reason is None
+    assert len(await store.active_turns()) == 1
 
 
 # ---- settings --------------------------------------------------------------------------------------------------
