@@ -26,7 +26,7 @@ THREAD_EXISTS = 160004  # "A thread has already been created for this message"
 CANNOT_THREAD = 50024  # "Cannot execute action on this channel type"
 THREAD_ARCHIVED = 50083  # "Thread is archived": the bot may unarchive it unless it is locked
 THREAD_LOCKED = 160005  # "Thread is locked"
-UNKNOWN_CHANNEL = 10003  # the thread (or channel) was deleted
+NOT_TEXT = 50008  # "Cannot send messages in a non-text channel" (a forum post's parent)
 NO_PINGS = discord.AllowedMentions.none()
 
 
@@ -52,7 +52,8 @@ class _Moved:
 
 def _closed(exc: discord.HTTPException) -> bool:
     """The place refuses for good (deleted, no access, archived, locked), as opposed to a passing failure."""
-    return isinstance(exc, (discord.Forbidden, discord.NotFound)) or exc.code in (THREAD_ARCHIVED, THREAD_LOCKED)
+    return isinstance(exc, (discord.Forbidden, discord.NotFound)) or exc.code in (THREAD_ARCHIVED, THREAD_LOCKED,
+                                                                                   NOT_TEXT)
 
 
 class DiscordAdapter:

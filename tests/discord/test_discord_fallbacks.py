@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from core.models import TurnState
-from tests.discord_support import TEXT_ID, USER_ID, DiscordHarness
+from tests.discord_support import FORUM_ID, GUILD_ID, TEXT_ID, USER_ID, DiscordHarness
 
 
 async def _ask(h: DiscordHarness, question: str, answer: str | None = None, **script: Any) -> int:
@@ -86,6 +86,21 @@ async def test_channel_closed_too_sends_the_answer_by_dm(h: DiscordHarness) -> N
     lead, answer = _dm_posts(h)
     assert f"/{TEXT_ID}/{thread_id}" in lead["content"] and "Billing" in answer["content"]
     assert h.posts(TEXT_ID) == [] and h.posts(thread_id) == []
+
+
+async def test_locked_forum_post_sends_the_answer_by_dm(h: DiscordHarness) -> None:
+    """A forum post locked by a moderator: a forum takes no messages itself, so the answer goes to the DMs."""
+    post_id = h.fake.new_id()
+    h.fake.add_channel(GUILD_ID, post_id, type=11, name="Password help", parent_id=FORUM_ID, owner_id=USER_ID)
+    await h.fake.dispatch("THREAD_CREATE", {**h.fake.channel(post_id), "newly_created": True})
+    h.sim.script("I forgot my password", "Use the reset link.", latency=60)
+    await h.say("I forgot my password", channel_id=post_id, message_id=post_id)
+    await h.fake.wait_for(lambda: h.chats(), what="the question at Uppzy")
+    h.fake.archive_thread(post_id, locked=True)
+    assert await _finish(h) is TurnState.ANSWERED
+    lead, answer = _dm_posts(h)
+    assert f"/{post_id}/{post_id}" in lead["content"] and "reset link" in answer["content"]
+    assert h.posts(post_id) == [] and h.posts(FORUM_ID) == []
 
 
 async def test_failure_notice_follows_the_same_fallback(h: DiscordHarness) -> None:

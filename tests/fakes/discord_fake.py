@@ -1446,6 +1446,8 @@ class FakeDiscord:
             raise _HttpError(403, "Missing Access" if code == 50001 else "Missing Permissions", code)
         if (target.get("thread_metadata") or {}).get("archived"):
             raise _HttpError(400, "Thread is archived", 50083)
+        if target["type"] in (4, 15, 16):
+            raise _HttpError(400, "Cannot send messages in a non-text channel", 50008)
         body = call.json or {}
         sendable = ("content", "embeds", "components", "sticker_ids", "poll")
         if not any(body.get(k) for k in sendable) and not call.files:
