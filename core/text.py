@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from urllib.parse import urlsplit
 
-__all__ = ["clean_text", "is_blank", "split_markdown"]
+__all__ = ["clean_text", "close_fence", "is_blank", "link_text_misleads", "split_markdown", "truncate_markdown"]
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -109,3 +110,55 @@ def split_markdown(text: str, limit: int) -> list[str]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def close_fence(text: str) -> str:
+    """`text` with a code fence it leaves open closed again, so a cut never turns the rest of a message into code."""
+    opener = None
+    for line in text.split("\n"):
+        fence = _FENCE.match(line)
+        if fence:
+            opener = None if opener else fence.group(1)
+    return f"{text}\n{opener}" if opener else text
+
+
+def truncate_markdown(text: str, limit: int, ellipsis: str = "…") -> str:
+    """At most `limit` characters, cut at a word where possible, ending in `ellipsis`, with code fences balanced."""
+    if len(text) <= limit:
+        return text
+    room = limit - len(ellipsis) - 4  # "\n```" may be needed to close a fence cut open
+    cut = text.rfind(" ", room // 2, room)
+    head = text[: cut if cut > 0 else room].rstrip()
+    closed = close_fence(head + ellipsis)
+    return closed if len(closed) <= limit else closed[:limit]
+
+
+_URLISH = re.compile(
+    r"^(?:(?:https?|ftp)://|mailto:|www\.)\S+$"  # a written-out link
+    r"|^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}(?::\d+)?(?:[/?#]\S*)?$",  # or a bare domain
+    re.IGNORECASE,
+)
+
+
+def _url_parts(value: str) -> tuple[str, str]:
+    """(host without www., path+query without a trailing slash), lower-cased host; scheme ignored."""
+    value = value.strip()
+    if value.lower().startswith("mailto:"):
+        return value[7:].lower(), ""
+    parts = urlsplit(value if "://" in value else f"//{value}")
+    host = (parts.hostname or "").lower().removeprefix("www.")
+    rest = parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
+    return host, rest
+
+
+def link_text_misleads(text: str, target: str) -> bool:
+    """True when a link's visible text reads as a URL or domain other than where the link really goes
+    (`[https://good.example](https://evil.example)`): such links must show their real target."""
+    shown = text.strip().strip("*_~`<>").strip()
+    if not _URLISH.match(shown):
+        return False
+    shown_host, shown_rest = _url_parts(shown)
+    host, rest = _url_parts(target)
+    if shown_host != host:
+        return True
+    return bool(shown_rest) and shown_rest != rest

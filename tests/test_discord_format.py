@@ -34,6 +34,25 @@ def test_answer_chunks_respect_the_limit_and_carry_the_note_last() -> None:
     assert fmt.answer_chunks("short") == ["short"]
 
 
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        ("[https://good.example](https://evil.example)", "https://good.example (<https://evil.example>)"),
+        ("[good.example](<https://evil.example/x>)", "good.example (<https://evil.example/x>)"),
+        ("[www.bank.example/login](https://bank.example.evil.example/login)",
+         "www.bank.example/login (<https://bank.example.evil.example/login>)"),
+        ("[https://x.io/a](https://x.io/b)", "https://x.io/a (<https://x.io/b>)"),
+        ("[the docs](https://evil.example)", "[the docs](https://evil.example)"),
+        ("[https://x.io/](http://www.x.io)", "[https://x.io/](http://www.x.io)"),
+        ("[x.io](https://x.io/pricing)", "[x.io](https://x.io/pricing)"),
+        ("`[https://a.example](https://b.example)`", "`[https://a.example](https://b.example)`"),
+    ],
+)
+def test_masked_links_whose_text_is_another_url_show_the_real_target(markdown: str, shown: str) -> None:
+    """A link text that reads as a different URL or domain is followed by the real target; honest links stay."""
+    assert fmt.answer_chunks(markdown) == [shown]
+
+
 def test_note_gets_its_own_message_when_the_last_chunk_is_full() -> None:
     """A last chunk with no room left for the note is followed by the note alone."""
     chunks = fmt.answer_chunks("x" * 1999, "Check this.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -37,6 +38,10 @@ from bots.slack.translate import (
         ("`<!here>` **x**", "`&lt;!here&gt;` *x*"),
         ("| a | b |\n|---|---|\n| 1 | 2 |", "```\n| a | b |\n|---|---|\n| 1 | 2 |\n```"),
         ("---", "──────────"),
+        ("[https://good.example](https://evil.example)", "https://good.example (<https://evil.example>)"),
+        ("[**paypal.com**](https://evil.example/pay)", "*paypal.com* (<https://evil.example/pay>)"),
+        ("[https://x.io/](http://www.x.io)", "<http://www.x.io|https://x.io/>"),
+        ("[x.io](https://x.io/pricing)", "<https://x.io/pricing|x.io>"),
     ],
 )
 def test_markdown_becomes_slack_mrkdwn(markdown: str, mrkdwn: str) -> None:
@@ -71,6 +76,30 @@ def test_a_giant_unbroken_answer_still_fits_slack_limits() -> None:
     sections = [b["text"]["text"] for m in messages for b in m.blocks if b["type"] == "section"]
     assert "".join(sections) == "x" * 100_000
     assert all(len(s) <= 3000 for s in sections) and all(len(m.blocks) <= 50 for m in messages)
+
+
+@pytest.mark.parametrize("answer", [
+    "\n\n".join([f"Part {i}: " + "a < b & c > d " * 200 for i in range(12)]),  # escaping grows the text
+    "\n\n".join([f"Part {i}: " + "shipping and returns " * 140 for i in range(4)]),  # just under 12,000
+])
+def test_every_message_of_a_long_answer_stays_under_slacks_block_limit(answer: str) -> None:
+    """Blocks (sections, the note and the buttons) stay under the ~12,000 characters Slack accepts per message,
+    counted the strict way (their JSON), also when escaping grows the text."""
+    messages = answer_messages(answer, delivery_key="k", low_confidence_note=("Check this. " * 25)[:299])
+    assert len(messages) >= 2
+    assert all(len(json.dumps(m.blocks, ensure_ascii=False)) <= 11_000 for m in messages)
+
+
+def test_plain_text_fallback_keeps_code_fences_balanced() -> None:
+    """The plain text posted when Slack refuses the blocks carries the whole part in messages under 4,000
+    characters; one that opens a code block closes it, the next re-opens it. The notification text too."""
+    code = "```\n" + "\n".join(f"line {i} " + "x" * 30 for i in range(200)) + "\n```"
+    [message] = answer_messages("Intro\n\n" + code + "\n\nOutro", delivery_key="k")
+    assert len(message.plain) >= 2
+    for piece in (*message.plain, message.text):
+        assert len(piece) < 4000 and piece.count("```") % 2 == 0, piece[-60:]
+    joined = "".join(message.plain)
+    assert all(f"line {i} " in joined for i in range(200)) and joined.endswith("Outro")
 
 
 def test_user_text_is_unescaped_and_the_bot_mention_dropped() -> None:

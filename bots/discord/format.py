@@ -6,7 +6,7 @@ import hashlib
 import re
 
 from bots.discord import strings as msgs
-from core.text import split_markdown
+from core.text import link_text_misleads, split_markdown
 
 __all__ = [
     "MESSAGE_LIMIT",
@@ -17,6 +17,7 @@ __all__ = [
     "neutralise_mentions",
     "nonce_for",
     "question_text",
+    "show_link_targets",
     "thread_name",
 ]
 
@@ -25,6 +26,7 @@ THREAD_NAME_LIMIT = 100  # Discord's limit on channel (thread) names
 NONCE_LIMIT = 25  # Discord's limit on a message nonce
 
 _CODE = re.compile(r"(```.*?(?:```|\Z)|`[^`\n]*`)", re.DOTALL)
+_MASKED_LINK = re.compile(r"\[([^\]\n]+)\]\(\s*<?([^()\s<>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _PINGS = re.compile(r"@(everyone|here)\b|<@([!&]?)(\d+)>")
 _WHITESPACE = re.compile(r"\s+")
 _ZWSP = "\u200b"
@@ -44,9 +46,21 @@ def neutralise_mentions(text: str) -> str:
     return "".join(part if i % 2 else _PINGS.sub(_defuse, part) for i, part in enumerate(parts))
 
 
+def _unmask(match: re.Match[str]) -> str:
+    label, url = match.group(1), match.group(2)
+    return f"{label} (<{url}>)" if link_text_misleads(label, url) else match.group(0)
+
+
+def show_link_targets(text: str) -> str:
+    """Masked links whose text reads as another URL (`[https://good.example](https://evil.example)`) become
+    "text (<target>)" outside code, so the reader sees where the link really goes."""
+    parts = _CODE.split(text)
+    return "".join(part if i % 2 else _MASKED_LINK.sub(_unmask, part) for i, part in enumerate(parts))
+
+
 def answer_chunks(text: str, low_confidence_note: str | None = None) -> list[str]:
     """Message bodies of at most 2,000 characters; the low-confidence note goes under the last one."""
-    chunks = split_markdown(neutralise_mentions(text.strip()) or "…", MESSAGE_LIMIT)
+    chunks = split_markdown(neutralise_mentions(show_link_targets(text.strip())) or "…", MESSAGE_LIMIT)
     if low_confidence_note:
         note = msgs.low_confidence(neutralise_mentions(" ".join(low_confidence_note.split())))[:MESSAGE_LIMIT]
         if len(chunks[-1]) + 2 + len(note) <= MESSAGE_LIMIT:

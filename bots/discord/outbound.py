@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 THREAD_EXISTS = 160004  # "A thread has already been created for this message"
 CANNOT_THREAD = 50024  # "Cannot execute action on this channel type"
+THREAD_ARCHIVED = 50083  # "Thread is archived": the bot may unarchive it unless it is locked
+THREAD_LOCKED = 160005  # "Thread is locked"
+NOT_TEXT = 50008  # "Cannot send messages in a non-text channel" (a forum post's parent)
 NO_PINGS = discord.AllowedMentions.none()
 
 
@@ -33,6 +36,24 @@ class _Dest:
 
     channel_id: int
     reply_to: int | None = None
+
+
+@dataclass(slots=True)
+class _Moved:
+    """Where an answer went when its thread refused it: the parent channel, else the asker's DMs."""
+
+    channel_id: int
+    kind: str  # "channel" or "dm"
+    lead: str
+    reply_to: int | None = None
+    is_dm: bool = False
+    posted: dict[int, str] = field(default_factory=dict)  # chunk index (-1: the lead) -> message id
+
+
+def _closed(exc: discord.HTTPException) -> bool:
+    """The place refuses for good (deleted, no access, archived, locked), as opposed to a passing failure."""
+    return isinstance(exc, (discord.Forbidden, discord.NotFound)) or exc.code in (THREAD_ARCHIVED, THREAD_LOCKED,
+                                                                                   NOT_TEXT)
 
 
 class DiscordAdapter:
@@ -51,6 +72,7 @@ class DiscordAdapter:
         self._ready_timeout = ready_timeout
         self._typing: dict[str, asyncio.Task[None]] = {}
         self._dests: LRUCache[str, _Dest] = LRUCache(maxsize=10_000)
+        self._moved: LRUCache[str, _Moved] = LRUCache(maxsize=10_000)  # delivery_key -> where the answer went
 
     def attach(self, client: discord.Client | None) -> None:
         """Use this connected client (None while disconnected: deliveries wait for the next one)."""
@@ -156,27 +178,113 @@ class DiscordAdapter:
         self._stop_typing(target.message_id)
 
     async def post_answer(self, target: ReplyTarget, answer: Answer, *, recovering: bool = False) -> list[str]:
-        """Post the answer in ≤2,000-char chunks pinging nobody; buttons on the last; nonces stop re-posts."""
-        dest = await self.destination(target)
+        """Post the answer in ≤2,000-char chunks pinging nobody; buttons on the last; nonces stop re-posts.
+
+        An archived thread is unarchived where the bot may; a thread that stays closed (locked, deleted, no
+        permission) moves the answer to its channel as a reply to the question, else to the asker's DMs.
+        """
         self._stop_typing(target.message_id)  # a typing call after the answer would show typing again
         chunks = fmt.answer_chunks(answer.text, answer.low_confidence_note)
+        moved = self._moved.get(answer.delivery_key)
+        if moved is None:
+            dest = await self.destination(target)
+            try:
+                ids = await self._post_chunks(target, dest, chunks, answer.delivery_key)
+            except discord.HTTPException as exc:
+                moved = await self._move(target, dest, exc)
+                self._moved[answer.delivery_key] = moved
+            else:
+                if recovering:
+                    log.info("answer re-posted after an interrupted delivery channel=%s", dest.channel_id)
+                return ids
+        while True:
+            try:
+                return await self._post_moved(target, moved, chunks, answer.delivery_key)
+            except discord.HTTPException as exc:
+                moved = await self._move(target, moved, exc)
+                self._moved[answer.delivery_key] = moved
+
+    async def _post_chunks(self, target: ReplyTarget, dest: _Dest, chunks: list[str], key: str) -> list[str]:
+        """Chunks into the thread; an archived thread is unarchived once (if the bot may) and the post retried."""
         ids: list[str] = []
-        for index, chunk in enumerate(chunks):
-            last = index == len(chunks) - 1
-            view = self._feedback_view() if last and self._feedback_view is not None else None
-            sent = await self._send(target, dest, chunk, view=view, nonce=fmt.nonce_for(answer.delivery_key, index))
+        unarchived = False
+        while len(ids) < len(chunks):
+            index = len(ids)
+            view = self._feedback_view() if index == len(chunks) - 1 and self._feedback_view is not None else None
+            try:
+                sent = await self._send(target, dest, chunks[index], view=view, nonce=fmt.nonce_for(key, index))
+            except discord.HTTPException as exc:
+                if exc.code != THREAD_ARCHIVED or unarchived or not await self._unarchive(dest.channel_id):
+                    raise
+                unarchived = True
+                continue
             ids.append(str(sent.id))
-        if recovering:
-            log.info("answer re-posted after an interrupted delivery channel=%s", dest.channel_id)
         return ids
 
+    async def _unarchive(self, thread_id: int) -> bool:
+        """Reopen an archived thread; Discord allows it to anyone who may send there unless it is locked."""
+        try:
+            await (await self.client()).http.edit_channel(thread_id, archived=False)
+        except discord.HTTPException as exc:
+            log.info("could not unarchive thread=%s (%s)", thread_id, exc.code or exc.status)
+            return False
+        log.info("unarchived thread=%s to answer in it", thread_id)
+        return True
+
+    async def _move(self, target: ReplyTarget, failed: _Dest | _Moved, exc: discord.HTTPException) -> _Moved:
+        """The next place after `failed` refused for good: the parent channel, then the asker's DMs; else raise."""
+        if not _closed(exc) or target.is_dm or (isinstance(failed, _Moved) and failed.kind == "dm"):
+            raise exc
+        link = fmt.jump_link(target.workspace_id, int(target.message_channel_id), int(target.message_id))
+        parent = int(target.channel_id)
+        if isinstance(failed, _Dest) and failed.channel_id != parent:
+            log.warning("thread=%s refused the answer (%s); answering in channel=%s", failed.channel_id,
+                        exc.code or exc.status, parent)
+            reply_to = int(target.message_id) if target.thread_id is None else None
+            return _Moved(parent, "channel", msgs.answer_in_channel(target.user_id, link), reply_to=reply_to)
+        log.warning("channel=%s refused the answer (%s); sending it to the asker by DM",
+                    getattr(failed, "channel_id", "?"), exc.code or exc.status)
+        dm = await (await self.client()).create_dm(discord.Object(int(target.user_id)))
+        return _Moved(dm.id, "dm", msgs.answer_in_dm(link), is_dm=True)
+
+    async def _post_moved(self, target: ReplyTarget, moved: _Moved, chunks: list[str], key: str) -> list[str]:
+        """The lead line and every chunk at the new place, skipping what this process already posted there."""
+        place = replace(target, is_dm=moved.is_dm)
+        if -1 not in moved.posted:
+            asker = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(int(target.user_id))])
+            sent = await self._send(place, _Dest(moved.channel_id, moved.reply_to), moved.lead,
+                                    nonce=fmt.nonce_for(f"{key}:{moved.kind}", -1), mentions=asker)
+            moved.posted[-1] = str(sent.id)
+        for index, chunk in enumerate(chunks):
+            if index not in moved.posted:
+                last = index == len(chunks) - 1
+                view = self._feedback_view() if last and self._feedback_view is not None else None
+                sent = await self._send(place, _Dest(moved.channel_id), chunk, view=view,
+                                        nonce=fmt.nonce_for(f"{key}:{moved.kind}", index))
+                moved.posted[index] = str(sent.id)
+        return [moved.posted[index] for index in range(len(chunks))]
+
     async def post_notice(self, target: ReplyTarget, notice: Notice) -> None:
-        """A short line in the conversation; a refused question is answered in place instead of a new thread."""
+        """A short line in the conversation; a refused question is answered in place instead of a new thread.
+
+        Like answers, a notice the thread refuses for good goes to the channel, else to the asker's DMs.
+        """
         rejected = notice.kind in (NoticeKind.EMPTY, NoticeKind.TOO_LONG, NoticeKind.TEXT_ONLY)
-        dest = await self.destination(target, create=not rejected)
+        dest: _Dest | _Moved = await self.destination(target, create=not rejected)
         self._stop_typing(target.message_id)
         line = msgs.TEXT_ONLY if notice.kind is NoticeKind.TEXT_ONLY else fmt.neutralise_mentions(notice.text)
-        await self._send(target, dest, line)
+        while True:
+            try:
+                if isinstance(dest, _Dest):
+                    await self._send(target, dest, line)
+                else:
+                    asker = discord.AllowedMentions(everyone=False, roles=False,
+                                                    users=[discord.Object(int(target.user_id))])
+                    await self._send(replace(target, is_dm=dest.is_dm), _Dest(dest.channel_id, dest.reply_to),
+                                     f"{dest.lead}\n{line}", mentions=asker)
+                return
+            except discord.HTTPException as exc:
+                dest = await self._move(target, dest, exc)
 
     async def user_email(self, workspace_id: str, user_id: str) -> str | None:
         """Bots cannot see members' email addresses here."""

@@ -30,6 +30,8 @@ __all__ = [
     "TEXT_ONLY",
     "TOKEN_MISSING",
     "TOKEN_REFUSED",
+    "answer_in_channel",
+    "answer_in_dm",
     "api_unreachable",
     "channel_mode_set",
     "escalation_in_channel",
@@ -59,6 +61,16 @@ def thread_fallback_name(user: str) -> str:
 def low_confidence(note: str) -> str:
     """The small subtext line under a low-confidence answer."""
     return f"-# ⚠️ {note}"
+
+
+def answer_in_channel(user_id: str, link: str) -> str:
+    """First line when the question's thread is closed to the bot and the answer goes to its channel instead."""
+    return f"<@{user_id}> I couldn't post in the thread of your question ({link}), so here is my answer:"
+
+
+def answer_in_dm(link: str) -> str:
+    """First line when neither the thread nor its channel takes the answer and it goes to the asker's DMs."""
+    return f"I couldn't post where you asked ({link}): it is archived or closed to me. Here is my answer:"
 
 
 def escalation_in_thread(mention: str, link: str) -> str:

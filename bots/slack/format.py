@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from bots.slack import strings as text
-from core.text import split_markdown
+from core.text import close_fence, link_text_misleads, split_markdown, truncate_markdown
 
 __all__ = [
     "ANSWER_EVENT_TYPE",
@@ -22,7 +23,8 @@ __all__ = [
 ]
 
 SECTION_LIMIT = 2900  # Slack rejects section text over 3,000 characters
-MESSAGE_LIMIT = 12_000  # per message: well under chat.postMessage's 40,000, and readable
+BLOCKS_LIMIT = 11_000  # Slack refuses a message whose blocks hold more than about 12,000 characters in all
+PLAIN_LIMIT = 3900  # plain-text messages (when Slack refuses the blocks) stay under Slack's 4,000
 MAX_SECTIONS = 10  # Slack allows 50 blocks per message; leave room for the context and actions blocks
 FALLBACK_LIMIT = 3000  # the notification text that travels with blocks
 FEEDBACK_GOOD = "uppzy_feedback_good"
@@ -61,6 +63,8 @@ def defuse(raw: str) -> str:
 def _link(label: str, url: str) -> str:
     if not url.lower().startswith(("http://", "https://", "mailto:")):
         return f"{label} ({defuse(url)})"
+    if label and link_text_misleads(label, url):  # text that reads as another URL: show where it really goes
+        return f"{label} ({_link('', url)})"
     safe_url = escape(url).replace("|", "%7C")
     return f"<{safe_url}|{label.replace('|', '¦')}>" if label else f"<{safe_url}>"
 
@@ -152,11 +156,16 @@ def to_mrkdwn(markdown: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SlackMessage:
-    """One chat.postMessage worth of an answer: fallback text, blocks and the delivery metadata."""
+    """One chat.postMessage worth of an answer: notification text, blocks and the delivery metadata.
+
+    `plain` is the same part as plain-text messages (each under Slack's text limit, code fences balanced),
+    posted instead when Slack refuses the blocks.
+    """
 
     text: str
     blocks: list[dict[str, Any]]
     metadata: dict[str, Any]
+    plain: tuple[str, ...] = ()
 
 
 def _section(mrkdwn: str) -> dict[str, Any]:
@@ -164,8 +173,17 @@ def _section(mrkdwn: str) -> dict[str, Any]:
 
 
 def _fallback(sections: list[str]) -> str:
-    joined = "\n\n".join(sections)
-    return joined if len(joined) <= FALLBACK_LIMIT else joined[: FALLBACK_LIMIT - 1].rstrip() + "…"
+    return truncate_markdown("\n\n".join(sections), FALLBACK_LIMIT)
+
+
+def blocks_size(blocks: list[dict[str, Any]]) -> int:
+    """What a message's blocks weigh against Slack's cumulative limit (their JSON: text plus containers)."""
+    return len(json.dumps(blocks, ensure_ascii=False))
+
+
+def plain_pieces(mrkdwn: str) -> tuple[str, ...]:
+    """A part as plain-text messages under PLAIN_LIMIT; a piece that opens a code block closes it."""
+    return tuple(close_fence(piece) for piece in split_markdown(mrkdwn, PLAIN_LIMIT - 4) if piece.strip())
 
 
 def feedback_block() -> dict[str, Any]:
@@ -182,15 +200,17 @@ def feedback_block() -> dict[str, Any]:
     }
 
 
-def _group(chunks: list[str]) -> list[list[str]]:
+def _group(chunks: list[str], budget: int) -> list[list[str]]:
+    """Sections per message, each message's blocks within `budget` (measured like Slack: blocks_size)."""
     groups: list[list[str]] = [[]]
-    size = 0
+    size = 2
     for chunk in chunks:
-        if groups[-1] and (size + len(chunk) > MESSAGE_LIMIT or len(groups[-1]) >= MAX_SECTIONS):
+        cost = blocks_size([_section(chunk)]) + 1
+        if groups[-1] and (size + cost > budget or len(groups[-1]) >= MAX_SECTIONS):
             groups.append([])
-            size = 0
+            size = 2
         groups[-1].append(chunk)
-        size += len(chunk)
+        size += cost
     return groups
 
 
@@ -198,16 +218,22 @@ def answer_messages(markdown: str, *, delivery_key: str, low_confidence_note: st
                     ) -> list[SlackMessage]:
     """The messages that carry one answer; the last gets the low-confidence note and the feedback buttons."""
     rendered = to_mrkdwn(markdown).strip() or "…"
-    groups = _group([c for c in split_markdown(rendered, SECTION_LIMIT) if c.strip()] or ["…"])
+    tail: list[dict[str, Any]] = []
+    note = ""
+    if low_confidence_note:
+        note = truncate_markdown(f"{text.LOW_CONFIDENCE_PREFIX} {to_mrkdwn(low_confidence_note)}", FALLBACK_LIMIT)
+        tail.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+    tail.append(feedback_block())
+    budget = BLOCKS_LIMIT - blocks_size(tail)  # every message keeps room for the note and the buttons
+    groups = _group([c for c in split_markdown(rendered, SECTION_LIMIT) if c.strip()] or ["…"], budget)
     messages: list[SlackMessage] = []
     for index, sections in enumerate(groups):
         blocks = [_section(s) for s in sections]
+        body = "\n\n".join(sections)
         if index == len(groups) - 1:
-            if low_confidence_note:
-                note = f"{text.LOW_CONFIDENCE_PREFIX} {to_mrkdwn(low_confidence_note)}"[:FALLBACK_LIMIT]
-                blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-            blocks.append(feedback_block())
+            blocks += tail
+            body = f"{body}\n\n{note}" if note else body
         metadata = {"event_type": ANSWER_EVENT_TYPE,
                     "event_payload": {"delivery_key": delivery_key, "part": index, "parts": len(groups)}}
-        messages.append(SlackMessage(_fallback(sections), blocks, metadata))
+        messages.append(SlackMessage(_fallback(sections), blocks, metadata, plain_pieces(body)))
     return messages

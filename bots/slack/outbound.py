@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import LRUCache
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -20,7 +22,27 @@ __all__ = ["WORKING_REACTION", "SlackAdapter"]
 log = logging.getLogger(__name__)
 
 WORKING_REACTION = "hourglass_flowing_sand"
-_BLOCK_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "too_many_blocks"})
+_BLOCK_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long",
+                           "too_many_blocks"})
+# The question's thread (or its parent message) is gone. Slack has been seen to say channel_not_found then too:
+# posting in the channel itself tells the two apart.
+_THREAD_GONE = frozenset({"thread_not_found", "cannot_reply_to_message", "message_not_found", "channel_not_found"})
+# The channel is gone, archived or closed to the bot: only a DM reaches the asker.
+_CHANNEL_GONE = frozenset({"is_archived", "not_in_channel", "channel_not_found", "restricted_action",
+                           "restricted_action_read_only_channel"})
+
+
+@dataclass(slots=True)
+class _Place:
+    """Where an answer goes: the question's thread, else the channel top-level, else a DM with the asker."""
+
+    channel: str
+    thread_ts: str | None
+    kind: str = "thread"
+    lead: str | None = None  # the first line when the answer moved, saying what it answers
+    lead_posted: bool = False
+    posted: dict[tuple[int, int | None], str] = field(default_factory=dict)  # (part, piece) -> ts already here
+
 
 class SlackAdapter:
     """Posts answers, notices and progress to Slack through one Web API client."""
@@ -36,6 +58,7 @@ class SlackAdapter:
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self._cosmetic_timeout = cosmetic_timeout
+        self._moved: LRUCache[str, _Place] = LRUCache(maxsize=10_000)  # delivery_key -> place it moved to
 
     async def _cosmetic(self, method: str, ignore: tuple[str, ...] = (), **kwargs: Any) -> None:
         """A progress call that must never delay an answer: no 429 waits, bounded in time, errors only logged.
@@ -68,31 +91,87 @@ class SlackAdapter:
                                  thread_ts=target.thread_root, status="")
 
     async def post_answer(self, target: ReplyTarget, answer: Answer, *, recovering: bool = False) -> list[str]:
-        """Post the answer in the thread (split if long); after a failed attempt, reuse parts already posted."""
+        """Post the answer in the thread (split if long); after a failed attempt, reuse parts already posted.
+
+        A thread that is gone moves the answer top-level into the channel; a channel that is gone, archived or
+        closed to the bot moves it to a DM with the asker. The place an answer moved to is kept, so a retry
+        posts there (and skips the parts already there) instead of trying the thread again.
+        """
         messages = answer_messages(answer.text, delivery_key=answer.delivery_key,
                                    low_confidence_note=answer.low_confidence_note)
-        posted = await self._posted_parts(target, answer.delivery_key) if recovering else {}
-        ids: list[str] = []
-        for part, message in enumerate(messages):
-            ids.append(posted.get(part) or await self._post(target, message))
-        return ids
+        place = self._moved.get(answer.delivery_key)
+        if place is None:
+            place = _Place(target.channel_id, target.thread_root)
+            if recovering:
+                place.posted = await self._posted_parts(target, answer.delivery_key)
+        while True:
+            try:
+                if place.lead and not place.lead_posted:
+                    await self._send(place, text=place.lead)
+                    place.lead_posted = True
+                return [await self._post_part(place, message) for message in messages]
+            except SlackApiError as exc:
+                place = await self._move(target, place, exc)
+                self._moved[answer.delivery_key] = place
 
-    async def _post(self, target: ReplyTarget, message: SlackMessage) -> str:
-        kwargs: dict[str, Any] = {"channel": target.channel_id, "thread_ts": target.thread_root,
-                                  "text": message.text, "metadata": message.metadata,
-                                  "unfurl_links": False, "unfurl_media": False}
+    async def _move(self, target: ReplyTarget, place: _Place, exc: SlackApiError) -> _Place:
+        """The next place to try after `place` was refused (each tried at most once), or raise `exc`."""
+        error = exc.response.get("error")
+        if place.kind == "thread" and error in _THREAD_GONE:
+            log.warning("cannot reply in thread %s (%s); answering in the channel", place.thread_ts, error)
+            lead = None if target.is_dm else text.ANSWER_IN_CHANNEL.format(user=target.user_id)
+            return _Place(target.channel_id, None, kind="channel", lead=lead)
+        if place.kind != "dm" and not target.is_dm and error in _CHANNEL_GONE | _THREAD_GONE:
+            log.warning("cannot post in channel %s (%s); answering the asker by DM", place.channel, error)
+            return _Place(target.user_id, None, kind="dm", lead=text.answer_in_dm(await self._permalink(target)))
+        raise exc
+
+    async def _permalink(self, target: ReplyTarget) -> str | None:
         try:
-            response = await self.client.chat_postMessage(blocks=message.blocks, **kwargs)
-        except SlackApiError as exc:
-            if exc.response.get("error") not in _BLOCK_ERRORS:
-                raise
-            log.warning("Slack refused the answer blocks (%s); posting plain text", exc.response.get("error"))
-            response = await self.client.chat_postMessage(**kwargs)
-        return str(response["ts"])
+            response = await self.client.chat_getPermalink(channel=target.message_channel_id,
+                                                           message_ts=target.message_id)
+        except SlackApiError:
+            return None
+        return str(response.get("permalink") or "") or None
 
-    async def _posted_parts(self, target: ReplyTarget, delivery_key: str) -> dict[int, str]:
-        """Parts of this answer already in the thread (found by their message metadata)."""
-        parts: dict[int, str] = {}
+    async def _post_part(self, place: _Place, message: SlackMessage) -> str:
+        """One part: with blocks, or (Slack refused them) as plain-text pieces; parts already there are kept."""
+        part = int(message.metadata["event_payload"]["part"])
+        if (part, None) in place.posted:
+            return place.posted[(part, None)]
+        if not any(p == part for p, _ in place.posted):
+            try:
+                return await self._send(place, text=message.text, blocks=message.blocks, metadata=message.metadata,
+                                        key=(part, None))
+            except SlackApiError as exc:
+                if exc.response.get("error") not in _BLOCK_ERRORS:
+                    raise
+                log.warning("Slack refused the answer blocks (%s); posting plain text", exc.response.get("error"))
+        ids = []
+        for piece, body in enumerate(message.plain):
+            payload = {**message.metadata["event_payload"], "piece": piece, "pieces": len(message.plain)}
+            ids.append(place.posted.get((part, piece)) or await self._send(
+                place, text=body, metadata={**message.metadata, "event_payload": payload}, key=(part, piece)))
+        return ids[0]
+
+    async def _send(self, place: _Place, *, text: str, blocks: list[dict[str, Any]] | None = None,
+                    metadata: dict[str, Any] | None = None, key: tuple[int, int | None] | None = None) -> str:
+        kwargs: dict[str, Any] = {"channel": place.channel, "text": text, "unfurl_links": False,
+                                  "unfurl_media": False}
+        if place.thread_ts:
+            kwargs["thread_ts"] = place.thread_ts
+        if blocks:
+            kwargs["blocks"] = blocks
+        if metadata:
+            kwargs["metadata"] = metadata
+        ts = str((await self.client.chat_postMessage(**kwargs))["ts"])
+        if key is not None:
+            place.posted[key] = ts
+        return ts
+
+    async def _posted_parts(self, target: ReplyTarget, delivery_key: str) -> dict[tuple[int, int | None], str]:
+        """Parts (and plain-text pieces) of this answer already in the thread, found by their message metadata."""
+        parts: dict[tuple[int, int | None], str] = {}
         cursor = None
         for _ in range(5):  # answers follow their question, so a few pages from it are plenty
             try:
@@ -107,7 +186,9 @@ class SlackAdapter:
                 payload = meta.get("event_payload") or {}
                 if meta.get("event_type") == ANSWER_EVENT_TYPE and payload.get("delivery_key") == delivery_key \
                         and (message.get("bot_id") == self.bot_id or self.bot_id is None):
-                    parts.setdefault(int(payload.get("part", 0)), str(message["ts"]))
+                    piece = payload.get("piece")
+                    key = (int(payload.get("part", 0)), None if piece is None else int(piece))
+                    parts.setdefault(key, str(message["ts"]))
             cursor = (response.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 break
@@ -116,13 +197,22 @@ class SlackAdapter:
         return parts
 
     async def post_notice(self, target: ReplyTarget, notice: Notice) -> None:
-        """A short line in the conversation's thread; "text only" is shown to the sender alone."""
+        """A short line in the conversation's thread; "text only" is shown to the sender alone.
+
+        Like answers, a notice whose thread is gone goes to the channel, and one whose channel is gone to a DM.
+        """
         if notice.kind is NoticeKind.TEXT_ONLY:
             await self.ephemeral(target.message_channel_id, target.user_id, text.TEXT_ONLY,
                                  thread_ts=target.thread_id)
             return
-        await self.client.chat_postMessage(channel=target.channel_id, thread_ts=target.thread_root,
-                                           text=to_mrkdwn(notice.text), unfurl_links=False, unfurl_media=False)
+        place = _Place(target.channel_id, target.thread_root)
+        while True:
+            body = to_mrkdwn(notice.text)
+            try:
+                await self._send(place, text=f"{place.lead}\n{body}" if place.lead else body)
+                return
+            except SlackApiError as exc:
+                place = await self._move(target, place, exc)
 
     async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
         """Ping the configured channel, user group or person with a link to the badly rated answer.

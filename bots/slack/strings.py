@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ADMIN_ONLY",
+    "ANSWER_IN_CHANNEL",
     "CHANNEL_IN_DM",
     "COMMAND_FAILED",
     "END_BUSY",
@@ -29,6 +30,7 @@ __all__ = [
     "SET_USAGE",
     "TEXT_ONLY",
     "THINKING_STATUS",
+    "answer_in_dm",
     "channel_mode_set",
     "reset_done",
     "sessions_header",
@@ -42,6 +44,7 @@ THINKING_STATUS = "is thinking…"
 LOW_CONFIDENCE_PREFIX = ":warning:"
 FEEDBACK_GOOD_LABEL = "👍 Helpful"
 FEEDBACK_BAD_LABEL = "👎 Not helpful"
+ANSWER_IN_CHANNEL = "<@{user}> I couldn't reply in the thread of your question (it seems to be gone), so here it is:"
 ESCALATION = "{ping}An answer was rated 👎 and may need a human look. <{link}|Open the thread>"
 
 HELP = (
@@ -128,3 +131,9 @@ def status_lines(*, uppzy_ok: bool, uppzy_detail: str, pending: int, open_sessio
     ]
     lines += [f"• `{key}` = `{value}`: {help_text}" for key, value, help_text in settings]
     return "\n".join(lines)
+
+
+def answer_in_dm(link: str | None) -> str:
+    """First line of an answer (or notice) that could not be posted where it was asked, sent by DM instead."""
+    asked = f"<{link}|where you asked>" if link else "where you asked"
+    return f"I couldn't reply {asked} (the channel is archived or I'm no longer in it), so here it is:"

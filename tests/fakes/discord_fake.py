@@ -150,6 +150,8 @@ class FakeDiscord:
         self.application_flags = 0
         self.refuse_privileged_intents = False
         self.echo_own_events = True
+        self.bot_manages_threads = False  # MANAGE_THREADS: needed to reopen a locked thread
+        self.send_denied: dict[int, int] = {}  # channel id -> error code (50001 Missing Access, 50013 Permissions)
         self.requests: list[RestCall] = []
         self.interaction_responses: list[dict[str, Any]] = []
         self.followups: list[dict[str, Any]] = []
@@ -492,6 +494,20 @@ class FakeDiscord:
     ) -> None:
         """Answer the next matching request(s) with a 429 discord.py will honour (it needs a Via header)."""
         self._faults.append(_Fault(method.upper(), re.compile(path_regex), 429, times, retry_after, global_))
+
+    def archive_thread(self, thread_id: int, *, locked: bool = False) -> None:
+        """Archive (and optionally lock) a thread: posting there answers 400 / 50083 "Thread is archived"."""
+        meta = self._channels[int(thread_id)]["thread_metadata"]
+        meta.update(archived=True, locked=locked, archive_timestamp=_now_iso())
+
+    def deny_send(self, channel_id: int, code: int = 50013) -> None:
+        """Posting in this channel or thread answers 403 with `code` (50013 Missing Permissions, 50001 Missing
+        Access), as when the bot's role lost Send Messages there or was removed from a private thread."""
+        self.send_denied[int(channel_id)] = code
+
+    def delete_channel(self, channel_id: int) -> None:
+        """Delete a channel or thread: later requests to it answer 404 / 10003 Unknown Channel."""
+        self._channels.pop(int(channel_id), None)
 
     def fail_next(self, method: str, path_regex: str, status: int = 500, times: int = 1) -> None:
         """Answer the next matching request(s) with an error; note discord.py retries 5xx after 1 s, 3 s..."""
@@ -1185,6 +1201,7 @@ class FakeDiscord:
             ("GET", r"/gateway", self._r_gateway, False),
             ("GET", r"/gateway/bot", self._r_gateway_bot, True),
             ("GET", r"/channels/(?P<cid>\d+)", self._r_get_channel, True),
+            ("PATCH", r"/channels/(?P<cid>\d+)", self._r_edit_channel, True),
             ("POST", r"/channels/(?P<cid>\d+)/messages", self._r_post_message, True),
             ("GET", r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)", self._r_get_message, True),
             ("PATCH", r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)", self._r_edit_message, True),
@@ -1399,6 +1416,25 @@ class FakeDiscord:
         """fetch_channel()."""
         return self._json(copy.deepcopy(self._channel_or_404(int(cid))))
 
+    async def _r_edit_channel(self, call: RestCall, cid: str) -> web.Response:
+        """Modify a channel; for threads only archived/locked, with Discord's rule: anyone who may send there can
+        unarchive a thread, a locked one needs MANAGE_THREADS. Dispatches THREAD_UPDATE."""
+        channel = self._channel_or_404(int(cid))
+        body = call.json or {}
+        meta = channel.get("thread_metadata")
+        if meta is None:
+            raise _HttpError(403, "Missing Permissions", 50013)
+        if int(cid) in self.send_denied:
+            raise _HttpError(403, "Missing Access", self.send_denied[int(cid)])
+        if (meta["locked"] or body.get("locked")) and not self.bot_manages_threads:
+            raise _HttpError(403, "Missing Permissions", 50013)
+        for key in ("archived", "locked"):
+            if key in body:
+                meta[key] = bool(body[key])
+        if self._session is not None:
+            await self.dispatch("THREAD_UPDATE", copy.deepcopy(channel))
+        return self._json(copy.deepcopy(channel))
+
     async def _r_get_guild(self, call: RestCall, gid: str) -> web.Response:
         """fetch_guild(): the GUILD_CREATE shape minus gateway-only lists."""
         if int(gid) not in self._guilds:
@@ -1417,7 +1453,14 @@ class FakeDiscord:
     async def _r_post_message(self, call: RestCall, cid: str) -> web.Response:
         """Send a message: store it, echo MESSAGE_CREATE, return the full object."""
         channel_id = int(cid)
-        self._channel_or_404(channel_id)
+        target = self._channel_or_404(channel_id)
+        if channel_id in self.send_denied:
+            code = self.send_denied[channel_id]
+            raise _HttpError(403, "Missing Access" if code == 50001 else "Missing Permissions", code)
+        if (target.get("thread_metadata") or {}).get("archived"):
+            raise _HttpError(400, "Thread is archived", 50083)
+        if target["type"] in (4, 15, 16):
+            raise _HttpError(400, "Cannot send messages in a non-text channel", 50008)
         body = call.json or {}
         sendable = ("content", "embeds", "components", "sticker_ids", "poll")
         if not any(body.get(k) for k in sendable) and not call.files:

@@ -36,6 +36,8 @@ __all__ = [
 # Slack accepts these as JSON-encoded strings in form bodies; decoding them lets tests compare dicts.
 _JSON_ARG_KEYS = frozenset({"blocks", "attachments", "view", "metadata"})
 _TS_EPOCH = 1_700_000_000
+_BLOCKS_TEXT_LIMIT = 12_000  # Slack refuses a message whose blocks hold more text than this (msg_blocks_too_long)
+_SECTION_TEXT_LIMIT = 3000  # ... and a section whose text is longer (invalid_blocks)
 _POLL_SECONDS = 0.02  # wait helpers poll too, because test-side state changes never notify the fake
 
 ResponseOverride = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
@@ -197,6 +199,8 @@ class FakeSlack:
         self.acks: dict[str, dict[str, Any]] = {}
         self.socket_received: list[dict[str, Any]] = []
         self.connection_count = 0
+        self.refusing_channels: dict[str, str] = {}  # channel -> chat.postMessage error (archived, gone, left)
+        self.gone_threads: dict[tuple[str, str], str] = {}  # (channel, thread_ts) -> error for replies to it
 
         self._sockets: list[web.WebSocketResponse] = []
         self._tickets: set[str] = set()
@@ -375,6 +379,20 @@ class FakeSlack:
         message["type"] = "message"
         stored[event["ts"]] = message
         self._note_thread_reply(channel, message)
+
+    def delete_thread(self, channel: str, thread_ts: str, *, error: str = "thread_not_found") -> None:
+        """Delete a thread's parent and replies; a later reply to it is refused with `error`."""
+        stored = self.messages.get(channel, {})
+        for ts in [t for t, m in stored.items() if t == thread_ts or m.get("thread_ts") == thread_ts]:
+            del stored[ts]
+        self.gone_threads[(channel, thread_ts)] = error
+
+    def refuse_channel(self, channel: str, error: str) -> None:
+        """From now on chat.postMessage in `channel` answers `error`: is_archived (archiving also marks the
+        channel archived), channel_not_found (deleted) or not_in_channel (the bot was removed)."""
+        self.refusing_channels[channel] = error
+        if error == "is_archived":
+            self.channels.setdefault(channel, _guess_channel(channel, creator=self.bot_user_id))["is_archived"] = True
 
     def fail_next(
         self,
@@ -872,6 +890,16 @@ class FakeSlack:
         text = args.get("markdown_text") or args.get("text") or ""
         if not text and not args.get("blocks") and not args.get("attachments"):
             raise _Refusal("no_text")
+        if channel in self.refusing_channels:
+            raise _Refusal(self.refusing_channels[channel])
+        if args.get("thread_ts") and (channel, str(args["thread_ts"])) in self.gone_threads:
+            raise _Refusal(self.gone_threads[(channel, str(args["thread_ts"]))])
+        blocks = args.get("blocks") or []
+        if any(len((b.get("text") or {}).get("text") or "") > _SECTION_TEXT_LIMIT for b in blocks
+               if b.get("type") == "section"):
+            raise _Refusal("invalid_blocks")
+        if _text_length(blocks) > _BLOCKS_TEXT_LIMIT:
+            raise _Refusal("msg_blocks_too_long")
         ts = self.next_ts()
         message: dict[str, Any] = {
             "type": "message",
@@ -1174,6 +1202,15 @@ def _required(args: dict[str, Any], key: str, error: str) -> Any:
     if value in (None, ""):
         raise _Refusal(error)
     return value
+
+
+def _text_length(value: Any) -> int:
+    """Characters of every "text" string inside blocks (what Slack's cumulative block limit counts, at least)."""
+    if isinstance(value, list):
+        return sum(_text_length(v) for v in value)
+    if isinstance(value, dict):
+        return sum(len(v) if k == "text" and isinstance(v, str) else _text_length(v) for k, v in value.items())
+    return 0
 
 
 def _truthy(value: Any) -> bool:
