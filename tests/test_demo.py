@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from bots.console.adapter import ConsoleAdapter
 from core.models import Answer
@@ -133,3 +137,50 @@ async def test_plain_output_when_not_a_terminal() -> None:
     assert "\x1b" not in out.getvalue()
     assert out.getvalue().splitlines()[:3] == ["  … thinking", "uppzy ▸ answer to “hi” (confidence: high 91/100)",
                                                "**Hello** there"]
+
+
+def test_in_a_terminal_output_never_lands_on_the_line_being_typed(tmp_path: Path) -> None:
+    """Through a pseudo-terminal: an answer arriving while the user types goes above the prompt, which comes back
+    with the typed text; Ctrl+C at the prompt exits 130 on a fresh line and leaves the terminal's modes as they were."""
+    pty = pytest.importorskip("pty")
+    termios = pytest.importorskip("termios")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the demo on the pseudo-terminal
+        os.chdir(tmp_path)
+        os.execve(sys.executable, [sys.executable, "-m", "bots", "demo", "--db", str(tmp_path / "demo.db"),
+                                   "--latency", "0.5-0.5"], ENV)
+    seen = b""
+
+    def until(needle: bytes, timeout: float = 10.0) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while needle not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            if select.select([fd], [], [], 0.05)[0]:
+                with contextlib.suppress(OSError):
+                    seen += os.read(fd, 65536)
+
+    try:
+        modes = termios.tcgetattr(fd)
+        until("you ▸ ".encode())
+        os.write(fd, b"how do returns work?\r")
+        until(b"thinking")
+        os.write(fd, b"and ship")  # typed ahead, not sent
+        until(b"rate it with")
+        until("you ▸ and ship".encode(), timeout=2)  # the prompt is back with the typed-ahead text
+        erased = seen.replace(b"\r\x1b[2K", b"\n")  # a line the demo erased (a prompt lifted above the output)
+        shown = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", erased).decode()
+        assert "and shipuppzy" not in shown and re.search(r"\nuppzy ▸ answer to “how do returns work\?”", shown)
+        assert "**" not in shown and not INTERNAL_ID.search(shown)
+        os.kill(pid, signal.SIGINT)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 130
+        with contextlib.suppress(OSError):
+            seen += os.read(fd, 65536)
+        assert not any(marker.encode() in seen for marker in TRACEBACK), seen
+        assert termios.tcgetattr(fd)[3] == modes[3]  # echo and line editing as they were
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)

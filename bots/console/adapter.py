@@ -70,11 +70,12 @@ class ConsoleAdapter:
         if answer.confidence_level or answer.confidence_score is not None:
             score = f" {answer.confidence_score:.0f}/100" if answer.confidence_score is not None else ""
             confidence = f" (confidence: {answer.confidence_level or '?'}{score})"
-        self.screen.show(f"uppzy ▸ answer to {self.about(target.message_id)}{confidence}", style="bold cyan")
-        self.screen.show(answer.text, markdown=True)
+        parts = [(f"uppzy ▸ answer to {self.about(target.message_id)}{confidence}", "bold cyan", False),
+                 (answer.text, "", True)]
         if answer.low_confidence_note:
-            self.screen.show(f"⚠ {answer.low_confidence_note}", style="yellow")
-        self.screen.show("  rate it with /good or /bad", style="dim")
+            parts.append((f"⚠ {answer.low_confidence_note}", "yellow", False))
+        parts.append(("  rate it with /good or /bad", "dim", False))
+        self.screen.show_parts(parts)
         self.last_answer_id = answer_id
         self.transcript.append(("answer", target.message_id, answer.text))
         return [answer_id]

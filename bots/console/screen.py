@@ -30,15 +30,21 @@ class Screen:
 
     def show(self, text: str, *, style: str = "", markdown: bool = False) -> None:
         """One block of output, on lines of its own; `markdown` renders it (links show their real target)."""
+        self.show_parts([(text, style, markdown)])
+
+    def show_parts(self, parts: list[tuple[str, str, bool]]) -> None:
+        """Several (text, style, markdown) pieces as one block: the prompt is lifted and drawn again once."""
         if self._rich is None:
-            self.out.write(text + "\n")
+            self.out.write("".join(text + "\n" for text, _, _ in parts))
             self.out.flush()
             return
+        from rich.console import Group
         from rich.markdown import Markdown
         from rich.text import Text
 
         self._lift_prompt()
-        self._rich.print(Markdown(text, hyperlinks=False) if markdown else Text(text, style=style))
+        self._rich.print(Group(*(Markdown(text, hyperlinks=False) if markdown else Text(text, style=style)
+                                 for text, style, markdown in parts)))
         self._redraw_prompt()
 
     def _lift_prompt(self) -> None:
@@ -70,6 +76,7 @@ class LineReader:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._saved_tty: Any = None
+        self._wanted = threading.Event()  # interactive: prompt again only once the last line was acted on
 
     def start(self) -> None:
         """Start reading (remembering the terminal's modes, which `stop` puts back)."""
@@ -84,6 +91,7 @@ class LineReader:
 
     async def line(self) -> str | None:
         """The next line typed (without its newline), or None when input ended."""
+        self._wanted.set()  # a command's reply is printed before the next prompt, never after it
         return await self._queue.get()
 
     def stop(self) -> None:
@@ -107,6 +115,9 @@ class LineReader:
 
     def _run(self) -> None:
         while True:
+            if self.interactive:
+                self._wanted.wait()
+                self._wanted.clear()
             try:
                 line = self._read()
             except UnicodeDecodeError:
