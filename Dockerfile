@@ -15,6 +15,9 @@ RUN pip install . && rm -rf /root/.cache
 
 USER uppzy
 VOLUME ["/data"]
+# The bot runs in the volume: a relative DATABASE_URL (the .env.example's `sqlite:///uppzy-bot.db`, passed with
+# `docker run --env-file .env`) lands in /data like the default above, never in the image's writable layer.
+WORKDIR /data
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import os,urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\",\"3000\")}/healthz', timeout=4)"

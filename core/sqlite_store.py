@@ -187,8 +187,13 @@ class SqliteStore:
         return max(version, target)
 
     async def close(self) -> None:
-        """Close the connection (WAL contents stay durable) and let another process have the file."""
-        await self._db.close()
+        """Close the connection (WAL contents stay durable) and let another process have the file.
+
+        Waits for a transaction still running: `_tx` shields it from its caller's cancellation (a stop), so it
+        may outlive the caller, and closing under it ended in "no active connection" tracebacks.
+        """
+        async with self._lock:
+            await self._db.close()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

@@ -206,7 +206,7 @@ async def test_idle_close_posts_notice_and_next_question_starts_fresh(harness: B
     assert await h.relay.reaper.reap_once(now=time.time() + 60) == 0  # not idle yet
     assert await h.relay.reaper.reap_once(now=time.time() + 1801) == 1
     assert [r.body["session_id"] for r in sim.calls("session_close")] == ["console-user-you-terminal"]
-    assert h.console.notices() == [("idle_closed", qid, messages.idle_closed(1800))]
+    assert h.console.notices() == [("idle_closed", qid, messages.idle_closed(1800, direct=True))]  # console = a DM
     assert "30 minutes" in h.console.notices()[0][2]
     assert await h.relay.reaper.reap_once(now=time.time() + 4000) == 0  # closed once
     await h.ask("and shipping?")
