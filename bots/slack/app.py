@@ -12,14 +12,16 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.middleware.authorization.async_single_team_authorization import AsyncSingleTeamAuthorization
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.admin import SlackAdmin
@@ -41,6 +43,7 @@ from core.supervisor import TaskSupervisor
 __all__ = ["EVENTS_PATH", "SlackBot"]
 
 log = logging.getLogger(__name__)
+http_log = logging.getLogger("bots.web")  # per-request lines: rate-limited by the web server's log limits
 
 EVENTS_PATH = "/slack/events"
 _AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
@@ -71,6 +74,7 @@ class SlackBot:
         # Without a configured secret every HTTP request must fail verification, so use an unguessable one
         # (and never let bolt fall back to reading SLACK_SIGNING_SECRET from the environment).
         secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else secrets.token_hex(32)
+        self._verifier = SignatureVerifier(secret)
         # Middleware we never use is left out: every event pays for each one before it is acked.
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=False,
                             name="uppzy-slack", ssl_check_enabled=self.mode == "http",
@@ -193,16 +197,30 @@ class SlackBot:
         return [web.post(EVENTS_PATH, self._handle_http)]
 
     async def _handle_http(self, request: web.Request) -> web.Response:
-        # bolt verifies the signature (401 when bad or stale) and acks events before the listener runs.
+        """Verify Slack's signature over the raw bytes before anything parses them; then let bolt dispatch."""
         if not self._started:
             return web.Response(status=503, text="starting or stopping")  # Slack retries, maybe on another replica
+        async with asyncio.timeout(10):  # the runner's web server already bounds this; serve_http() does not
+            raw = await request.read()
+        if not self._signed(raw, request.headers):
+            http_log.info("slack http: refused a request without a valid signature (401) from %s", request.remote)
+            return web.Response(status=401, text="invalid or missing Slack signature")
         try:
-            await request.text()  # bolt decodes the body as UTF-8; Slack always sends UTF-8, so this is not Slack
-        except UnicodeDecodeError:
-            log.warning("Slack HTTP request dropped: its body is not valid UTF-8")
-            return web.Response(status=400, text="request body is not valid UTF-8")
-        response = await self.app.async_dispatch(await to_bolt_request(request))
+            bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string,
+                                            headers=request.headers)  # type: ignore[arg-type]
+        except (UnicodeDecodeError, ValueError) as exc:  # signed, yet not what Slack sends
+            http_log.warning("slack http: signed request body not understood (400): %s", type(exc).__name__)
+            return web.Response(status=400, text="request body not understood")
+        response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
+
+    def _signed(self, raw: bytes, headers: Any) -> bool:
+        """True when X-Slack-Signature is right for this body and a timestamp within 5 minutes."""
+        try:
+            return self._verifier.is_valid(body=raw, timestamp=headers.get("X-Slack-Request-Timestamp"),
+                                           signature=headers.get("X-Slack-Signature"))
+        except (ValueError, TypeError, OverflowError):  # a timestamp like 'abc', a non-ASCII signature, bad UTF-8
+            return False
 
     async def serve_http(self, host: str = "0.0.0.0", port: int | None = None) -> int:
         """Serve /slack/events on its own web server (when the runner has none); returns the bound port."""
