@@ -13,7 +13,7 @@ from core.messages import human_duration
 
 __all__ = [
     "CHANNEL_MODES", "ENV_SPECS", "HTTP", "RATERS", "SESSION_STRATEGIES", "WEBSOCKET", "WORKSPACE_SPECS",
-    "SettingError", "SettingSpec", "choice", "credential", "database_url", "emoji_list", "env_spec", "id_set", "int_ids",
+    "SettingError", "SettingSpec", "choice", "database_url", "emoji_list", "env_spec", "id_set", "int_ids",
     "normalize_emoji", "number", "parse_bool", "parse_duration", "parse_port", "parse_site_id", "plain",
     "positive_float", "positive_int", "refine", "render_value", "setting_key", "sqlite_path", "target", "text", "url",
     "workspace_spec",

@@ -35,12 +35,12 @@ from bots.slack.translate import (
     to_inbound,
 )
 from bots.slack.users import SlackUsers
-from core.config import ConfigError, Settings
+from core.config import ConfigError, Settings, shown_url
 from core.models import FeedbackOutcome
 from core.ports import Inbound
 from core.supervisor import TaskSupervisor
 
-__all__ = ["EVENTS_PATH", "SlackBot"]
+__all__ = ["EVENTS_PATH", "SlackBot", "SlackUnavailable"]
 
 log = logging.getLogger(__name__)
 http_log = logging.getLogger("bots.web")  # per-request lines: rate-limited by the web server's log limits
@@ -48,6 +48,28 @@ http_log = logging.getLogger("bots.web")  # per-request lines: rate-limited by t
 EVENTS_PATH = "/slack/events"
 _AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
                 "not_allowed_token_type"}
+
+
+class SlackUnavailable(ConnectionError):
+    """Slack could not be reached or failed (5xx, rate limit) at start: worth retrying, not the operator's fault."""
+
+
+_APP_TOKEN_HELP = ("create one with the connections:write scope under Basic Information → App-Level Tokens")
+_BOT_TOKEN_HELP = "copy the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page"
+
+
+def _refusal(exc: SlackApiError, variable: str, method: str) -> Exception:
+    """What a failed start-up call means: the token refused or lacking a scope (ConfigError), or an outage."""
+    error = exc.response.get("error")
+    status = getattr(exc.response, "status_code", None)
+    if error in _AUTH_ERRORS:
+        help_text = _APP_TOKEN_HELP if variable == "SLACK_APP_TOKEN" else _BOT_TOKEN_HELP
+        which = "app-level token" if variable == "SLACK_APP_TOKEN" else "bot token"
+        return ConfigError(variable, f"Slack refused the {which} ({error}); {help_text}")
+    if error == "missing_scope":
+        needed = exc.response.get("needed") or "?"
+        return ConfigError(variable, f"the token lacks the scope {needed}: add it (manifest.yml) and reinstall the app")
+    return SlackUnavailable(f"Slack's {method} failed: HTTP {status} ({error or 'no error code'})")
 
 
 class SlackBot:
@@ -108,15 +130,11 @@ class SlackBot:
             identity = await self.client.auth_test()
         except SlackApiError as exc:
             await self._close_session()
-            error = exc.response.get("error")
-            if error in _AUTH_ERRORS:
-                raise ConfigError("SLACK_BOT_TOKEN", f"Slack refused the bot token ({error}); copy the Bot User "
-                                  "OAuth Token (xoxb-…) from the app's OAuth & Permissions page") from None
-            raise ConfigError("SLACK_BOT_TOKEN", f"Slack's auth.test failed ({error})") from None
+            raise _refusal(exc, "SLACK_BOT_TOKEN", "auth.test") from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self._close_session()
-            raise ConfigError("SLACK_API_BASE_URL", f"could not reach Slack at {self.settings.slack_api_base_url} "
-                              f"({type(exc).__name__})") from None
+            raise SlackUnavailable(f"could not reach Slack's Web API at {shown_url(self.settings.slack_api_base_url)}"
+                                   f" (SLACK_API_BASE_URL): {type(exc).__name__}") from None
         self.adapter.bot_user_id = identity.get("user_id")
         self.adapter.bot_id = identity.get("bot_id")
         self._share_identity(identity)
@@ -145,9 +163,11 @@ class SlackBot:
             opened = await self.client.apps_connections_open(app_token=app_token)
         except SlackApiError as exc:
             await self._close_session()
-            raise ConfigError("SLACK_APP_TOKEN", f"Slack refused the app-level token ({exc.response.get('error')});"
-                              " create one with the connections:write scope under Basic Information → "
-                              "App-Level Tokens") from None
+            raise _refusal(exc, "SLACK_APP_TOKEN", "apps.connections.open") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self._close_session()
+            raise SlackUnavailable(f"could not open Socket Mode at {shown_url(self.settings.slack_api_base_url)}: "
+                                   f"{type(exc).__name__}") from None
         # The aiohttp Socket Mode client builds its session at construction, so it must be made in the loop.
         self._socket = EventsFirstSocketModeHandler(self.app, app_token, web_client=self.client,
                                                     ping_interval=self._ping_interval)

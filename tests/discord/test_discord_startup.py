@@ -14,7 +14,7 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bots.discord.app import DiscordBot
+from bots.discord.app import DiscordBot, DiscordUnavailable
 from bots.runner import build_platforms
 from core.config import ConfigError, Secret
 from core.uppzy import UppzyClient
@@ -78,13 +78,26 @@ async def test_bad_token_is_one_clear_line(harness: DiscordHarness) -> None:
     assert harness.fake.connections == []
 
 
-async def test_unreachable_api_is_one_clear_line(harness: DiscordHarness) -> None:
-    """When Discord's REST API cannot be reached at login, start-up names DISCORD_API_BASE_URL instead of a trace."""
+async def test_unreachable_api_is_an_outage_to_retry(harness: DiscordHarness) -> None:
+    """When Discord's REST API cannot be reached at login, start-up raises DiscordUnavailable (the runner retries
+    it; not a configuration error) with one line naming DISCORD_API_BASE_URL instead of a trace."""
     harness.settings = replace(harness.settings, discord_api_base_url="http://127.0.0.1:9/api/v10")
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(DiscordUnavailable) as caught:
         await harness.start()
 
-    assert caught.value.variable == "DISCORD_API_BASE_URL" and "could not reach" in str(caught.value)
+    assert "DISCORD_API_BASE_URL" in str(caught.value) and "could not reach" in str(caught.value)
+
+
+async def test_discord_5xx_at_login_is_an_outage_and_the_bot_connects_on_the_next_attempt(
+        harness: DiscordHarness) -> None:
+    """Login answered 503 is DiscordUnavailable; a second start() on the same bot then connects."""
+    harness.fake.fail_next("GET", r"/users/@me$", status=503, times=1)
+    with pytest.raises(DiscordUnavailable) as caught:
+        await harness.start()
+    assert "HTTP 503" in str(caught.value)
+    assert harness.bot is not None
+    await harness.bot.start()
+    assert harness.bot.connected
 
 
 async def test_runner_builds_the_discord_bot_when_its_token_is_set(harness: DiscordHarness) -> None:
