@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -72,6 +74,16 @@ def _refusal(exc: SlackApiError, variable: str, method: str) -> Exception:
     return SlackUnavailable(f"Slack's {method} failed: HTTP {status} ({error or 'no error code'})")
 
 
+class _BytesVerifier(SignatureVerifier):
+    """slack_sdk's verifier, signing the raw bytes as received (it would decode them first, failing on bad UTF-8)."""
+
+    def generate_signature(self, *, timestamp: str, body: str | bytes) -> str | None:
+        if not isinstance(body, bytes):
+            return super().generate_signature(timestamp=timestamp, body=body)
+        base = b"v0:" + timestamp.encode("ascii") + b":" + body
+        return "v0=" + hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+
+
 class SlackBot:
     """Composition root of the Slack side: client, bolt app, adapter, admin surfaces, and the connection."""
 
@@ -96,7 +108,7 @@ class SlackBot:
         # Without a configured secret every HTTP request must fail verification, so use an unguessable one
         # (and never let bolt fall back to reading SLACK_SIGNING_SECRET from the environment).
         secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else secrets.token_hex(32)
-        self._verifier = SignatureVerifier(secret)
+        self._verifier = _BytesVerifier(secret)
         # Middleware we never use is left out: every event pays for each one before it is acked.
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=False,
                             name="uppzy-slack", ssl_check_enabled=self.mode == "http",
@@ -226,10 +238,15 @@ class SlackBot:
             http_log.info("slack http: refused a request without a valid signature (401) from %s", request.remote)
             return web.Response(status=401, text="invalid or missing Slack signature")
         try:
-            bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string,
+            text = raw.decode("utf-8")  # whatever charset the header claims: Slack always sends UTF-8
+        except UnicodeDecodeError:
+            log.warning("Slack HTTP request dropped: its body is not valid UTF-8")  # signed: not a flood
+            return web.Response(status=400, text="request body is not valid UTF-8")
+        try:
+            bolt_request = AsyncBoltRequest(body=text, query=request.query_string,
                                             headers=request.headers)  # type: ignore[arg-type]
-        except (UnicodeDecodeError, ValueError) as exc:  # signed, yet not what Slack sends
-            http_log.warning("slack http: signed request body not understood (400): %s", type(exc).__name__)
+        except ValueError as exc:  # signed, yet not what Slack sends
+            log.warning("Slack HTTP request dropped: signed, but its body is not understood (%s)", type(exc).__name__)
             return web.Response(status=400, text="request body not understood")
         response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
@@ -239,7 +256,7 @@ class SlackBot:
         try:
             return self._verifier.is_valid(body=raw, timestamp=headers.get("X-Slack-Request-Timestamp"),
                                            signature=headers.get("X-Slack-Signature"))
-        except (ValueError, TypeError, OverflowError):  # a timestamp like 'abc', a non-ASCII signature, bad UTF-8
+        except (ValueError, TypeError, OverflowError):  # a timestamp like 'abc', a non-ASCII signature
             return False
 
     async def serve_http(self, host: str = "0.0.0.0", port: int | None = None) -> int:
