@@ -23,6 +23,8 @@ from tests.conftest import SIM_KEY, SITE_ID
 from tests.discord_support import DiscordHarness
 from tests.fakes.discord_fake import FakeDiscord
 
+ROOT = str(Path(__file__).resolve().parents[2])
+
 # guilds, guild_messages, guild_reactions, dm_messages, dm_reactions, message_content
 EXPECTED_INTENTS = (1 << 0) | (1 << 9) | (1 << 10) | (1 << 12) | (1 << 13) | (1 << 15)
 
@@ -119,7 +121,7 @@ async def test_uppzy_bot_run_exits_with_one_line_when_the_intent_is_refused(fake
         "PATH": os.environ.get("PATH", ""), "UPPZY_API_KEY": SIM_KEY, "UPPZY_SITE_ID": SITE_ID,
         "UPPZY_BASE_URL": sim.base_url, "DISCORD_BOT_TOKEN": fake.token, "DISCORD_API_BASE_URL": fake.api_base,
         "DISCORD_GATEWAY_URL": fake.gateway_url, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
-        "LOG_LEVEL": "critical",
+        "LOG_LEVEL": "critical", "PYTHONPATH": ROOT,  # this checkout's code
     }
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bots", "run", env=env, cwd=tmp_path,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
