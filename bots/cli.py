@@ -90,8 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"uppzy-bot: configuration error: {exc}", file=sys.stderr)
         return 2
-    quiet = args.command == "demo" and not os.environ.get("LOG_LEVEL")  # the demo's terminal is for chatting
-    configure_logging("WARNING" if quiet else settings.log_level, settings.log_format, settings.secrets())
+    level = settings.log_level
+    if args.command == "demo" and not os.environ.get("LOG_LEVEL"):
+        level = "WARNING"  # the demo's terminal is for chatting
+    elif args.command == "check" and level != "DEBUG":
+        level = "CRITICAL"  # the report is the output: no library's request or retry lines between its lines
+    configure_logging(level, settings.log_format, settings.secrets())
     try:
         if args.command == "demo":
             from bots.console.demo import run_demo

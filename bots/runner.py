@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import time
@@ -11,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from bots.connect import Connector
+from core.backoff import Backoff
 from core.config import ConfigError, Settings
 from core.conversations import Conversations
 from core.delivery import Delivery
@@ -36,7 +39,8 @@ from core.workspace import WorkspaceSettingsService
 if TYPE_CHECKING:
     from bots.web import WebServer
 
-__all__ = ["Core", "PlatformBot", "build_platforms", "build_relay", "build_uppzy", "open_core", "open_store", "run_bot"]
+__all__ = ["Core", "PlatformBot", "build_platforms", "build_relay", "build_uppzy", "check_run_settings", "open_core",
+           "open_store", "run_bot"]
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +171,25 @@ def build_platforms(settings: Settings, relay: Relay) -> list[PlatformBot]:
     return bots
 
 
-async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
-                  started: asyncio.Event | None = None, host: str = "0.0.0.0") -> int:
-    """Run until SIGTERM/SIGINT (or `stop`), then shut down within ~10 s; unfinished work resumes next start."""
+def check_run_settings(settings: Settings) -> None:
+    """What `run` needs before anything is opened: Uppzy, a platform, and Slack HTTP mode's signing secret."""
     settings.require("UPPZY_API_KEY", "UPPZY_SITE_ID")
     if not settings.slack_bot_token and not settings.discord_bot_token:
         raise ConfigError("SLACK_BOT_TOKEN", "set SLACK_BOT_TOKEN and/or DISCORD_BOT_TOKEN to choose a platform")
+    if settings.slack_bot_token and not settings.slack_app_token and not settings.slack_signing_secret:
+        raise ConfigError("SLACK_SIGNING_SECRET", "is required for HTTP mode (or set SLACK_APP_TOKEN to use Socket "
+                                                  "Mode); copy it from the app's Basic Information page")
+
+
+async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
+                  started: asyncio.Event | None = None, host: str = "0.0.0.0",
+                  connect_backoff: Backoff | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or `stop`), then shut down within ~10 s; unfinished work resumes next start.
+
+    Operator mistakes raise ConfigError (exit 2), also when found while retrying; a platform that cannot be
+    reached is retried in the background while /readyz reports it not ready.
+    """
+    check_run_settings(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -189,21 +206,32 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
     from bots.web import WebServer  # the web stack is needed by `run` only, not by demo, check or benchmarks
 
     web = WebServer(metrics=metrics, checks=checks, routes=routes)
-    running: list[PlatformBot] = []
+    connector = Connector(bots, tasks=TaskSupervisor("platform-connect"), stop=stop,
+                          **({"backoff": connect_backoff} if connect_backoff else {}))
     try:
-        await web.start(host, settings.port)
+        await _listen(web, host, settings.port)
         await relay.start()
-        for bot in bots:
-            await bot.start()
-            running.append(bot)
-            log.info("%s connected", bot.name)
+        await connector.start()
         if started is not None:
             started.set()
         await stop.wait()
         log.info("shutting down: no new events; unfinished work stays in the store for the next start")
     finally:
-        await _shutdown(running, core, web)
+        await connector.aclose()
+        await _shutdown(bots, core, web)
+    if connector.fatal is not None:
+        raise connector.fatal
     return 0
+
+
+async def _listen(web: WebServer, host: str, port: int) -> None:
+    """Open PORT; a port in use or not allowed is one ConfigError line (exit 2), not a traceback."""
+    try:
+        await web.start(host, port)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        hint = " (another uppzy-bot or another service is using it?)" if exc.errno == errno.EADDRINUSE else ""
+        raise ConfigError("PORT", f"cannot listen on {host}:{port}: {reason}{hint}; choose another PORT") from None
 
 
 async def _store_ok(store: Store) -> bool:

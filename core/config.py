@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from core.setting_specs import ENV_SPECS, parse_duration, sqlite_path
 
-__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration"]
+__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "shown_url"]
 
 
 class ConfigError(ValueError):
@@ -107,3 +108,16 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             raise ConfigError(spec.name, f"invalid value {shown}: {exc}") from None
         values[spec.field] = Secret(value) if spec.secret else value
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def shown_url(url: str) -> str:
+    """A setting's URL as it may be printed or logged: a user:password and every query value become ***."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rsplit("@", 1)[1]
+        query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "(a malformed URL)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,20 @@ def plain(raw: str) -> str:
     return raw.strip()
 
 
+def credential(raw: str) -> str:
+    """A key or token as pasted: outer spaces and line breaks dropped; any other space, invisible or non-ASCII
+    character refused (copied from a web page or chat, it makes every call fail later, far from the cause).
+    The problem names the character's code point and position, never the value."""
+    value = raw.strip(" \t\r\n")
+    for position, char in enumerate(value, start=1):
+        if not "!" <= char <= "~":
+            kind = "a space" if char.isspace() else "an invisible character" if not char.isprintable() or \
+                unicodedata.category(char) in ("Cf", "Zs", "Zl", "Zp", "Mn") else "a non-ASCII character"
+            raise SettingError(f"contains {kind} (U+{ord(char):04X}) at position {position}: "
+                               "paste it again as plain text, without spaces or line breaks")
+    return value
+
+
 def sqlite_path(database_url: str) -> str:
     """The file of a sqlite:/// URL (':memory:' allowed)."""
     if not database_url.startswith("sqlite:///"):
@@ -231,7 +246,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _Spec = SettingSpec  # short, so each row of the tables below fits on a line or two
 
 ENV_SPECS: tuple[SettingSpec, ...] = (
-    _Spec("UPPZY_API_KEY", plain, "an Uppzy M2M API key", "Uppzy M2M API key; never logged", secret=True),
+    _Spec("UPPZY_API_KEY", credential, "an Uppzy M2M API key", "Uppzy M2M API key; never logged", secret=True),
     _Spec("UPPZY_SITE_ID", parse_site_id, "an Uppzy site id", "default Uppzy site; admins may override it"),
     _Spec("UPPZY_BASE_URL", url(HTTP, trailing_slash=False), HTTP_URL, "Uppzy API base URL"),
     _Spec("UPPZY_TENANT_ID", plain, "an Uppzy tenant id", "enables the tenant-limits connectivity check"),
@@ -243,12 +258,12 @@ ENV_SPECS: tuple[SettingSpec, ...] = (
     _Spec("UPPZY_POLL_RATE", positive_float, "a number above zero", "global status-poll budget, calls per second"),
     _Spec("UPPZY_ANSWER_TIMEOUT", parse_duration, DURATION, "how long one answer may take before the user is told"),
     _Spec("UPPZY_SEND_EMAIL", parse_bool, "on/off, true/false, yes/no, 1/0", "default of the workspace send_email"),
-    _Spec("SLACK_BOT_TOKEN", plain, "a Slack bot token (xoxb-…)", "enables Slack", secret=True),
-    _Spec("SLACK_APP_TOKEN", plain, "a Slack app token (xapp-…)", "Socket Mode when set, else HTTP", secret=True),
-    _Spec("SLACK_SIGNING_SECRET", plain, "a signing secret", "verifies Slack's HTTP requests", secret=True),
+    _Spec("SLACK_BOT_TOKEN", credential, "a Slack bot token (xoxb-…)", "enables Slack", secret=True),
+    _Spec("SLACK_APP_TOKEN", credential, "a Slack app token (xapp-…)", "Socket Mode when set, else HTTP", secret=True),
+    _Spec("SLACK_SIGNING_SECRET", credential, "a signing secret", "verifies Slack's HTTP requests", secret=True),
     _Spec("SLACK_API_BASE_URL", url(HTTP, trailing_slash=True), HTTP_URL, "Slack Web API base (GovSlack, tests)"),
     _Spec("SLACK_ADMIN_USER_IDS", id_set, "user ids, comma-separated", "more Slack users allowed admin commands"),
-    _Spec("DISCORD_BOT_TOKEN", plain, "a Discord bot token", "enables Discord", secret=True),
+    _Spec("DISCORD_BOT_TOKEN", credential, "a Discord bot token", "enables Discord", secret=True),
     _Spec("DISCORD_API_BASE_URL", url(HTTP, trailing_slash=False), HTTP_URL, "Discord REST base (e.g. a proxy)"),
     _Spec("DISCORD_GATEWAY_URL", url(WEBSOCKET), "a ws:// or wss:// URL", "Discord gateway"),
     _Spec("DISCORD_GUILD_IDS", int_ids, "server ids, comma-separated", "servers whose slash commands sync at start"),

@@ -16,6 +16,8 @@ from core.config import Secret
 from core.retry import RetryPolicy
 from core.uppzy import UppzyClient
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def free_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
@@ -126,3 +128,53 @@ def test_simulate_reports_a_busy_port(tmp_path: Path) -> None:
         result = bot("simulate", "--port", str(port), cwd=tmp_path)
     assert result.returncode == 1
     assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def _run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A `run` environment with Uppzy set (nothing is reached before the failures these tests provoke)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UPPZY_", "SLACK_", "DISCORD_"))}
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whatever copy the venv has installed
+    env.update(UPPZY_API_KEY="sk-live-SECRET-1234567890", UPPZY_SITE_ID="demo-site",
+               UPPZY_BASE_URL="http://127.0.0.1:9/api/v1", DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+               LOG_LEVEL="CRITICAL", PORT=str(free_port()))
+    env.update(extra)
+    return env
+
+
+def test_run_without_a_signing_secret_stops_before_the_database_is_opened(tmp_path: Path) -> None:
+    """Slack HTTP mode without SLACK_SIGNING_SECRET: exit 2, one line naming it, and no database file created."""
+    result = subprocess.run([sys.executable, "-m", "bots", "run"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=20, check=False, env=_run_env(tmp_path, SLACK_BOT_TOKEN="xoxb-1-SECRET"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "SLACK_SIGNING_SECRET" in result.stderr and "SECRET" not in result.stderr.replace("SIGNING_SECRET", "")
+    assert not (tmp_path / "bot.db").exists()
+
+
+def test_run_on_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """PORT already in use: exit 2 (an operator's choice to fix, systemd does not loop on it) with one stderr line
+    naming PORT, not a traceback."""
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = _run_env(tmp_path, PORT=str(port), DISCORD_BOT_TOKEN="discord-SECRET-token",
+                       DISCORD_API_BASE_URL="http://127.0.0.1:9/api/v10")
+        result = subprocess.run([sys.executable, "-m", "bots", "run"], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=20, check=False, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PORT" in lines[0] and str(port) in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and "SECRET" not in result.stderr
+
+
+def test_run_refuses_a_key_with_a_zero_width_character(tmp_path: Path) -> None:
+    """UPPZY_API_KEY ending in U+200B (pasted from a web page): exit 2, one line naming the variable, not the key."""
+    env = _run_env(tmp_path, UPPZY_API_KEY="sk-live-SECRET-1234567890\u200b", DISCORD_BOT_TOKEN="discord-token")
+    result = subprocess.run([sys.executable, "-m", "bots", "run"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=20, check=False, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "UPPZY_API_KEY" in result.stderr and "U+200B" in result.stderr and "SECRET" not in result.stderr
+    assert not (tmp_path / "bot.db").exists()

@@ -184,3 +184,24 @@ def test_bad_discord_guild_ids_raise_config_error() -> None:
     """A non-numeric guild id raises a ConfigError naming DISCORD_GUILD_IDS."""
     with pytest.raises(ConfigError, match=r"^DISCORD_GUILD_IDS: .*numeric"):
         load_settings({"DISCORD_GUILD_IDS": "1234, my-server"})
+
+
+@pytest.mark.parametrize("variable", ["UPPZY_API_KEY", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET",
+                                      "DISCORD_BOT_TOKEN"])
+@pytest.mark.parametrize(("tail", "words"), [
+    ("\u200b", "invisible character (U+200B)"),
+    ("\ufeff", "invisible character (U+FEFF)"),
+    ("\u00a0x", "a space (U+00A0)"),
+    ("in side", "a space (U+0020)"),
+    ("\u00e9", "non-ASCII character (U+00E9)"),
+    ("\u0441", "non-ASCII character (U+0441)"),  # Cyrillic 'с', looks like a Latin c
+])
+def test_keys_and_tokens_with_hidden_or_foreign_characters_are_refused(variable: str, tail: str, words: str) -> None:
+    """A key or token with a zero-width, non-breaking or inner space or a non-ASCII character is one ConfigError
+    line naming the variable and the code point, never the value; outer spaces and line breaks are dropped."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({variable: KEY + tail})
+    text = str(info.value)
+    assert info.value.variable == variable and text.startswith(f"{variable}: ") and words in text
+    assert KEY not in text and "1234567890" not in text and "\n" not in text
+    assert load_settings({variable: f" {KEY}\r\n"}).secrets() == [KEY]

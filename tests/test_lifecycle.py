@@ -41,6 +41,7 @@ class BotProcess:
             UPPZY_BASE_URL=sim.base_url, UPPZY_API_KEY=sim.config.api_key, UPPZY_SITE_ID="demo-site",
             SLACK_BOT_TOKEN=slack.bot_token, SLACK_APP_TOKEN=slack.app_token, SLACK_API_BASE_URL=slack.api_url,
             DATABASE_URL=f"sqlite:///{self.db}", PORT=str(_free_port()), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(Path(__file__).resolve().parents[1]),  # this checkout, whatever the venv has installed
         )
         self.runs = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -216,3 +217,38 @@ async def test_kill_9_mid_flight_through_slack_then_restart_answers_each_questio
     assert submitted(sim, 3) <= 1  # killed mid-submit: Uppzy may or may not have it, but never twice
     assert not any(c.path.endswith(rid) for rid, chat in sim.chats.items() if tag(3) in chat.question
                    for c in sim.calls("chat_status")), "the lost question was polled after all"
+
+
+async def _readyz(bot: BotProcess) -> tuple[int, dict[str, Any]]:
+    import aiohttp
+
+    url = f"http://127.0.0.1:{bot.env['PORT']}/readyz"
+    async with aiohttp.ClientSession() as http, http.get(url) as res:
+        return res.status, await res.json()
+
+
+async def test_slack_5xx_at_start_is_retried_while_readyz_says_not_ready(
+    world: tuple[Simulator, FakeSlack, BotProcess],
+) -> None:
+    """Injected: Slack's auth.test answers 503 at start; asserted: the process keeps running (no exit 2), /readyz is
+    503 with slack not ready, the retry connects a few seconds later, /readyz turns 200, a question is answered, and
+    the log says what failed without blaming the token."""
+    sim, slack, bot = world
+    slack.fail_next("auth.test", error="service_unavailable", status=503)
+    bot.start()
+    await slack.wait_until(lambda: slack.calls_to("auth.test"), timeout=15, what="the first auth.test")
+    status, body = await _readyz(bot)
+    assert status == 503 and body["checks"]["slack"] is False, body
+    assert bot.proc is not None and bot.proc.poll() is None, bot.log()
+    await slack.wait_connected(1, timeout=15)
+    await slack.wait_until(lambda: bot.proc is not None and "slack connected" in bot.log(), timeout=5,
+                           what="the connected log line")
+    assert (await _readyz(bot))[0] == 200
+    event = await ask(slack, sim, 0, latency=0.0)
+    await slack.wait_until(lambda: posts(slack, event), timeout=10, what="the answer")
+    await settled(slack, bot, {"answered": 1})
+    code, _ = await bot.stop(signal.SIGTERM)
+    assert code == 0, bot.log()
+    log = bot.log()
+    assert "slack not connected (attempt 1): Slack's auth.test failed: HTTP 503 (service_unavailable)" in log, log
+    assert "SLACK_BOT_TOKEN" not in log and "Traceback" not in log

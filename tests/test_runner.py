@@ -108,3 +108,33 @@ async def test_slack_http_mode_shares_the_port_with_health(tmp_path, sim: Simula
         assert (await _get(port, "/healthz"))[0] == 200
         stop.set()
         assert await asyncio.wait_for(runner, 10) == 0
+
+
+async def test_a_refusal_found_while_retrying_ends_run_with_a_config_error(tmp_path, sim: Simulator) -> None:  # type: ignore[no-untyped-def]
+    """Slack answers 503 at start (retried, /readyz 503), then invalid_auth: run_bot stops and raises the
+    ConfigError naming SLACK_BOT_TOKEN (exit 2), instead of retrying a refused token forever."""
+    from core.backoff import Backoff
+    from core.config import ConfigError
+
+    port = _free_port()
+    async with FakeSlack() as slack:
+        slack.fail_next("auth.test", error="service_unavailable", status=503)
+        slack.fail_next("auth.test", error="invalid_auth")
+        settings = Settings(
+            uppzy_api_key=Secret("sim-key"), uppzy_site_id="demo-site", uppzy_base_url=sim.base_url,
+            slack_bot_token=Secret(slack.bot_token), slack_app_token=Secret(slack.app_token),
+            slack_api_base_url=slack.api_url, database_url=f"sqlite:///{tmp_path / 'bot.db'}", port=port,
+        )
+        started = asyncio.Event()
+        runner = asyncio.create_task(run_bot(settings, started=started, host="127.0.0.1",
+                                             connect_backoff=Backoff(initial=0.3, maximum=0.3)))
+        await asyncio.wait_for(started.wait(), 15)
+        status, body = await _get(port, "/readyz")
+        assert status == 503 and json.loads(body)["checks"]["slack"] is False
+        try:
+            await asyncio.wait_for(runner, 10)
+        except ConfigError as exc:
+            assert exc.variable == "SLACK_BOT_TOKEN" and "invalid_auth" in str(exc)
+        else:
+            raise AssertionError("run_bot returned instead of raising the refusal")
+        assert len(slack.calls_to("auth.test")) == 2

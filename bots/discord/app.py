@@ -17,10 +17,10 @@ from bots.discord import strings as msgs
 from bots.discord.admin import install, sync_commands
 from bots.discord.events import BAD_ID, GOOD_ID, DiscordEvents, FeedbackButtons
 from bots.discord.outbound import NO_PINGS, DiscordAdapter
-from core.config import ConfigError, Settings
+from core.config import ConfigError, Settings, shown_url
 from core.ports import Inbound
 
-__all__ = ["DiscordBot", "bot_intents", "bot_permissions", "invite_url"]
+__all__ = ["DiscordBot", "DiscordUnavailable", "bot_intents", "bot_permissions", "invite_url"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ def invite_url(application_id: int) -> str:
     """The install link with exactly those permissions and the bot + applications.commands scopes."""
     return discord.utils.oauth_url(application_id, permissions=bot_permissions(),
                                    scopes=("bot", "applications.commands"))
+
+
+class DiscordUnavailable(ConnectionError):
+    """Discord could not be reached or failed (5xx) at start: worth retrying, not the operator's fault."""
 
 
 class _Client(discord.Client):
@@ -140,10 +144,13 @@ class DiscordBot:
         except discord.LoginFailure:
             await self.stop()
             raise ConfigError("DISCORD_BOT_TOKEN", msgs.TOKEN_REFUSED) from None
-        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self.stop()
+            if isinstance(exc, discord.HTTPException) and exc.status < 500 and exc.status != 429:
+                raise ConfigError("DISCORD_API_BASE_URL", f"Discord answered HTTP {exc.status} at login; check "
+                                  f"DISCORD_API_BASE_URL ({shown_url(self.settings.discord_api_base_url)})") from None
             reason = f"HTTP {exc.status}" if isinstance(exc, discord.HTTPException) else type(exc).__name__
-            raise ConfigError("DISCORD_API_BASE_URL", msgs.api_unreachable(reason)) from None
+            raise DiscordUnavailable(msgs.api_unreachable(reason)) from None
         except BaseException:
             await self.stop()
             raise
@@ -160,7 +167,7 @@ class DiscordBot:
             raise _startup_error(error)
         if not done:
             await self.stop()
-            raise ConfigError("DISCORD_GATEWAY_URL", msgs.gateway_timeout(self.ready_timeout))
+            raise DiscordUnavailable(msgs.gateway_timeout(self.ready_timeout))
         self._gateway.add_done_callback(self._gateway_ended)
         self.adapter.attach(client)
         if client.application_id is not None:
@@ -230,5 +237,9 @@ def _startup_error(error: BaseException | None) -> BaseException:
         if error.code in INTENT_CLOSE_CODES:
             return ConfigError("DISCORD_BOT_TOKEN", msgs.INTENT_REFUSED)
     if error is None:
-        return RuntimeError("the Discord gateway closed before it was ready")
+        return DiscordUnavailable("the Discord gateway closed before it was ready")
+    if isinstance(error, (aiohttp.ClientError, OSError, TimeoutError, discord.HTTPException, discord.GatewayNotFound,
+                          discord.ConnectionClosed)):
+        return DiscordUnavailable(f"the Discord gateway failed before it was ready ({type(error).__name__}); check "
+                                  "network access to Discord (or DISCORD_GATEWAY_URL)")
     return error

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -12,14 +14,16 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.middleware.authorization.async_single_team_authorization import AsyncSingleTeamAuthorization
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.admin import SlackAdmin
@@ -33,18 +37,51 @@ from bots.slack.translate import (
     to_inbound,
 )
 from bots.slack.users import SlackUsers
-from core.config import ConfigError, Settings
+from core.config import ConfigError, Settings, shown_url
 from core.models import FeedbackOutcome
 from core.ports import Inbound
 from core.supervisor import TaskSupervisor
 
-__all__ = ["EVENTS_PATH", "SlackBot"]
+__all__ = ["EVENTS_PATH", "SlackBot", "SlackUnavailable"]
 
 log = logging.getLogger(__name__)
+http_log = logging.getLogger("bots.web")  # per-request lines: rate-limited by the web server's log limits
 
 EVENTS_PATH = "/slack/events"
 _AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
                 "not_allowed_token_type"}
+
+
+class SlackUnavailable(ConnectionError):
+    """Slack could not be reached or failed (5xx, rate limit) at start: worth retrying, not the operator's fault."""
+
+
+_APP_TOKEN_HELP = ("create one with the connections:write scope under Basic Information → App-Level Tokens")
+_BOT_TOKEN_HELP = "copy the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page"
+
+
+def _refusal(exc: SlackApiError, variable: str, method: str) -> Exception:
+    """What a failed start-up call means: the token refused or lacking a scope (ConfigError), or an outage."""
+    error = exc.response.get("error")
+    status = getattr(exc.response, "status_code", None)
+    if error in _AUTH_ERRORS:
+        help_text = _APP_TOKEN_HELP if variable == "SLACK_APP_TOKEN" else _BOT_TOKEN_HELP
+        which = "app-level token" if variable == "SLACK_APP_TOKEN" else "bot token"
+        return ConfigError(variable, f"Slack refused the {which} ({error}); {help_text}")
+    if error == "missing_scope":
+        needed = exc.response.get("needed") or "?"
+        return ConfigError(variable, f"the token lacks the scope {needed}: add it (manifest.yml) and reinstall the app")
+    return SlackUnavailable(f"Slack's {method} failed: HTTP {status} ({error or 'no error code'})")
+
+
+class _BytesVerifier(SignatureVerifier):
+    """slack_sdk's verifier, signing the raw bytes as received (it would decode them first, failing on bad UTF-8)."""
+
+    def generate_signature(self, *, timestamp: str, body: str | bytes) -> str | None:
+        if not isinstance(body, bytes):
+            return super().generate_signature(timestamp=timestamp, body=body)
+        base = b"v0:" + timestamp.encode("ascii") + b":" + body
+        return "v0=" + hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
 
 
 class SlackBot:
@@ -71,6 +108,7 @@ class SlackBot:
         # Without a configured secret every HTTP request must fail verification, so use an unguessable one
         # (and never let bolt fall back to reading SLACK_SIGNING_SECRET from the environment).
         secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else secrets.token_hex(32)
+        self._verifier = _BytesVerifier(secret)
         # Middleware we never use is left out: every event pays for each one before it is acked.
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=False,
                             name="uppzy-slack", ssl_check_enabled=self.mode == "http",
@@ -104,15 +142,11 @@ class SlackBot:
             identity = await self.client.auth_test()
         except SlackApiError as exc:
             await self._close_session()
-            error = exc.response.get("error")
-            if error in _AUTH_ERRORS:
-                raise ConfigError("SLACK_BOT_TOKEN", f"Slack refused the bot token ({error}); copy the Bot User "
-                                  "OAuth Token (xoxb-…) from the app's OAuth & Permissions page") from None
-            raise ConfigError("SLACK_BOT_TOKEN", f"Slack's auth.test failed ({error})") from None
+            raise _refusal(exc, "SLACK_BOT_TOKEN", "auth.test") from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self._close_session()
-            raise ConfigError("SLACK_API_BASE_URL", f"could not reach Slack at {self.settings.slack_api_base_url} "
-                              f"({type(exc).__name__})") from None
+            raise SlackUnavailable(f"could not reach Slack's Web API at {shown_url(self.settings.slack_api_base_url)}"
+                                   f" (SLACK_API_BASE_URL): {type(exc).__name__}") from None
         self.adapter.bot_user_id = identity.get("user_id")
         self.adapter.bot_id = identity.get("bot_id")
         self._share_identity(identity)
@@ -141,9 +175,11 @@ class SlackBot:
             opened = await self.client.apps_connections_open(app_token=app_token)
         except SlackApiError as exc:
             await self._close_session()
-            raise ConfigError("SLACK_APP_TOKEN", f"Slack refused the app-level token ({exc.response.get('error')});"
-                              " create one with the connections:write scope under Basic Information → "
-                              "App-Level Tokens") from None
+            raise _refusal(exc, "SLACK_APP_TOKEN", "apps.connections.open") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self._close_session()
+            raise SlackUnavailable(f"could not open Socket Mode at {shown_url(self.settings.slack_api_base_url)}: "
+                                   f"{type(exc).__name__}") from None
         # The aiohttp Socket Mode client builds its session at construction, so it must be made in the loop.
         self._socket = EventsFirstSocketModeHandler(self.app, app_token, web_client=self.client,
                                                     ping_interval=self._ping_interval)
@@ -193,16 +229,35 @@ class SlackBot:
         return [web.post(EVENTS_PATH, self._handle_http)]
 
     async def _handle_http(self, request: web.Request) -> web.Response:
-        # bolt verifies the signature (401 when bad or stale) and acks events before the listener runs.
+        """Verify Slack's signature over the raw bytes before anything parses them; then let bolt dispatch."""
         if not self._started:
             return web.Response(status=503, text="starting or stopping")  # Slack retries, maybe on another replica
+        async with asyncio.timeout(10):  # the runner's web server already bounds this; serve_http() does not
+            raw = await request.read()
+        if not self._signed(raw, request.headers):
+            http_log.info("slack http: refused a request without a valid signature (401) from %s", request.remote)
+            return web.Response(status=401, text="invalid or missing Slack signature")
         try:
-            await request.text()  # bolt decodes the body as UTF-8; Slack always sends UTF-8, so this is not Slack
+            text = raw.decode("utf-8")  # whatever charset the header claims: Slack always sends UTF-8
         except UnicodeDecodeError:
-            log.warning("Slack HTTP request dropped: its body is not valid UTF-8")
+            log.warning("Slack HTTP request dropped: its body is not valid UTF-8")  # signed: not a flood
             return web.Response(status=400, text="request body is not valid UTF-8")
-        response = await self.app.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_request = AsyncBoltRequest(body=text, query=request.query_string,
+                                            headers=request.headers)  # type: ignore[arg-type]
+        except ValueError as exc:  # signed, yet not what Slack sends
+            log.warning("Slack HTTP request dropped: signed, but its body is not understood (%s)", type(exc).__name__)
+            return web.Response(status=400, text="request body not understood")
+        response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
+
+    def _signed(self, raw: bytes, headers: Any) -> bool:
+        """True when X-Slack-Signature is right for this body and a timestamp within 5 minutes."""
+        try:
+            return self._verifier.is_valid(body=raw, timestamp=headers.get("X-Slack-Request-Timestamp"),
+                                           signature=headers.get("X-Slack-Signature"))
+        except (ValueError, TypeError, OverflowError):  # a timestamp like 'abc', a non-ASCII signature
+            return False
 
     async def serve_http(self, host: str = "0.0.0.0", port: int | None = None) -> int:
         """Serve /slack/events on its own web server (when the runner has none); returns the bound port."""

@@ -14,7 +14,7 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bots.discord.app import DiscordBot
+from bots.discord.app import DiscordBot, DiscordUnavailable
 from bots.runner import build_platforms
 from core.config import ConfigError, Secret
 from core.uppzy import UppzyClient
@@ -22,6 +22,8 @@ from simulator import Simulator
 from tests.conftest import SIM_KEY, SITE_ID
 from tests.discord_support import DiscordHarness
 from tests.fakes.discord_fake import FakeDiscord
+
+ROOT = str(Path(__file__).resolve().parents[2])
 
 # guilds, guild_messages, guild_reactions, dm_messages, dm_reactions, message_content
 EXPECTED_INTENTS = (1 << 0) | (1 << 9) | (1 << 10) | (1 << 12) | (1 << 13) | (1 << 15)
@@ -78,13 +80,26 @@ async def test_bad_token_is_one_clear_line(harness: DiscordHarness) -> None:
     assert harness.fake.connections == []
 
 
-async def test_unreachable_api_is_one_clear_line(harness: DiscordHarness) -> None:
-    """When Discord's REST API cannot be reached at login, start-up names DISCORD_API_BASE_URL instead of a trace."""
+async def test_unreachable_api_is_an_outage_to_retry(harness: DiscordHarness) -> None:
+    """When Discord's REST API cannot be reached at login, start-up raises DiscordUnavailable (the runner retries
+    it; not a configuration error) with one line naming DISCORD_API_BASE_URL instead of a trace."""
     harness.settings = replace(harness.settings, discord_api_base_url="http://127.0.0.1:9/api/v10")
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(DiscordUnavailable) as caught:
         await harness.start()
 
-    assert caught.value.variable == "DISCORD_API_BASE_URL" and "could not reach" in str(caught.value)
+    assert "DISCORD_API_BASE_URL" in str(caught.value) and "could not reach" in str(caught.value)
+
+
+async def test_discord_5xx_at_login_is_an_outage_and_the_bot_connects_on_the_next_attempt(
+        harness: DiscordHarness) -> None:
+    """Login answered 503 is DiscordUnavailable; a second start() on the same bot then connects."""
+    harness.fake.fail_next("GET", r"/users/@me$", status=503, times=1)
+    with pytest.raises(DiscordUnavailable) as caught:
+        await harness.start()
+    assert "HTTP 503" in str(caught.value)
+    assert harness.bot is not None
+    await harness.bot.start()
+    assert harness.bot.connected
 
 
 async def test_runner_builds_the_discord_bot_when_its_token_is_set(harness: DiscordHarness) -> None:
@@ -106,7 +121,7 @@ async def test_uppzy_bot_run_exits_with_one_line_when_the_intent_is_refused(fake
         "PATH": os.environ.get("PATH", ""), "UPPZY_API_KEY": SIM_KEY, "UPPZY_SITE_ID": SITE_ID,
         "UPPZY_BASE_URL": sim.base_url, "DISCORD_BOT_TOKEN": fake.token, "DISCORD_API_BASE_URL": fake.api_base,
         "DISCORD_GATEWAY_URL": fake.gateway_url, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
-        "LOG_LEVEL": "critical",
+        "LOG_LEVEL": "critical", "PYTHONPATH": ROOT,  # this checkout's code
     }
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bots", "run", env=env, cwd=tmp_path,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

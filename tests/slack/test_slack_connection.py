@@ -8,9 +8,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bots.slack.app import SlackBot
+from bots.slack.app import SlackBot, SlackUnavailable
 from core.config import ConfigError, Secret
-from tests.fakes.slack_fake import slash_command_form
+from tests.fakes.slack_fake import FakeSlack, slash_command_form
 
 if TYPE_CHECKING:
     from tests.slack_support import RigFactory
@@ -90,11 +90,29 @@ async def test_refused_credentials_stop_start_up_with_one_clear_line(
     assert "xoxb-wrong" not in str(refused.value) and "xapp-wrong" not in str(refused.value)
 
 
-async def test_unreachable_slack_is_a_config_error(make_rig: RigFactory) -> None:
-    """A SLACK_API_BASE_URL nobody answers on is reported as one line, not a traceback."""
-    with pytest.raises(ConfigError) as refused:
+async def test_unreachable_slack_is_an_outage_to_retry_not_a_config_error(make_rig: RigFactory) -> None:
+    """A SLACK_API_BASE_URL nobody answers on is SlackUnavailable (the runner retries it): one line naming the
+    setting and the URL, never blaming the token."""
+    with pytest.raises(SlackUnavailable) as failed:
         await make_rig(slack_api_base_url="http://127.0.0.1:9/api/")
-    assert refused.value.variable == "SLACK_API_BASE_URL"
+    text = str(failed.value)
+    assert "SLACK_API_BASE_URL" in text and "http://127.0.0.1:9/api/" in text
+    assert "token" not in text and "\n" not in text
+
+
+@pytest.mark.parametrize(("status", "error"), [(503, "service_unavailable"), (500, "internal_error")])
+async def test_slack_5xx_at_start_is_an_outage_that_does_not_blame_the_token(make_rig: RigFactory, fake: FakeSlack,
+                                                                              status: int, error: str) -> None:
+    """auth.test answering 5xx is SlackUnavailable naming the HTTP status, not 'auth.test failed (None)' against
+    SLACK_BOT_TOKEN; a missing scope is a ConfigError naming the scope."""
+    fake.fail_next("auth.test", error=error, status=status)
+    with pytest.raises(SlackUnavailable) as failed:
+        await make_rig()
+    assert f"HTTP {status}" in str(failed.value) and "SLACK_BOT_TOKEN" not in str(failed.value)
+    fake.fail_next("auth.test", error="missing_scope")
+    with pytest.raises(ConfigError) as refused:
+        await make_rig()
+    assert refused.value.variable == "SLACK_BOT_TOKEN" and "lacks the scope" in str(refused.value)
 
 
 async def test_http_events_before_start_get_503_so_slack_retries(make_rig: RigFactory) -> None:
