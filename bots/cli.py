@@ -77,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `uppzy-bot` and `python -m bots`."""
+    """Entry point of `uppzy-bot` and `python -m bots`; Ctrl+C at any moment exits 130 without a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulate":
         configure_logging("INFO")
