@@ -48,7 +48,7 @@ ANSWER_IN_CHANNEL = "<@{user}> I couldn't reply in the thread of your question (
 ESCALATION = "{ping}An answer was rated 👎 and may need a human look. <{link}|Open the thread>"
 
 HELP = (
-    "*Uppzy assistant*: mention me in a channel, message me directly, or keep talking in a thread I answer.\n"
+    "*Uppzy assistant*: mention me in a channel, message me directly, or keep talking in a thread where you asked me.\n"
     "• `/uppzy help`: this help\n"
     "• `/uppzy status`: settings, connection to the assistant, questions in progress\n"
     "• `/uppzy end`: end your conversation here (the next message starts a fresh one)\n"
@@ -76,7 +76,7 @@ HOME_TITLE = "Uppzy assistant"
 HOME_INTRO = (
     "I answer questions with the company's Uppzy AI assistant.\n"
     "• *Ask me* by mentioning me in a channel, or message me here in the Messages tab.\n"
-    "• *Follow up* in the thread I answer in; no need to mention me again.\n"
+    "• *Follow up* in the thread where you asked me; no need to mention me again.\n"
     "• *Rate an answer* with its 👍 / 👎 buttons or reactions; it helps improve the answers.\n"
     "• *Start over* with `/uppzy end` in a channel, or the button below for our direct messages."
 )
