@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ALREADY_RATED",
+    "ANSWER_SHORTENED",
     "DEFAULT_FALLBACK",
     "DEFAULT_LOW_CONFIDENCE_NOTE",
     "EMPTY_MESSAGE",
@@ -36,6 +37,7 @@ ALREADY_RATED = "You've already rated this answer; the first rating is the one t
 NOT_YOUR_ANSWER = "Only the person who asked the question can rate this answer."
 NOT_AN_ANSWER = "That message isn't one of my answers, so there's nothing to rate."
 FEEDBACK_FAILED = "Sorry, I couldn't record your rating just now. Please try again in a minute."
+ANSWER_SHORTENED = "_(This answer was too long to post in full, so it has been shortened here.)_"
 
 
 def human_duration(seconds: float) -> str:
