@@ -102,8 +102,7 @@ async def test_a_burst_never_times_out_a_request_that_was_not_polled(sim: Simula
         if not len(poller) and poller._tasks.idle:
             break
         delay = await poller.step()
-        while not poller._tasks.idle:  # the polls this step started (over loopback HTTP) finish first
-            await asyncio.sleep(0.001)
+        assert await poller._tasks.drain(5)  # the polls this step started (over loopback HTTP) finish first
         clock[0] += delay
     assert len(poller) == 0
     assert done | set(expired) == set(requests) and not done & set(expired)
