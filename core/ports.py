@@ -238,8 +238,8 @@ class Store(Protocol):
         """→ FAILED (the user has been told); drops the texts."""
 
     async def postpone(self, turn_id: int, *, until: float) -> None:
-        """A READY or DELIVERING question goes (back) to READY, its answer kept, to be posted again from `until`
-        (what `undelivered` goes by). Any other state is left as it is."""
+        """A READY or DELIVERING question stays DELIVERING (a post may have got through in part), its answer kept,
+        to be posted again from `until` (what `undelivered` goes by). Any other state is left as it is."""
 
     async def undelivered(self, before: float, limit: int) -> list[Turn]:
         """Up to `limit` READY or DELIVERING questions whose answer waits for a (next) post at or before `before`,

@@ -311,7 +311,7 @@ class SqliteStore:
     async def postpone(self, turn_id: int, *, until: float) -> None:
         """Keep an answer the platform refused, to be posted again from `until` (kept in ready_at)."""
         await self._exec(
-            "UPDATE turns SET state='ready', ready_at=? WHERE id=? AND state IN ('ready','delivering')",
+            "UPDATE turns SET state='delivering', ready_at=? WHERE id=? AND state IN ('ready','delivering')",
             (until, turn_id),
         )
 

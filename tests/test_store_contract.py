@@ -130,7 +130,7 @@ async def _ready(store: Store, event: str, *, at: float) -> Turn:
 
 async def test_undelivered_answers_come_due_by_when_they_were_stored_or_postponed(store: Store) -> None:
     """undelivered lists READY/DELIVERING answers due by `before`, longest waiting first, within `limit`;
-    postpone keeps the answer and makes it due again only from `until`."""
+    postpone keeps the answer (DELIVERING: a part may be out) and makes it due again only from `until`."""
     first, second, third = [await _ready(store, e, at=T0 + i) for i, e in enumerate("123")]
     pending = await ask(store, "4", key="k4")  # not fetched yet: never listed
     assert pending is not None
@@ -140,7 +140,7 @@ async def test_undelivered_answers_come_due_by_when_they_were_stored_or_postpone
     assert [t.id for t in await store.undelivered(T0 + 10, 1)] == [first.id]
     await store.postpone(second.id, until=T0 + 300)
     kept = await store.get_turn(second.id)
-    assert kept is not None and kept.state is TurnState.READY and kept.answer == "answer 2"
+    assert kept is not None and kept.state is TurnState.DELIVERING and kept.answer == "answer 2"
     assert [t.id for t in await store.undelivered(T0 + 10, 10)] == [first.id, third.id]
     assert [t.id for t in await store.undelivered(T0 + 300, 10)] == [first.id, third.id, second.id]
     await store.mark_answered(first.id, ["A1"], now=T0 + 11)
@@ -148,6 +148,9 @@ async def test_undelivered_answers_come_due_by_when_they_were_stored_or_postpone
     assert (await store.get_turn(first.id)).state is TurnState.ANSWERED  # type: ignore[union-attr]
     assert [t.id for t in await store.undelivered(T0 + 1000, 10)] == [third.id, second.id]
     assert second.id in {t.id for t in await store.active_turns()}  # a kept answer is resumed after a restart
+    await store.postpone(third.id, until=T0 + 2000)  # a READY one too
+    assert (await store.get_turn(third.id)).state is TurnState.DELIVERING  # type: ignore[union-attr]
+    assert [t.id for t in await store.undelivered(T0 + 1000, 10)] == [second.id]
 
 
 async def test_rebind_moves_unsubmitted_questions_to_the_next_generation(store: Store) -> None:
