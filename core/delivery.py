@@ -136,7 +136,7 @@ class Delivery:
         self._metrics.delivered.labels(turn.target.platform, turn.target.workspace_id).inc()
         self._metrics.answer_seconds.labels(turn.target.platform).observe(max(0.0, now - turn.created_at))
         log.info("answered turn=%d request_id=%s messages=%d%s", turn.id, turn.request_id, len(ids),
-                 " (redelivered)" if recovering else "")
+                 " (recovering)" if recovering else "")
         await self._after(turn)
 
     async def _undeliverable(self, turn: Turn, attempts: int) -> None:
@@ -153,9 +153,13 @@ class Delivery:
 
     async def sweep(self) -> int:
         """Post again every kept answer whose next try has come; returns how many posts were started."""
-        started = 0
-        for turn in await self._store.undelivered(self._clock(), limit=500):
-            if turn.id in self._posting or self._platforms.get(turn.target.platform) is None:
+        started, now = 0, self._clock()
+        for turn in await self._store.undelivered(now, limit=500):
+            if turn.id in self._posting:
+                continue
+            if self._platforms.get(turn.target.platform) is None:  # not connected (yet): wait, but not forever
+                if now - turn.created_at >= self._retry_for:
+                    self._tasks.spawn(self.fail(turn, NoticeKind.FAILED, None, kind="undeliverable"), name="fail")
                 continue
             self._tasks.spawn(self.deliver(turn.id, recovering=True, backoff=self._redelivery), name="redeliver")
             started += 1
