@@ -42,6 +42,7 @@ class PendingRequest:
     polls: int = 0
     errors: int = 0
     late_polls: int = 0
+    failing: int = 0  # polls in a row that learned nothing (errors)
 
 
 Done = Callable[[PendingRequest, RequestStatus], Awaitable[None]]
@@ -222,6 +223,7 @@ class PollScheduler:
         except UppzyError:
             return self._failed_poll(item, self._errors.delay(item.errors + 1))
         self._recent_429.append(False)
+        item.failing = 0
         if item.polls == 1:
             self.latency.first_poll_result(status.done)
         if status.done:
@@ -237,11 +239,13 @@ class PollScheduler:
 
     def _failed_poll(self, item: PendingRequest, wait: float, *, throttled: bool = False
                      ) -> tuple[Expired, PendingRequest, str] | None:
-        """A poll that learned nothing: look again after `wait`. Past the deadline a failed last look (Uppzy down
-        or stalled) ends the wait; a 429 (Uppzy has answers but throttles) is waited out for a grace first."""
+        """A poll that learned nothing: look again after `wait`. Past the deadline, a second failure in a row
+        (Uppzy down or stalled, not one stray 5xx) ends the wait; 429s (Uppzy throttles) are waited out a while."""
         item.errors += int(not throttled)
+        item.failing += int(not throttled)
         now = self._clock()
-        if now >= item.deadline + (self._throttled_grace if throttled else 0.0):
+        late = item.failing >= 2 if not throttled else now >= item.deadline + self._throttled_grace
+        if now >= item.deadline and late:
             log.warning("request_id=%s: status polls fail past its deadline; giving up", item.request_id)
             self._items.pop(item.turn_id, None)
             return self._on_expired, item, "timeout"
