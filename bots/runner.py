@@ -125,7 +125,9 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
 
     delivery = Delivery(store=store, platforms=platforms, workspaces=workspaces, metrics=metrics, tasks=tasks,
                         backoff=tuning.delivery, answer_timeout=settings.uppzy_answer_timeout, finished=finished,
-                        clock=clock)
+                        clock=clock, answer_max_chars=settings.uppzy_answer_max_chars,
+                        retry_every=tuning.redeliver_every, retry_for=tuning.redeliver_for,
+                        sweep_every=tuning.sweep_every, redelivery=tuning.redelivery)
     poller = PollScheduler(uppzy=uppzy, on_done=delivery.on_status, on_expired=delivery.on_expired,
                            rate=settings.uppzy_poll_rate, interval=tuning.poll_interval, clock=clock,
                            latency=tuning.latency or LatencyModel(floor=tuning.first_poll_floor),

@@ -61,6 +61,7 @@ class Settings:
     uppzy_retry_budget: float = 30.0
     uppzy_poll_rate: float = 20.0
     uppzy_answer_timeout: float = 120.0
+    uppzy_answer_max_chars: int = 12000
     uppzy_send_email: bool = False
     slack_bot_token: Secret | None = None
     slack_app_token: Secret | None = None

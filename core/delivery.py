@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -14,7 +16,9 @@ from core.models import Answer, Notice, NoticeKind, Turn, TurnState
 from core.platforms import Platforms
 from core.poller import PendingRequest
 from core.ports import Store
+from core.shorten import shorten_answer
 from core.supervisor import TaskSupervisor
+from core.text import clean_text
 from core.uppzy import Confidence, RequestStatus
 from core.workspace import WorkspaceSettingsService
 
@@ -24,11 +28,17 @@ log = logging.getLogger(__name__)
 
 
 class Delivery:
-    """Takes the poller's results; `finished(session_id)` is called once per question that ended, either way."""
+    """Takes the poller's results; `finished(session_id)` is called once per question that ended, either way.
+
+    An answer the platform keeps refusing after `backoff` is not given up: it is postponed by `retry_every` and
+    the sweep (`run_sweeps`) posts it again, until `retry_for` after the question; then one failure notice goes.
+    """
 
     def __init__(self, *, store: Store, platforms: Platforms, workspaces: WorkspaceSettingsService,
                  metrics: Metrics, tasks: TaskSupervisor, backoff: Backoff, answer_timeout: float,
-                 finished: Callable[[str], None], clock: Callable[[], float] = time.time) -> None:
+                 finished: Callable[[str], None], clock: Callable[[], float] = time.time,
+                 answer_max_chars: int = 12000, retry_every: float = 300.0, retry_for: float = 86400.0,
+                 sweep_every: float = 60.0, redelivery: Backoff | None = None) -> None:
         self._store = store
         self._platforms = platforms
         self._workspaces = workspaces
@@ -38,6 +48,12 @@ class Delivery:
         self._answer_timeout = answer_timeout
         self._finished = finished
         self._clock = clock
+        self._max_chars = answer_max_chars
+        self._retry_every = retry_every
+        self._retry_for = retry_for
+        self._sweep_every = sweep_every
+        self._redelivery = redelivery or backoff
+        self._posting: set[int] = set()  # turns being posted now: the sweep and the backlog skip them
 
     # ---- from the poller ----
 
@@ -47,7 +63,8 @@ class Delivery:
         if turn is None or turn.state is not TurnState.PENDING:
             return
         if status.status == "completed":
-            await self._store.store_answer(turn.id, status.answer or "", status.confidence.score,
+            text = self._fit(clean_text(status.answer or ""), turn.id)  # storable, postable and of sane size
+            await self._store.store_answer(turn.id, text, status.confidence.score,
                                            status.confidence.level, now=self._clock())
             self._tasks.spawn(self.deliver(turn.id), name="deliver")
         else:
@@ -68,8 +85,24 @@ class Delivery:
 
     # ---- answers ----
 
-    async def deliver(self, turn_id: int, *, recovering: bool = False) -> None:
-        """Post a READY (or interrupted DELIVERING) answer; retried on the delivery schedule, then given up."""
+    def _fit(self, text: str, turn_id: int) -> str:
+        if len(text) <= self._max_chars:
+            return text
+        log.warning("answer for turn=%d has %d characters; shortened to %d", turn_id, len(text), self._max_chars)
+        return shorten_answer(text, self._max_chars, messages.ANSWER_SHORTENED)
+
+    async def deliver(self, turn_id: int, *, recovering: bool = False, backoff: Backoff | None = None) -> None:
+        """Post a READY (or interrupted DELIVERING) answer on the delivery schedule; if the platform still refuses,
+        postpone it for the sweep (or, a day after the question, end it with one notice)."""
+        if turn_id in self._posting:
+            return  # already on its way (the sweep or the backlog met a post in progress)
+        self._posting.add(turn_id)
+        try:
+            await self._deliver(turn_id, recovering, backoff or self._backoff)
+        finally:
+            self._posting.discard(turn_id)
+
+    async def _deliver(self, turn_id: int, recovering: bool, backoff: Backoff) -> None:
         turn = await self._store.get_turn(turn_id)
         if turn is None or turn.state not in (TurnState.READY, TurnState.DELIVERING):
             return
@@ -94,19 +127,58 @@ class Delivery:
             return await platform.post_answer(turn.target, answer, recovering=recovering or attempts > 1)
 
         try:
-            ids = await self._backoff.run(post, what=f"posting answer turn={turn.id}")
+            ids = await backoff.run(post, what=f"posting answer turn={turn.id}")
         except Exception:
-            log.error("answer for turn=%d could not be posted after %d attempts; giving up", turn.id, attempts)
-            await self._store.mark_failed(turn.id, "delivery", now=self._clock())
-            self._metrics.failed.labels(turn.target.platform, turn.target.workspace_id, "delivery").inc()
-            await self._after(turn)
+            await self._undeliverable(turn, attempts)
             return
         now = self._clock()
         await self._store.mark_answered(turn.id, ids, now=now)
         self._metrics.delivered.labels(turn.target.platform, turn.target.workspace_id).inc()
         self._metrics.answer_seconds.labels(turn.target.platform).observe(max(0.0, now - turn.created_at))
-        log.info("answered turn=%d request_id=%s messages=%d", turn.id, turn.request_id, len(ids))
+        log.info("answered turn=%d request_id=%s messages=%d%s", turn.id, turn.request_id, len(ids),
+                 " (recovering)" if recovering else "")
         await self._after(turn)
+
+    async def _undeliverable(self, turn: Turn, attempts: int) -> None:
+        """The platform refused every attempt: try again later, or after `retry_for` end with one notice."""
+        now = self._clock()
+        if now - turn.created_at < self._retry_for:
+            await self._store.postpone(turn.id, until=now + self._retry_every)
+            log.warning("answer for turn=%d could not be posted (%d attempts); kept, next try in %.0fs",
+                        turn.id, attempts, self._retry_every)
+            return  # still unfinished: its session's later questions wait behind it, in order
+        log.error("answer for turn=%d could not be posted for %.0fs; giving up with a notice", turn.id,
+                  now - turn.created_at)
+        await self.fail(turn, NoticeKind.FAILED, None, kind="undeliverable")
+
+    async def sweep(self) -> int:
+        """Post again every kept answer whose next try has come; returns how many posts were started."""
+        started, now = 0, self._clock()
+        for turn in await self._store.undelivered(now, limit=500):
+            if turn.id in self._posting:
+                continue
+            if self._platforms.get(turn.target.platform) is None:  # not connected (yet): wait, but not forever
+                if now - turn.created_at >= self._retry_for:
+                    self._tasks.spawn(self.fail(turn, NoticeKind.FAILED, None, kind="undeliverable"), name="fail")
+                continue
+            self._tasks.spawn(self.deliver(turn.id, recovering=True, backoff=self._redelivery), name="redeliver")
+            started += 1
+        if started:
+            log.info("redelivery sweep: retrying %d kept answer(s)", started)
+        return started
+
+    async def run_sweeps(self, stop: asyncio.Event) -> None:
+        """Sweep every `sweep_every` seconds until `stop` is set (what is kept survives restarts in the store)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._sweep_every):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            try:
+                await self.sweep()
+            except Exception:  # a failed sweep (store busy) must not end the loop: the next one tries again
+                log.exception("redelivery sweep failed")
 
     async def backlog(self, platform: str) -> None:
         """Answers that waited for this platform to connect are posted now."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ALREADY_RATED",
+    "ANSWER_SHORTENED",
     "DEFAULT_FALLBACK",
     "DEFAULT_LOW_CONFIDENCE_NOTE",
     "EMPTY_MESSAGE",
@@ -38,6 +39,7 @@ NOT_YOUR_ANSWER = "Only the person who asked the question can rate this answer."
 NOT_AN_ANSWER = "That message isn't one of my answers, so there's nothing to rate."
 NOT_RECORDED = "Sorry, I couldn't take your question just now. Please send it again in a minute."
 FEEDBACK_FAILED = "Sorry, I couldn't record your rating just now. Please try again in a minute."
+ANSWER_SHORTENED = "_(This answer was too long to post in full, so it has been shortened here.)_"
 
 
 def human_duration(seconds: float) -> str:

@@ -1,4 +1,8 @@
-"""One scheduler polls every pending request, within a global status-call budget, when answers are likely ready."""
+"""One scheduler polls every pending request, within a global status-call budget, when answers are likely ready.
+
+A request is declared late only by a poll at or after its deadline that says "not done": under a burst above the
+budget, requests nearing (or past) their deadline are polled first, and none expires without being looked at.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ class PendingRequest:
     polls: int = 0
     errors: int = 0
     late_polls: int = 0
+    failing: int = 0  # polls in a row that learned nothing (errors)
 
 
 Done = Callable[[PendingRequest, RequestStatus], Awaitable[None]]
@@ -60,6 +65,7 @@ class PollScheduler:
         concurrency: int = 32,
         first_poll_floor: float = 0.25,
         error_backoff: Backoff | None = None,
+        throttled_grace: float = 60.0,
     ) -> None:
         self._uppzy = uppzy
         self._floor = first_poll_floor
@@ -70,7 +76,9 @@ class PollScheduler:
         self._clock = clock
         # 90% steady rate + 10% burst: no one-second window can hold more than `rate` polls.
         self.rate = rate
-        self.budget = TokenBucket(rate * 0.9, burst=max(1.0, rate * 0.1))
+        # An injected clock drives the budget too (tests on virtual time); the real one refills on monotonic time.
+        self.budget = TokenBucket(rate * 0.9, burst=max(1.0, rate * 0.1),
+                                  clock=time.monotonic if clock is time.time else clock)
         self._items: dict[int, PendingRequest] = {}
         self._heap: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
@@ -80,6 +88,7 @@ class PollScheduler:
         self._batch = max(1, int(rate * 0.1))  # over budget, wait for ~100 ms of tokens per pass
         self._tasks = TaskSupervisor("poller")
         self._errors = error_backoff or Backoff(attempts=0, initial=1.0, maximum=30.0)
+        self._throttled_grace = throttled_grace  # past the deadline, 429s are waited out this long at most
         self._recent_429: deque[bool] = deque(maxlen=50)
         self.status_calls = 0
         self.rate_limited = 0
@@ -128,14 +137,12 @@ class PollScheduler:
         if affordable <= 0 and self._heap and self._heap[0][0] <= now:
             return max(0.01, self.budget.wait_time(self._batch)) if free > 0 else 0.02
         due = self._due_items(now)
-        for item in [i for i in due if now >= i.deadline]:
-            self._items.pop(item.turn_id, None)
-            self._spawn(self._report(self._on_expired, item, "timeout"))
-        due = [i for i in due if now < i.deadline]
         over_budget = len(due) > affordable
         if over_budget:
-            # Spend the budget where an answer is most likely waiting; the rest stay due for the next pass.
-            chosen = heapq.nlargest(affordable, due, key=lambda i: (self._priority(i, now), now - i.submitted_at))
+            # Deadlines first (a request past or near its deadline is looked at before it could be declared late),
+            # then where an answer is most likely waiting; the rest stay due for the next pass.
+            horizon = max(10.0, len(due) / self.budget.rate + self.interval)
+            chosen = heapq.nlargest(affordable, due, key=lambda i: self._priority(i, now, horizon))
             picked = {id(i) for i in chosen}
             for item in due:
                 if id(item) not in picked:
@@ -150,9 +157,11 @@ class PollScheduler:
             return max(0.01, self.budget.wait_time(self._batch))
         return max(0.01, min(1.0, (self._heap[0][0] - now) if self._heap else 1.0))
 
-    def _priority(self, item: PendingRequest, now: float) -> float:
-        score = self.latency.hazard(item.last_age, now - item.submitted_at)
-        return score + (1.0 if item.deadline - now < 10 else 0.0)
+    def _priority(self, item: PendingRequest, now: float, horizon: float) -> tuple[float, float, float]:
+        """Bigger is sooner: within `horizon` of the deadline, earliest deadline first; else likeliest answer."""
+        if item.deadline - now < horizon:
+            return (1.0, -item.deadline, 0.0)
+        return (0.0, self.latency.hazard(item.last_age, now - item.submitted_at), now - item.submitted_at)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop` is set; in-flight polls are left to finish or be resumed after restart."""
@@ -174,9 +183,7 @@ class PollScheduler:
             outcome = await self._poll_once(item)
         except Exception:  # a poll must never lose its request: look again a little later
             log.exception("polling request_id=%s failed unexpectedly", item.request_id)
-            item.errors += 1
-            self._reschedule(item, self._clock() + self._errors.delay(item.errors))
-            outcome = None
+            outcome = self._failed_poll(item, self._errors.delay(item.errors + 1))
         finally:
             self._in_flight -= 1
             self._wake.set()
@@ -208,17 +215,15 @@ class PollScheduler:
                 log.warning("sustained 429s from Uppzy status polls; pausing polling %.1fs", wait)
                 self.budget.penalize(wait)
                 self._recent_429.clear()
-            self._reschedule(item, self._clock() + wait)
-            return None
+            return self._failed_poll(item, wait, throttled=True)
         except UppzyRejected as exc:  # 404 request unknown, 401/403 key trouble: it will not get better
             log.error("polling request_id=%s turn=%s rejected: %s", item.request_id, item.turn_id, exc)
             self._items.pop(item.turn_id, None)
             return self._on_expired, item, "rejected"
         except UppzyError:
-            item.errors += 1
-            self._reschedule(item, self._clock() + self._errors.delay(item.errors))
-            return None
+            return self._failed_poll(item, self._errors.delay(item.errors + 1))
         self._recent_429.append(False)
+        item.failing = 0
         if item.polls == 1:
             self.latency.first_poll_result(status.done)
         if status.done:
@@ -226,13 +231,32 @@ class PollScheduler:
             self.latency.observe((item.last_age + age) / 2)
             return self._on_done, item, status
         item.last_age = age
-        self._reschedule(item, now + self._next_gap(age, item))
+        if now >= item.deadline:  # this poll was the last look: not done by the deadline
+            self._items.pop(item.turn_id, None)
+            return self._on_expired, item, "timeout"
+        self._reschedule(item, min(now + self._next_gap(age, item), item.deadline))  # the last look at the deadline
+        return None
+
+    def _failed_poll(self, item: PendingRequest, wait: float, *, throttled: bool = False
+                     ) -> tuple[Expired, PendingRequest, str] | None:
+        """A poll that learned nothing: look again after `wait`. Past the deadline, a second failure in a row
+        (Uppzy down or stalled, not one stray 5xx) ends the wait; 429s (Uppzy throttles) are waited out a while."""
+        item.errors += int(not throttled)
+        item.failing += int(not throttled)
+        now = self._clock()
+        late = item.failing >= 2 if not throttled else now >= item.deadline + self._throttled_grace
+        if now >= item.deadline and late:
+            log.warning("request_id=%s: status polls fail past its deadline; giving up", item.request_id)
+            self._items.pop(item.turn_id, None)
+            return self._on_expired, item, "timeout"
+        self._reschedule(item, now + wait)
         return None
 
     def _reschedule(self, item: PendingRequest, when: float) -> None:
         if item.turn_id not in self._items:
             return
-        item.due = min(when, item.deadline)
+        # Before the deadline nothing waits past it (a last look is due then); after it, failures wait their turn.
+        item.due = min(when, item.deadline) if self._clock() < item.deadline else when
         self._push(item)
         self._wake.set()
 

@@ -246,6 +246,15 @@ class Store(Protocol):
     async def mark_failed(self, turn_id: int, kind: str, *, now: float) -> None:
         """→ FAILED (the user has been told); drops the texts."""
 
+    async def postpone(self, turn_id: int, *, until: float) -> None:
+        """A READY or DELIVERING question stays DELIVERING (a post may have got through in part), its answer kept,
+        to be posted again from `until` (what `undelivered` goes by). Any other state is left as it is."""
+
+    async def undelivered(self, before: float, limit: int) -> list[Turn]:
+        """Up to `limit` READY or DELIVERING questions whose answer waits for a (next) post at or before `before`,
+        longest waiting first: a fetched answer counts from when it was stored, a postponed one from `until`."""
+        ...
+
     async def turn_for_message(self, platform: str, message_id: str, channel_id: str | None = None
                                ) -> Turn | None:
         """The question whose answer is this platform message (in that channel when ids repeat across channels)."""

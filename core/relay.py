@@ -146,11 +146,13 @@ class Relay:
     # ---- lifecycle ----
 
     async def start(self, *, reaper: bool = True) -> None:
-        """Resume everything the store says is unfinished, then start the poller (and the idle reaper)."""
+        """Resume everything the store says is unfinished, then start the poller, the redelivery sweep of answers
+        a platform refused (and the idle reaper)."""
         self._stop.clear()
         self.parts.intake.stopping = self.parts.submission.stopping = False
         await self._recover()
         self._loops.append(asyncio.create_task(self.parts.poller.run(self._stop), name="uppzy-poller"))
+        self._loops.append(asyncio.create_task(self.parts.delivery.run_sweeps(self._stop), name="redelivery-sweep"))
         if reaper:
             self._loops.append(asyncio.create_task(self.parts.reaper.run(self._stop), name="idle-reaper"))
 

@@ -242,6 +242,7 @@ class SettingSpec:
 
 DURATION = "a duration: 250ms, 45s, 30m, 2h, 1d or bare seconds"
 HTTP_URL = "an http:// or https:// URL"
+ANSWER_CHARS = "a whole number from 1000 to 1000000"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _Spec = SettingSpec  # short, so each row of the tables below fits on a line or two
 
@@ -257,6 +258,8 @@ ENV_SPECS: tuple[SettingSpec, ...] = (
     _Spec("UPPZY_RETRY_BUDGET", parse_duration, DURATION, "total time the retries of one call may take"),
     _Spec("UPPZY_POLL_RATE", positive_float, "a number above zero", "global status-poll budget, calls per second"),
     _Spec("UPPZY_ANSWER_TIMEOUT", parse_duration, DURATION, "how long one answer may take before the user is told"),
+    _Spec("UPPZY_ANSWER_MAX_CHARS", number(int, lambda n: 1000 <= n <= 1_000_000, ANSWER_CHARS), ANSWER_CHARS,
+          "longer answers are shortened to this many characters, with a note saying so"),
     _Spec("UPPZY_SEND_EMAIL", parse_bool, "on/off, true/false, yes/no, 1/0", "default of the workspace send_email"),
     _Spec("SLACK_BOT_TOKEN", credential, "a Slack bot token (xoxb-…)", "enables Slack", secret=True),
     _Spec("SLACK_APP_TOKEN", credential, "a Slack app token (xapp-…)", "Socket Mode when set, else HTTP", secret=True),

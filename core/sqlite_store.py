@@ -380,6 +380,22 @@ class SqliteStore:
             (kind, now, turn_id),
         )
 
+    async def postpone(self, turn_id: int, *, until: float) -> None:
+        """Keep an answer the platform refused, to be posted again from `until` (kept in ready_at)."""
+        await self._exec(
+            "UPDATE turns SET state='delivering', ready_at=? WHERE id=? AND state IN ('ready','delivering')",
+            (until, turn_id),
+        )
+
+    async def undelivered(self, before: float, limit: int) -> list[Turn]:
+        """Answers waiting to be posted whose time has come (ready_at: fetched, or the postponed retry time)."""
+        rows = await self._all(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE state NOT IN ('answered','failed') "  # the partial index
+            "AND state IN ('ready','delivering') AND COALESCE(ready_at, 0) <= ? ORDER BY COALESCE(ready_at, 0), id "
+            "LIMIT ?", (before, limit),
+        )
+        return [_turn(r) for r in rows]
+
     async def turn_for_message(self, platform: str, message_id: str, channel_id: str | None = None
                                ) -> Turn | None:
         """The question whose answer is the given platform message (in that channel, when ids repeat across them)."""

@@ -21,6 +21,10 @@ class Tuning:
     recovery_grace: float = 30.0  # after downtime, look at a pending request at least once within this
     feedback_takeover: float = 120.0  # a rating claim left `sending` this long (a crash mid-call) may be retaken
     delivery: Backoff = field(default_factory=lambda: Backoff(attempts=9, initial=1.0, maximum=30.0))  # ~2 min
+    redeliver_every: float = 300.0  # an answer still refused after `delivery` is posted again this much later
+    redeliver_for: float = 86400.0  # ... until this long after the question, then one failure notice
+    sweep_every: float = 60.0  # how often kept answers are looked at (and after a restart)
+    redelivery: Backoff = field(default_factory=lambda: Backoff(attempts=3, initial=2.0, maximum=10.0))  # per sweep
     notice: Backoff = field(default_factory=lambda: Backoff(attempts=3, initial=1.0, maximum=3.0, base=3.0))
     poll_errors: Backoff = field(default_factory=lambda: Backoff(attempts=0, initial=1.0, maximum=30.0))
     latency: LatencyModel | None = None  # prior answer latencies; None learns from the production prior

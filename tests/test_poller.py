@@ -54,3 +54,69 @@ async def test_budget_is_never_exceeded_and_spent_where_answers_wait(sim: Simula
     worst = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
     assert worst <= rate + poller.budget.burst + 2
     assert len(stamps) / count < 1.6  # nearly every poll found an answer waiting
+
+
+class _Recording:
+    """Delegates to a real UppzyClient and notes the (virtual) time of every status call; from `stray_after` on,
+    a 503 is injected at the simulator before the first poll of each request (one stray 5xx each, roughly)."""
+
+    def __init__(self, uppzy: UppzyClient, sim: Simulator, clock: list[float], stray_after: float) -> None:
+        self._uppzy = uppzy
+        self._sim = sim
+        self._clock = clock
+        self._stray_after = stray_after
+        self.polled: dict[str, list[float]] = {}
+
+    async def status(self, request_id: str, **kwargs: object) -> RequestStatus:
+        """Poll the simulator, remembering when."""
+        times = self.polled.setdefault(request_id, [])
+        if self._clock[0] >= self._stray_after and not any(t >= self._stray_after for t in times):
+            self._sim.inject("chat_status", 503)
+        times.append(self._clock[0])
+        return await self._uppzy.status(request_id, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_burst_never_times_out_a_request_that_was_not_polled(sim: Simulator, uppzy: UppzyClient) -> None:
+    """A burst far above the budget (420 requests, 20 polls/s, 5 s answer timeout, on a virtual clock): every
+    request Uppzy answered is delivered, none is declared late unpolled, only the unanswered ones expire, each after
+    a poll said 'not done' (a stray 5xx on a late poll does not end the wait); no one-second window holds more than
+    the rate."""
+    sim.script("never", answer="too late", latency=3600)
+    clock = [1_000.0]
+    recording = _Recording(uppzy, sim, clock, stray_after=1_005.0)
+    done: set[int] = set()
+    expired: dict[int, str] = {}
+
+    async def on_done(item: PendingRequest, status: RequestStatus) -> None:
+        done.add(item.turn_id)
+
+    async def on_expired(item: PendingRequest, why: str) -> None:
+        expired[item.turn_id] = why
+
+    rate = 20.0
+    poller = PollScheduler(uppzy=recording, on_done=on_done, on_expired=on_expired, rate=rate,  # type: ignore[arg-type]
+                           clock=lambda: clock[0])
+    slow: dict[int, str] = {}
+    requests: dict[int, str] = {}
+    for turn_id in range(420):
+        question = "never mind" if turn_id % 21 == 0 else "how do returns work?"
+        request_id = (await uppzy.submit(f"s{turn_id}", question)).request_id
+        requests[turn_id] = request_id
+        if question.startswith("never"):
+            slow[turn_id] = request_id
+        poller.add(turn_id, request_id, "demo-site", submitted_at=clock[0], deadline=clock[0] + 5.0)
+    for _ in range(20_000):
+        if not len(poller) and poller._tasks.idle:
+            break
+        delay = await poller.step()
+        assert await poller._tasks.drain(5)  # the polls this step started (over loopback HTTP) finish first
+        clock[0] += delay
+    assert len(poller) == 0
+    assert done | set(expired) == set(requests) and not done & set(expired)
+    assert set(expired) == set(slow) and set(expired.values()) == {"timeout"}
+    for turn_id in expired:  # declared late only after a poll at (or after) the deadline said 'not done'
+        assert recording.polled[slow[turn_id]] and max(recording.polled[slow[turn_id]]) >= 1_005.0
+    stamps = sorted(t for times in recording.polled.values() for t in times)
+    worst = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
+    assert worst <= rate
+    assert sum(1 for r in sim.requests if r.endpoint == "chat_status" and r.status == 503) > 100

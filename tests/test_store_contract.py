@@ -120,6 +120,39 @@ async def test_failure_notice_is_durable_until_marked_failed(store: Store) -> No
     assert (await store.get_turn(turn.id)).state is TurnState.FAILED  # type: ignore[union-attr]
 
 
+async def _ready(store: Store, event: str, *, at: float) -> Turn:
+    turn = await ask(store, event, key=f"k{event}")
+    assert turn is not None and await store.claim_submit(turn.id)
+    await store.mark_submitted(turn.id, f"req-{event}", now=at)
+    await store.store_answer(turn.id, f"answer {event}", None, None, now=at)
+    return turn
+
+
+async def test_undelivered_answers_come_due_by_when_they_were_stored_or_postponed(store: Store) -> None:
+    """undelivered lists READY/DELIVERING answers due by `before`, longest waiting first, within `limit`;
+    postpone keeps the answer (DELIVERING: a part may be out) and makes it due again only from `until`."""
+    first, second, third = [await _ready(store, e, at=T0 + i) for i, e in enumerate("123")]
+    pending = await ask(store, "4", key="k4")  # not fetched yet: never listed
+    assert pending is not None
+    await store.set_state(second.id, TurnState.DELIVERING)
+    assert [t.id for t in await store.undelivered(T0 + 10, 10)] == [first.id, second.id, third.id]
+    assert [t.id for t in await store.undelivered(T0 + 1, 10)] == [first.id, second.id]
+    assert [t.id for t in await store.undelivered(T0 + 10, 1)] == [first.id]
+    await store.postpone(second.id, until=T0 + 300)
+    kept = await store.get_turn(second.id)
+    assert kept is not None and kept.state is TurnState.DELIVERING and kept.answer == "answer 2"
+    assert [t.id for t in await store.undelivered(T0 + 10, 10)] == [first.id, third.id]
+    assert [t.id for t in await store.undelivered(T0 + 300, 10)] == [first.id, third.id, second.id]
+    await store.mark_answered(first.id, ["A1"], now=T0 + 11)
+    await store.postpone(first.id, until=T0 + 400)  # a finished question stays finished
+    assert (await store.get_turn(first.id)).state is TurnState.ANSWERED  # type: ignore[union-attr]
+    assert [t.id for t in await store.undelivered(T0 + 1000, 10)] == [third.id, second.id]
+    assert second.id in {t.id for t in await store.active_turns()}  # a kept answer is resumed after a restart
+    await store.postpone(third.id, until=T0 + 2000)  # a READY one too
+    assert (await store.get_turn(third.id)).state is TurnState.DELIVERING  # type: ignore[union-attr]
+    assert [t.id for t in await store.undelivered(T0 + 1000, 10)] == [second.id]
+
+
 async def test_rebind_moves_unsubmitted_questions_to_the_next_generation(store: Store) -> None:
     """Uppzy closed the session: it is closed here too and its waiting questions move to `<key>-2`."""
     first = await ask(store, "1")
