@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from core import messages
 from core.backoff import Backoff
+from core.health import StoreUnavailable
 from core.metrics import Metrics
 from core.models import Answer, Notice, NoticeKind, Turn, TurnState
 from core.platforms import Platforms
@@ -64,8 +65,14 @@ class Delivery:
             return
         if status.status == "completed":
             text = self._fit(clean_text(status.answer or ""), turn.id)  # storable, postable and of sane size
-            await self._store.store_answer(turn.id, text, status.confidence.score,
-                                           status.confidence.level, now=self._clock())
+            score, level = status.confidence.score, status.confidence.level
+            try:
+                await self._store.store_answer(turn.id, text, score, level, now=self._clock())
+            except StoreUnavailable:  # the answer is in hand: post it now rather than lose it to a broken disk
+                ready = replace(turn, state=TurnState.READY, answer=text, confidence_score=score,
+                                confidence_level=level)
+                self._tasks.spawn(self._deliver_now(ready), name="deliver-unstored")
+                return
             self._tasks.spawn(self.deliver(turn.id), name="deliver")
         else:
             log.warning("Uppzy could not answer turn=%d request_id=%s", turn.id, item.request_id)
@@ -102,10 +109,23 @@ class Delivery:
         finally:
             self._posting.discard(turn_id)
 
+    async def _deliver_now(self, turn: Turn) -> None:
+        """Post an answer the store could not keep (its turn held in memory only)."""
+        if turn.id in self._posting:
+            return
+        self._posting.add(turn.id)
+        try:
+            await self._post(turn, False, self._backoff)
+        finally:
+            self._posting.discard(turn.id)
+
     async def _deliver(self, turn_id: int, recovering: bool, backoff: Backoff) -> None:
         turn = await self._store.get_turn(turn_id)
         if turn is None or turn.state not in (TurnState.READY, TurnState.DELIVERING):
             return
+        await self._post(turn, recovering, backoff)
+
+    async def _post(self, turn: Turn, recovering: bool, backoff: Backoff) -> None:
         platform = self._platforms.get(turn.target.platform)
         if platform is None:
             log.warning("turn=%d waits for its platform %s to be connected", turn.id, turn.target.platform)
@@ -118,7 +138,9 @@ class Delivery:
             if Confidence(turn.confidence_score, turn.confidence_level).is_low else None,
             delivery_key=f"uppzy-turn-{turn.id}",
         )
-        await self._store.set_state(turn.id, TurnState.DELIVERING)
+        # Only a hint for recovery after a crash (an earlier copy may exist): not worth retrying if it cannot land.
+        await self._write(f"turn={turn.id} delivering", lambda: self._store.set_state(turn.id, TurnState.DELIVERING),
+                          retry=False)
         attempts = 0
 
         async def post() -> list[str]:
@@ -132,7 +154,9 @@ class Delivery:
             await self._undeliverable(turn, attempts)
             return
         now = self._clock()
-        await self._store.mark_answered(turn.id, ids, now=now)
+        if not await self._write(f"turn={turn.id} answered", lambda: self._store.mark_answered(turn.id, ids, now=now),
+                                 then=turn.session_id):
+            log.warning("answered turn=%d but the store cannot record it yet; its session waits for that", turn.id)
         self._metrics.delivered.labels(turn.target.platform, turn.target.workspace_id).inc()
         self._metrics.answer_seconds.labels(turn.target.platform).observe(max(0.0, now - turn.created_at))
         log.info("answered turn=%d request_id=%s messages=%d%s", turn.id, turn.request_id, len(ids),
@@ -143,7 +167,10 @@ class Delivery:
         """The platform refused every attempt: try again later, or after `retry_for` end with one notice."""
         now = self._clock()
         if now - turn.created_at < self._retry_for:
-            await self._store.postpone(turn.id, until=now + self._retry_every)
+            # If even this cannot be recorded the turn stays due, so the next sweep simply tries again.
+            until = now + self._retry_every
+            await self._write(f"turn={turn.id} kept", lambda: self._store.postpone(turn.id, until=until), retry=False)
+            self._metrics.kept.labels(turn.target.platform, turn.target.workspace_id).inc()
             log.warning("answer for turn=%d could not be posted (%d attempts); kept, next try in %.0fs",
                         turn.id, attempts, self._retry_every)
             return  # still unfinished: its session's later questions wait behind it, in order
@@ -194,8 +221,10 @@ class Delivery:
         label = kind or notice_kind.value
         if text is None:
             text = (await self._workspaces.get(turn.target.platform, turn.target.workspace_id)).fallback_text
-        # Recorded before posting: a crash now resumes the notice instead of losing it (or adding a second).
-        await self._store.begin_failure(turn.id, label, notice_kind.value, text)
+        # Recorded before posting: a crash now resumes the notice instead of losing it (or adding a second). If the
+        # store cannot record it, the notice is posted all the same.
+        await self._write(f"turn={turn.id} notifying",
+                          lambda: self._store.begin_failure(turn.id, label, notice_kind.value, text))
         await self.notify_failure(replace(turn, error_kind=label, notice_kind=notice_kind.value, notice=text))
 
     async def notify_failure(self, turn: Turn) -> None:
@@ -204,12 +233,40 @@ class Delivery:
         notice = Notice(NoticeKind(turn.notice_kind or NoticeKind.FAILED.value), turn.notice or "")
         if not await self._platforms.post_notice(turn.target, notice, self._backoff):
             log.error("could not post the failure notice for turn=%d; giving up", turn.id)
-        await self._store.mark_failed(turn.id, label, now=self._clock())
+        now = self._clock()
+        await self._write(f"turn={turn.id} failed", lambda: self._store.mark_failed(turn.id, label, now=now),
+                          then=turn.session_id)
         self._metrics.failed.labels(turn.target.platform, turn.target.workspace_id, label).inc()
         if label == "timeout":
             self._metrics.answer_timeouts.labels(turn.target.platform, turn.target.workspace_id).inc()
         log.info("question failed turn=%d reason=%s", turn.id, label)
         await self._after(turn)
+
+    async def _write(self, what: str, write: Callable[[], Awaitable[None]], *, then: str | None = None,
+                     retry: bool = True) -> bool:
+        """A state write; if the store cannot be written now, the caller carries on (the user is answered or told
+        all the same) and the write is retried in the background until it lands, then session `then` moves on."""
+        try:
+            await write()
+            return True
+        except StoreUnavailable:
+            if retry:
+                self._tasks.spawn(self._write_later(what, write, then), name="write-later")
+            return False
+
+    async def _write_later(self, what: str, write: Callable[[], Awaitable[None]], then: str | None) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(30.0, delay * 2)
+            try:
+                await write()
+            except StoreUnavailable:
+                continue
+            log.info("%s recorded once the store could be written again", what)
+            if then is not None:
+                self._finished(then)  # the session's next question was waiting for this record
+            return
 
     async def _after(self, turn: Turn) -> None:
         await self._platforms.clear_working(turn.target)

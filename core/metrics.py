@@ -46,6 +46,9 @@ class Metrics:
                                  ["platform", "workspace"], registry=r)
         self.failed = Counter("uppzy_bot_answers_failed_total", "Questions ended with an error notice",
                               ["platform", "workspace", "reason"], registry=r)
+        self.kept = Counter("uppzy_bot_answers_kept_total",
+                            "Answers the platform refused past the delivery retries, kept for a later sweep",
+                            ["platform", "workspace"], registry=r)
         self.answer_timeouts = Counter("uppzy_bot_answer_timeouts_total", "Answers not ready within the budget",
                                        ["platform", "workspace"], registry=r)
         self.answer_seconds = Histogram("uppzy_bot_answer_seconds", "Question received to answer posted",

@@ -111,7 +111,7 @@ class Relay:
 
     async def list_sessions(self, platform: str, workspace_id: str, email: str | None,
                             user_id: str | None = None) -> list[SessionInfo]:
-        """Uppzy's session list for a workspace's site: one user's by email, else by session-id prefix."""
+        """Uppzy's session list for a workspace's site: by email, else this user's sessions this workspace opened."""
         return await self.parts.conversations.list(platform, workspace_id, email, user_id)
 
     async def status_report(self, platform: str, workspace_id: str) -> Status:

@@ -99,25 +99,6 @@ async def test_internal_error_after_the_message_was_posted_is_not_posted_again(r
     assert {t.state for t in turns if t is not None} == {TurnState.ANSWERED}
 
 
-async def test_post_refused_for_good_is_recorded_as_failed_not_retried_forever(
-    rig: SlackRig, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Injected: every chat.postMessage answers ok:false fatal_error; asserted: after the bounded retries the
-    question is marked failed (logged, not resubmitted to Uppzy), and the bot still answers the next question."""
-    rig.fake.fail_next("chat.postMessage", error="fatal_error", times=3)
-    event = await rig.mention("[q00] how do returns work?")
-    await rig.fake.wait_until(lambda: len(rig.fake.calls_to("chat.postMessage")) == 3)
-    await rig.relay.wait_idle()
-    turn = await rig.relay.store.get_turn(1)
-    assert turn is not None and turn.state is TurnState.FAILED
-    assert rig.posts_in(event["ts"]) == []
-    assert any("posting answer turn=1 attempt=3 failed" in r.getMessage() for r in caplog.records)
-    script_answers(rig.sim, 2)
-    later = await rig.mention(f"{tag(1)} and shipping?", user="U2")
-    assert await settle(rig, [later]) == ["answer"]
-    asked_once(rig.sim, [event["text"], later["text"]])
-
-
 # ---- Slack Socket Mode ------------------------------------------------------------------------------------------
 
 

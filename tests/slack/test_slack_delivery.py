@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from core.models import Answer, ReplyTarget
 
 if TYPE_CHECKING:
-    from tests.slack_support import SlackRig
+    from tests.slack_support import RigFactory, SlackRig
 
 
 PINGS = re.compile(r"<[!@#]|(?<!\u200b)@(?:here|channel|everyone)\b", re.IGNORECASE)
@@ -41,8 +41,10 @@ async def test_broadcasts_and_mentions_written_by_the_model_never_ping(rig: Slac
     assert texts[2].startswith(":warning: Careful @\u200bhere")
 
 
-async def test_long_answer_is_split_at_paragraphs_and_code_fences(rig: SlackRig) -> None:
-    """A 30,000-character answer arrives as several messages of sections under 3,000 chars, fences intact."""
+async def test_long_answer_is_split_at_paragraphs_and_code_fences(make_rig: RigFactory) -> None:
+    """With the answer cap raised, a 30,000-character answer arrives as several messages of sections under 3,000
+    chars, fences intact."""
+    rig = await make_rig(admins=("U9",), uppzy_answer_max_chars=50_000)
     paragraphs = [f"Paragraph {i}: " + "lorem ipsum dolor " * 110 for i in range(12)]
     code = "```python\n" + "\n".join(f"print({i})  # line" for i in range(300)) + "\n```"
     long_answer = "\n\n".join([*paragraphs[:6], code, *paragraphs[6:]])
