@@ -288,33 +288,32 @@ async def test_failed_claim_and_failed_request_id_write_still_end_in_one_answer(
     assert len(sim.calls("chat_async")) == 1 and failures == {"claim": 0, "mark": 0}
 
 
+def fail_first(store: object, method: str, times: int) -> list[int]:
+    """Make `store.<method>` raise StoreUnavailable (a full disk) on its first `times` calls; returns [left]."""
+    real, left = getattr(store, method), [times]
+
+    async def failing(*args: object, **kwargs: object) -> object:
+        if left[0]:
+            left[0] -= 1
+            raise StoreUnavailable("the database cannot be written: database or disk is full")
+        return await real(*args, **kwargs)
+
+    setattr(store, method, failing)
+    return left
+
+
 async def test_failed_answer_writes_still_answer_once_and_the_session_moves_on(harness: Build, sim: Simulator) -> None:
     """Injected at the store boundary: storing the fetched answer fails, and so does marking it answered twice.
     The answer is posted from memory anyway, exactly once; the record lands once the store works again, and the
     same conversation's next question is then answered too."""
     h = await harness()
-    real_store, real_mark = h.store.store_answer, h.store.mark_answered
-    failures = {"store": 1, "mark": 2}
-
-    async def store_answer(*args: object, **kwargs: object) -> None:
-        if failures["store"]:
-            failures["store"] -= 1
-            raise StoreUnavailable("the database cannot be written: database or disk is full")
-        await real_store(*args, **kwargs)  # type: ignore[arg-type]
-
-    async def mark_answered(*args: object, **kwargs: object) -> None:
-        if failures["mark"]:
-            failures["mark"] -= 1
-            raise StoreUnavailable("the database cannot be written: database or disk is full")
-        await real_mark(*args, **kwargs)  # type: ignore[arg-type]
-
-    h.store.store_answer, h.store.mark_answered = store_answer, mark_answered  # type: ignore[method-assign]
+    store_left, mark_left = fail_first(h.store, "store_answer", 1), fail_first(h.store, "mark_answered", 2)
     _, first = await h.ask("how do returns work?")
     _, second = await h.ask("and shipping?")
     await h.until(lambda: len(h.console.transcript) == 2, timeout=8)
     await h.relay.wait_idle()
     assert [(kind, q) for kind, q, _ in h.console.transcript] == [("answer", first), ("answer", second)]
-    assert failures == {"store": 0, "mark": 0} and len(sim.calls("chat_async")) == 2
+    assert store_left == mark_left == [0] and len(sim.calls("chat_async")) == 2
 
 
 async def test_failed_failure_writes_still_tell_the_user_once(harness: Build, sim: Simulator) -> None:
@@ -322,24 +321,9 @@ async def test_failed_failure_writes_still_tell_the_user_once(harness: Build, si
     once (Uppzy could not answer) and the record lands later."""
     sim.script("broken", "", fail=True)
     h = await harness()
-    real_begin, real_failed = h.store.begin_failure, h.store.mark_failed
-    failures = {"begin": 1, "failed": 1}
-
-    async def begin_failure(*args: object, **kwargs: object) -> None:
-        if failures["begin"]:
-            failures["begin"] -= 1
-            raise StoreUnavailable("the database cannot be written: database or disk is full")
-        await real_begin(*args, **kwargs)  # type: ignore[arg-type]
-
-    async def mark_failed(*args: object, **kwargs: object) -> None:
-        if failures["failed"]:
-            failures["failed"] -= 1
-            raise StoreUnavailable("the database cannot be written: database or disk is full")
-        await real_failed(*args, **kwargs)  # type: ignore[arg-type]
-
-    h.store.begin_failure, h.store.mark_failed = begin_failure, mark_failed  # type: ignore[method-assign]
+    begin_left, failed_left = fail_first(h.store, "begin_failure", 1), fail_first(h.store, "mark_failed", 1)
     _, qid = await h.ask("broken question")
     await h.until(lambda: h.console.notices(), timeout=5)
     await h.relay.wait_idle()
     assert [(kind, q) for kind, q, _ in h.console.transcript] == [("failed", qid)]
-    assert failures == {"begin": 0, "failed": 0}
+    assert begin_left == failed_left == [0]
