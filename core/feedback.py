@@ -41,6 +41,10 @@ class Feedback:
         if event.removed:
             return FeedbackResult(FeedbackOutcome.IGNORED)  # Uppzy keeps the first rating; nothing to undo
         turn = await self._store.turn_for_message(event.platform, event.message_id, event.channel_id)
+        if turn is None and event.channel_id is not None:
+            # An answer the adapter had to post elsewhere (the asker's DM, the parent channel) is stored under the
+            # question's channel; its message id alone still names it.
+            turn = await self._store.turn_for_message(event.platform, event.message_id)
         if turn is None:
             return FeedbackResult(FeedbackOutcome.NOT_AN_ANSWER, message=messages.NOT_AN_ANSWER)
         ws = await self._workspaces.get(event.platform, turn.target.workspace_id)

@@ -157,3 +157,25 @@ async def test_misleading_link_text_shows_the_real_target(rig: SlackRig) -> None
     shown = answer["blocks"][0]["text"]["text"]
     assert "https://good.example (<https://evil.example/login>)" in shown
     assert "|https://good.example>" not in shown
+
+
+async def test_a_button_on_an_answer_moved_to_a_dm_rates_it(rig: SlackRig) -> None:
+    """An answer delivered by DM (its channel was archived) still takes the asker's 👍: the button's channel is the
+    DM, not the question's channel, and the rating reaches Uppzy once."""
+    await _ask_then(rig, "can I return boots", "Yes, within 30 days.")
+    rig.fake.refuse_channel("C1", "is_archived")
+    rig.sim.complete_now()
+    dms = await rig.fake.wait_until(lambda: len(rig.fake.posted_messages("U1")) >= 2 and rig.fake.posted_messages("U1"),
+                                    what="the answer by DM")
+    answer = dms[-1]
+    press = {
+        "type": "block_actions", "user": {"id": "U1"}, "channel": {"id": answer["channel"]},
+        "container": {"type": "message", "channel_id": answer["channel"], "message_ts": answer["ts"],
+                      "is_ephemeral": False},
+        "message": {"ts": answer["ts"], "type": "message"},
+        "actions": [{"action_id": "uppzy_feedback_good", "block_id": "uppzy_feedback", "type": "button",
+                     "value": "good"}],
+    }
+    await rig.fake.send_interactive(press)
+    [rated] = await rig.fake.wait_until(lambda: rig.sim.calls("chat_feedback"), what="the rating at Uppzy")
+    assert rated.body["feedback"] == "good"
