@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import hmac
 import logging
-import re
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -27,20 +24,12 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.admin import SlackAdmin
+from bots.slack.events import SlackEvents
 from bots.slack.outbound import SlackAdapter
 from bots.slack.socket import EventsFirstSocketModeHandler
-from bots.slack.translate import (
-    button_feedback,
-    is_user_message,
-    mentions_bot,
-    reaction_feedback,
-    to_inbound,
-)
 from bots.slack.users import SlackUsers
 from core.config import ConfigError, Settings, shown_url
-from core.models import FeedbackOutcome
 from core.ports import Inbound
-from core.supervisor import TaskSupervisor
 
 __all__ = ["EVENTS_PATH", "SlackBot", "SlackUnavailable"]
 
@@ -123,8 +112,9 @@ class SlackBot:
         self._connect_timeout = connect_timeout
         self._http_runner: web.AppRunner | None = None
         self._started = False
-        self._handlers = TaskSupervisor("slack-events")
-        self._register()
+        self.events = SlackEvents(relay, self.adapter)
+        self.events.register(self.app)
+        self.admin.register(self.app, self.events.tracked)
         # Registered now, before relay.start(), so answers recovered after a restart can be delivered.
         relay.register(self.adapter)
 
@@ -203,7 +193,7 @@ class SlackBot:
         if self._http_runner is not None:
             await self._http_runner.cleanup()
             self._http_runner = None
-        await self._handlers.drain(drain)
+        await self.events.drain(drain)
         await self._close_session()
 
     async def _close_session(self) -> None:
@@ -272,67 +262,3 @@ class SlackBot:
         return int(bound)
 
     # ---- conversations ----------------------------------------------------------------------------
-
-    def _register(self) -> None:
-        track = self._tracked
-        self.app.event("app_mention")(track(self._on_mention))
-        self.app.event("message")(track(self._on_message))
-        self.app.event("reaction_added")(track(self._on_reaction))
-        self.app.action(re.compile(r"^uppzy_feedback_(good|bad)$"))(track(self._on_feedback_button))
-        self.admin.register(self.app, track)
-
-    def _tracked(self, handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        """Count a listener while it runs, so stop() can wait for events already acked."""
-
-        @functools.wraps(handler)  # bolt injects arguments by the wrapped handler's parameter names
-        async def run(**kwargs: Any) -> None:
-            with self._handlers.track():
-                await handler(**kwargs)
-
-        return run
-
-    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        """A mention in a channel (or a thread): core's router decides, e.g. nothing in a channel switched off."""
-        if not is_user_message(event, self.adapter.bot_user_id):
-            if not event.get("bot_id") and event.get("user") != self.adapter.bot_user_id:
-                log.warning("app_mention event=%s dropped: no usable user, channel, ts or text", body.get("event_id"))
-            return
-        await self.relay.handle_message(to_inbound(body, event, self.adapter.bot_user_id))
-
-    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        """Every person's message goes to core's router, except the copy of a mention (app_mention carries it)."""
-        if not is_user_message(event, self.adapter.bot_user_id):
-            return
-        if event.get("channel_type") != "im" and mentions_bot(str(event.get("text") or ""), self.adapter.bot_user_id):
-            return  # the app_mention copy of this message is the one we answer
-        await self.relay.handle_message(to_inbound(body, event, self.adapter.bot_user_id))
-
-    # ---- feedback ---------------------------------------------------------------------------------------
-
-    async def _on_reaction(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        """A reaction on one of our answers rates it; anything else is silently ignored."""
-        if event.get("item_user") not in (None, self.adapter.bot_user_id):
-            return  # not the bot's message, so not an answer: skip the store lookup
-        feedback = reaction_feedback(body, event)
-        if feedback is None:
-            return
-        result = await self.relay.handle_feedback(feedback)
-        if result.outcome in (FeedbackOutcome.RECORDED, FeedbackOutcome.ALREADY_RATED) and result.message:
-            thread = result.turn.target.thread_root if result.turn else None
-            await self.adapter.ephemeral(event["item"]["channel"], feedback.user_id, result.message,
-                                         thread_ts=thread)
-
-    async def _on_feedback_button(self, ack: Any, body: dict[str, Any]) -> None:
-        """👍/👎 buttons: ack at once, rate, and tell the rater privately what happened."""
-        await ack()
-        feedback = button_feedback(body)
-        if feedback is None:
-            return
-        result = await self.relay.handle_feedback(feedback)
-        if not result.message:
-            return
-        channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
-        thread = (body.get("message") or {}).get("thread_ts") or (result.turn.target.thread_root
-                                                                   if result.turn else None)
-        if channel:
-            await self.adapter.ephemeral(str(channel), feedback.user_id, result.message, thread_ts=thread)

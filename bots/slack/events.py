@@ -1,0 +1,98 @@
+"""Slack events for core: which listener gets what, translated to neutral messages and feedback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bots.slack.outbound import SlackAdapter
+from bots.slack.translate import button_feedback, is_user_message, mentions_bot, reaction_feedback, to_inbound
+from core.models import FeedbackOutcome
+from core.ports import Inbound
+from core.supervisor import TaskSupervisor
+
+__all__ = ["SlackEvents"]
+
+log = logging.getLogger(__name__)
+
+
+class SlackEvents:
+    """The bolt listeners: messages and mentions to core's router, reactions and buttons to feedback."""
+
+    def __init__(self, relay: Inbound, adapter: SlackAdapter) -> None:
+        self.relay = relay
+        self.adapter = adapter
+        self._handlers = TaskSupervisor("slack-events")
+
+    def register(self, app: AsyncApp) -> None:
+        """Attach the listeners to the bolt app (the admin surfaces attach their own, tracked the same way)."""
+        track = self.tracked
+        app.event("app_mention")(track(self._on_mention))
+        app.event("message")(track(self._on_message))
+        app.event("reaction_added")(track(self._on_reaction))
+        app.action(re.compile(r"^uppzy_feedback_(good|bad)$"))(track(self._on_feedback_button))
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) for listeners still running: an acked event must reach the store before it closes."""
+        await self._handlers.drain(timeout)
+
+    def tracked(self, handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """Count a listener while it runs, so stop() can wait for events already acked."""
+
+        @functools.wraps(handler)  # bolt injects arguments by the wrapped handler's parameter names
+        async def run(**kwargs: Any) -> None:
+            with self._handlers.track():
+                await handler(**kwargs)
+
+        return run
+
+    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """A mention in a channel (or a thread): core's router decides, e.g. nothing in a channel switched off."""
+        if not is_user_message(event, self.adapter.bot_user_id):
+            if not event.get("bot_id") and event.get("user") != self.adapter.bot_user_id:
+                log.warning("app_mention event=%s dropped: no usable user, channel, ts or text", body.get("event_id"))
+            return
+        await self.relay.handle_message(to_inbound(body, event, self.adapter.bot_user_id))
+
+    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """Every person's message goes to core's router, except the copy of a mention (app_mention carries it)."""
+        if not is_user_message(event, self.adapter.bot_user_id):
+            return
+        if event.get("channel_type") != "im" and mentions_bot(str(event.get("text") or ""), self.adapter.bot_user_id):
+            return  # the app_mention copy of this message is the one we answer
+        await self.relay.handle_message(to_inbound(body, event, self.adapter.bot_user_id))
+
+    # ---- feedback ---------------------------------------------------------------------------------------
+
+    async def _on_reaction(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """A reaction on one of our answers rates it; anything else is silently ignored."""
+        if event.get("item_user") not in (None, self.adapter.bot_user_id):
+            return  # not the bot's message, so not an answer: skip the store lookup
+        feedback = reaction_feedback(body, event)
+        if feedback is None:
+            return
+        result = await self.relay.handle_feedback(feedback)
+        if result.outcome in (FeedbackOutcome.RECORDED, FeedbackOutcome.ALREADY_RATED) and result.message:
+            thread = result.turn.target.thread_root if result.turn else None
+            await self.adapter.ephemeral(event["item"]["channel"], feedback.user_id, result.message,
+                                         thread_ts=thread)
+
+    async def _on_feedback_button(self, ack: Any, body: dict[str, Any]) -> None:
+        """👍/👎 buttons: ack at once, rate, and tell the rater privately what happened."""
+        await ack()
+        feedback = button_feedback(body)
+        if feedback is None:
+            return
+        result = await self.relay.handle_feedback(feedback)
+        if not result.message:
+            return
+        channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
+        thread = (body.get("message") or {}).get("thread_ts") or (result.turn.target.thread_root
+                                                                   if result.turn else None)
+        if channel:
+            await self.adapter.ephemeral(str(channel), feedback.user_id, result.message, thread_ts=thread)
