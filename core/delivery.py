@@ -55,6 +55,8 @@ class Delivery:
         self._sweep_every = sweep_every
         self._redelivery = redelivery or backoff
         self._posting: set[int] = set()  # turns being posted now: the sweep and the backlog skip them
+        self._held: set[int] = set()  # posted, their record still to be written: never posted again meanwhile
+        self._pending_writes: dict[str, Callable[[], Awaitable[None]]] = {}  # one retry loop per record
 
     # ---- from the poller ----
 
@@ -71,6 +73,10 @@ class Delivery:
             except StoreUnavailable:  # the answer is in hand: post it now rather than lose it to a broken disk
                 ready = replace(turn, state=TurnState.READY, answer=text, confidence_score=score,
                                 confidence_level=level)
+                # Kept trying in the background too: once stored, a refused answer can be kept for the sweep.
+                self._later(f"turn={turn.id} answer",
+                            lambda: self._store.store_answer(turn.id, text, score, level, now=self._clock()),
+                            deliver=turn.id)
                 self._tasks.spawn(self._deliver_now(ready), name="deliver-unstored")
                 return
             self._tasks.spawn(self.deliver(turn.id), name="deliver")
@@ -101,8 +107,8 @@ class Delivery:
     async def deliver(self, turn_id: int, *, recovering: bool = False, backoff: Backoff | None = None) -> None:
         """Post a READY (or interrupted DELIVERING) answer on the delivery schedule; if the platform still refuses,
         postpone it for the sweep (or, a day after the question, end it with one notice)."""
-        if turn_id in self._posting:
-            return  # already on its way (the sweep or the backlog met a post in progress)
+        if turn_id in self._posting or turn_id in self._held:
+            return  # already on its way (the sweep or the backlog met a post in progress), or already posted
         self._posting.add(turn_id)
         try:
             await self._deliver(turn_id, recovering, backoff or self._backoff)
@@ -115,7 +121,7 @@ class Delivery:
             return
         self._posting.add(turn.id)
         try:
-            await self._post(turn, False, self._backoff)
+            await self._post(turn, False, self._backoff, stored=False)
         finally:
             self._posting.discard(turn.id)
 
@@ -125,7 +131,7 @@ class Delivery:
             return
         await self._post(turn, recovering, backoff)
 
-    async def _post(self, turn: Turn, recovering: bool, backoff: Backoff) -> None:
+    async def _post(self, turn: Turn, recovering: bool, backoff: Backoff, *, stored: bool = True) -> None:
         platform = self._platforms.get(turn.target.platform)
         if platform is None:
             log.warning("turn=%d waits for its platform %s to be connected", turn.id, turn.target.platform)
@@ -138,9 +144,11 @@ class Delivery:
             if Confidence(turn.confidence_score, turn.confidence_level).is_low else None,
             delivery_key=f"uppzy-turn-{turn.id}",
         )
-        # Only a hint for recovery after a crash (an earlier copy may exist): not worth retrying if it cannot land.
-        await self._write(f"turn={turn.id} delivering", lambda: self._store.set_state(turn.id, TurnState.DELIVERING),
-                          retry=False)
+        # Only a hint for recovery after a crash (an earlier copy may exist): not worth retrying if it cannot land,
+        # and never written for an answer the store does not hold (the row must not look deliverable without it).
+        if stored:
+            await self._write(f"turn={turn.id} delivering",
+                              lambda: self._store.set_state(turn.id, TurnState.DELIVERING), retry=False)
         attempts = 0
 
         async def post() -> list[str]:
@@ -151,11 +159,15 @@ class Delivery:
         try:
             ids = await backoff.run(post, what=f"posting answer turn={turn.id}")
         except Exception:
-            await self._undeliverable(turn, attempts)
+            if stored:
+                await self._undeliverable(turn, attempts)
+            else:  # once the answer is stored (retried in the background) it is delivered, or kept, from there
+                log.warning("answer for turn=%d could not be posted (%d attempts); retried once it is stored",
+                            turn.id, attempts)
             return
         now = self._clock()
         if not await self._write(f"turn={turn.id} answered", lambda: self._store.mark_answered(turn.id, ids, now=now),
-                                 then=turn.session_id):
+                                 then=turn.session_id, hold=turn.id):
             log.warning("answered turn=%d but the store cannot record it yet; its session waits for that", turn.id)
         self._metrics.delivered.labels(turn.target.platform, turn.target.workspace_id).inc()
         self._metrics.answer_seconds.labels(turn.target.platform).observe(max(0.0, now - turn.created_at))
@@ -182,7 +194,7 @@ class Delivery:
         """Post again every kept answer whose next try has come; returns how many posts were started."""
         started, now = 0, self._clock()
         for turn in await self._store.undelivered(now, limit=500):
-            if turn.id in self._posting:
+            if turn.id in self._posting or turn.id in self._held:
                 continue
             if self._platforms.get(turn.target.platform) is None:  # not connected (yet): wait, but not forever
                 if now - turn.created_at >= self._retry_for:
@@ -243,30 +255,49 @@ class Delivery:
         await self._after(turn)
 
     async def _write(self, what: str, write: Callable[[], Awaitable[None]], *, then: str | None = None,
-                     retry: bool = True) -> bool:
+                     retry: bool = True, hold: int | None = None) -> bool:
         """A state write; if the store cannot be written now, the caller carries on (the user is answered or told
-        all the same) and the write is retried in the background until it lands, then session `then` moves on."""
+        all the same) and, with `retry`, the write is retried in the background until it lands."""
         try:
             await write()
             return True
         except StoreUnavailable:
             if retry:
-                self._tasks.spawn(self._write_later(what, write, then), name="write-later")
+                self._later(what, write, then=then, hold=hold)
             return False
 
-    async def _write_later(self, what: str, write: Callable[[], Awaitable[None]], then: str | None) -> None:
+    def _later(self, what: str, write: Callable[[], Awaitable[None]], *, then: str | None = None,
+               hold: int | None = None, deliver: int | None = None) -> None:
+        """Retry `write` until it lands: one loop per record (a newer write for it replaces the older). `hold`
+        keeps a posted turn away from the sweep meanwhile; afterwards session `then` moves on and turn `deliver`
+        is delivered from the store."""
+        fresh = what not in self._pending_writes
+        self._pending_writes[what] = write
+        if hold is not None:
+            self._held.add(hold)
+        if fresh:
+            self._tasks.spawn(self._write_later(what, then, hold, deliver), name="write-later")
+
+    async def _write_later(self, what: str, then: str | None, hold: int | None, deliver: int | None) -> None:
         delay = 0.5
-        while True:
-            await asyncio.sleep(delay)
-            delay = min(30.0, delay * 2)
-            try:
-                await write()
-            except StoreUnavailable:
-                continue
-            log.info("%s recorded once the store could be written again", what)
-            if then is not None:
-                self._finished(then)  # the session's next question was waiting for this record
-            return
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+                try:
+                    await self._pending_writes[what]()
+                except StoreUnavailable:
+                    continue
+                log.info("%s recorded once the store could be written again", what)
+                break
+        finally:
+            self._pending_writes.pop(what, None)
+            if hold is not None:
+                self._held.discard(hold)
+        if then is not None:
+            self._finished(then)  # the session's next question was waiting for this record
+        if deliver is not None:
+            self._tasks.spawn(self.deliver(deliver), name="deliver")
 
     async def _after(self, turn: Turn) -> None:
         await self._platforms.clear_working(turn.target)

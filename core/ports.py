@@ -182,6 +182,8 @@ class Store(Protocol):
     - Timestamps are seconds since the epoch passed in by core (`now`); the store never reads a clock, and no
       business rule (timeouts, takeovers, id formats) lives in the store.
     - Turn ids grow with arrival, so ordering by id is asking order.
+    - A finished question (ANSWERED or FAILED) never changes state again: every state write on it is a no-op, so
+      a write retried late (after the store recovered) cannot reopen it.
     - How many processes may share one database is the implementation's to say and to enforce at open:
       SqliteStore allows one (an exclusive lock on the resolved database file).
     - Opening a store that cannot be written is a ConfigError naming DATABASE_URL (the bot must not take

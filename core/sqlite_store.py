@@ -35,6 +35,7 @@ _UNWRITABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOER
 _PROBE_TABLE = "CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)"
 
 
+_UNFINISHED = "state NOT IN ('answered','failed')"  # a finished question never changes state again
 _TURN_COLUMNS = (
     "id, platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, user_id, is_dm, extras, "
     "session_id, site_id, state, text, email, request_id, created_at, submitted_at, answer, confidence_score, "
@@ -328,7 +329,7 @@ class SqliteStore:
 
     async def set_state(self, turn_id: int, state: TurnState) -> None:
         """Move a question to another state."""
-        await self._exec("UPDATE turns SET state=? WHERE id=?", (state.value, turn_id))
+        await self._exec(f"UPDATE turns SET state=? WHERE id=? AND {_UNFINISHED}", (state.value, turn_id))
 
     async def claim_submit(self, turn_id: int) -> bool:
         """Move a question from queued to submitting; False if someone else already did (never submit twice)."""
@@ -339,13 +340,14 @@ class SqliteStore:
         """Record that a question ends with this notice, before it is posted (so a crash resumes it)."""
         await self._exec(
             "UPDATE turns SET state='notifying', error_kind=?, notice_kind=?, notice=?, text=NULL, answer=NULL "
-            "WHERE id=?", (kind, notice_kind, notice, turn_id),
+            f"WHERE id=? AND {_UNFINISHED}", (kind, notice_kind, notice, turn_id),
         )
 
     async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None:
         """Uppzy accepted the question: keep its request_id before anything else happens."""
         await self._exec(
-            "UPDATE turns SET state='pending', request_id=?, submitted_at=? WHERE id=?", (request_id, now, turn_id)
+            f"UPDATE turns SET state='pending', request_id=?, submitted_at=? WHERE id=? AND {_UNFINISHED}",
+            (request_id, now, turn_id),
         )
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
@@ -353,7 +355,7 @@ class SqliteStore:
         """Keep the fetched answer so a crash before posting never needs Uppzy again."""
         await self._exec(
             "UPDATE turns SET state='ready', answer=?, confidence_score=?, confidence_level=?, ready_at=?, "
-            "text=NULL WHERE id=?", (answer, score, level, now, turn_id),
+            f"text=NULL WHERE id=? AND {_UNFINISHED}", (answer, score, level, now, turn_id),
         )
 
     async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None:
@@ -366,7 +368,8 @@ class SqliteStore:
                 [(turn[0], mid, turn[2], turn_id) for mid in message_ids],
             )
             await self._exec(
-                "UPDATE turns SET state='answered', done_at=?, text=NULL, answer=NULL WHERE id=?", (now, turn_id)
+                f"UPDATE turns SET state='answered', done_at=?, text=NULL, answer=NULL WHERE id=? AND {_UNFINISHED}",
+                (now, turn_id),
             )
             await self._exec("UPDATE sessions SET last_activity=MAX(last_activity, ?) WHERE id=?",
                                    (now, turn[1]))
@@ -376,8 +379,8 @@ class SqliteStore:
     async def mark_failed(self, turn_id: int, kind: str, *, now: float) -> None:
         """Finished without an answer (the user has been told)."""
         await self._exec(
-            "UPDATE turns SET state='failed', error_kind=?, done_at=?, text=NULL, answer=NULL, notice=NULL WHERE id=?",
-            (kind, now, turn_id),
+            "UPDATE turns SET state='failed', error_kind=?, done_at=?, text=NULL, answer=NULL, notice=NULL "
+            f"WHERE id=? AND {_UNFINISHED}", (kind, now, turn_id),
         )
 
     async def postpone(self, turn_id: int, *, until: float) -> None:

@@ -345,3 +345,22 @@ async def test_workspace_settings_and_channel_modes_round_trip(store: Store) -> 
     assert await store.channel_mode("slack", "T1", "C1") == "off"
     assert await store.channel_mode("discord", "T1", "C1") is None
     await store.ping()
+
+
+async def test_a_finished_question_never_changes_state_again(store: Store) -> None:
+    """Writes retried late (after the store recovered) cannot reopen an answered or failed question."""
+    answered, failed = await ask(store, "1"), await ask(store, "2", user="U2", key="k2")
+    assert answered is not None and failed is not None
+    await store.mark_answered(answered.id, ["A1"], now=T0 + 1)
+    await store.mark_failed(failed.id, "timeout", now=T0 + 1)
+    for turn in (answered, failed):
+        await store.begin_failure(turn.id, "late", "failed", "Sorry")
+        await store.store_answer(turn.id, "late answer", None, None, now=T0 + 2)
+        await store.mark_submitted(turn.id, "req-late", now=T0 + 2)
+        await store.set_state(turn.id, TurnState.DELIVERING)
+        await store.postpone(turn.id, until=T0 + 3)
+    await store.mark_failed(answered.id, "late", now=T0 + 4)
+    await store.mark_answered(failed.id, ["A2"], now=T0 + 4)
+    assert (await store.get_turn(answered.id)).state is TurnState.ANSWERED  # type: ignore[union-attr]
+    assert (await store.get_turn(failed.id)).state is TurnState.FAILED  # type: ignore[union-attr]
+    assert await store.active_turns() == [] and (await store.counts()).pending == 0

@@ -327,3 +327,52 @@ async def test_failed_failure_writes_still_tell_the_user_once(harness: Build, si
     await h.relay.wait_idle()
     assert [(kind, q) for kind, q, _ in h.console.transcript] == [("failed", qid)]
     assert begin_left == failed_left == [0]
+
+
+async def test_a_late_failure_record_never_reopens_the_question(harness: Build, sim: Simulator) -> None:
+    """Recording the failure notice fails twice (its background retry lands after the question was marked failed):
+    the question stays failed, and the conversation's next question is answered at once."""
+    sim.script("broken", "", fail=True)
+    h = await harness()
+    begin_left = fail_first(h.store, "begin_failure", 2)
+    _, broken = await h.ask("broken question")
+    _, fine = await h.ask("how do returns work?")
+    await h.until(lambda: len(h.console.transcript) == 2, timeout=8)
+    await h.until(lambda: begin_left == [0], timeout=5)
+    await h.relay.wait_idle()
+    assert [(kind, q) for kind, q, _ in h.console.transcript] == [("failed", broken), ("answer", fine)]
+    assert await h.store.active_turns() == []
+
+
+async def test_an_unstored_answer_the_platform_refuses_is_delivered_later_not_replaced(
+        harness: Build, sim: Simulator) -> None:
+    """Storing the answer fails once and the platform refuses every attempt of the delivery backoff: once the answer
+    is stored it is delivered from there, the real text, once (never the fallback text)."""
+    sim.script("returns", "Within 30 days.")
+    h = await harness()
+    fail_first(h.store, "store_answer", 1)
+    real_post, refusals = h.console.post_answer, [3]  # FAST tuning: 3 delivery attempts
+
+    async def refusing(*args: object, **kwargs: object) -> list[str]:
+        if refusals[0]:
+            refusals[0] -= 1
+            raise OSError("platform down")
+        return await real_post(*args, **kwargs)  # type: ignore[arg-type]
+
+    h.console.post_answer = refusing  # type: ignore[method-assign]
+    _, qid = await h.ask("how do returns work?")
+    await h.until(lambda: h.console.answers(), timeout=8)
+    await h.relay.wait_idle()
+    assert h.console.answers() == [(qid, "Within 30 days.")] and h.console.notices() == []
+
+
+async def test_a_posted_answer_awaiting_its_record_is_not_swept_again(harness: Build, sim: Simulator) -> None:
+    """The answer is posted but marking it answered fails: a sweep meanwhile does not post it a second time."""
+    h = await harness()
+    mark_left = fail_first(h.store, "mark_answered", 1)
+    _, qid = await h.ask("how do returns work?")
+    await h.until(lambda: h.console.answers(), timeout=5)
+    assert mark_left == [0]
+    assert await h.relay.parts.delivery.sweep() == 0  # it is READY in the store, but already posted
+    await h.relay.wait_idle()
+    assert [q for q, _ in h.console.answers()] == [qid] and await h.store.active_turns() == []
