@@ -8,7 +8,7 @@ from core.errors import UppzyAuthError, UppzyError, UppzyForbidden, UppzyNotFoun
 from core.models import ReplyTarget
 from core.ports import EndResult, Store
 from core.reaper import IdleReaper
-from core.session_ids import belongs_to_user, conversation_key, is_session_of, user_prefix
+from core.session_ids import belongs_to_user, conversation_key, user_prefix
 from core.uppzy import SessionInfo, UppzyClient
 from core.workspace import WorkspaceSettingsService
 
@@ -52,9 +52,9 @@ class Conversations:
         sessions = await self._uppzy.list_sessions(email=email, site_id=ws.site_id)
         if email or user_id is None:
             return sessions
-        keys = await self._store.session_keys(platform, workspace_id, user_prefix(platform, user_id))
-        return [s for s in sessions if belongs_to_user(s.id, platform, user_id)
-                and any(is_session_of(s.id, key) for key in keys)]
+        # Exact ids, not a prefix test: with per-user sessions a numeric channel id could pass for a generation.
+        ours = await self._store.session_ids(platform, workspace_id, user_prefix(platform, user_id))
+        return [s for s in sessions if s.id in ours and belongs_to_user(s.id, platform, user_id)]
 
     async def status(self, platform: str, workspace_id: str) -> Status:
         """Settings, Uppzy connectivity and counts for one workspace."""

@@ -271,9 +271,9 @@ class Store(Protocol):
         is): their follow-ups there need no mention; other people's do."""
         ...
 
-    async def session_keys(self, platform: str, workspace_id: str, prefix: str) -> set[str]:
-        """The conversation keys starting with `prefix` under which this workspace (platform + workspace id)
-        opened sessions, as long as any session of the key is kept: whose Uppzy sessions are this workspace's."""
+    async def session_ids(self, platform: str, workspace_id: str, prefix: str) -> set[str]:
+        """The ids of the sessions this workspace (platform + workspace id) opened under conversation keys starting
+        with `prefix`, while they are kept: exactly which of Uppzy's sessions are this workspace's."""
         ...
 
     async def claim_feedback(self, turn_id: int, rating: str, user_id: str, source: str, *,

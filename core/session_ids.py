@@ -6,10 +6,9 @@ import re
 
 from core.models import ReplyTarget
 
-__all__ = ["belongs_to_user", "conversation_key", "is_session_of", "session_id", "user_prefix"]
+__all__ = ["belongs_to_user", "conversation_key", "session_id", "user_prefix"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
-_GENERATION = re.compile(r"([1-9][0-9]*)(?:-[0-9a-z]+)?")  # `<n>`, or `<n>-<stamp>` after a repeated 409
 
 
 def _part(value: str) -> str:
@@ -43,14 +42,6 @@ def session_id(key: str, generation: int, *, stamp: float | None = None) -> str:
     if stamp is not None:
         return f"{key}-{generation}-{_base36(int(stamp * 1000))}"
     return key if generation == 1 else f"{key}-{generation}"
-
-
-def is_session_of(session: str, key: str) -> bool:
-    """Whether an Uppzy session id is one of `key`'s generations (`<key>`, `<key>-<n>` or `<key>-<n>-<stamp>`)."""
-    if session == key:
-        return True
-    match = _GENERATION.fullmatch(session[len(key) + 1:]) if session.startswith(key + "-") else None
-    return match is not None and int(match.group(1)) >= 2
 
 
 def _base36(number: int) -> str:

@@ -573,10 +573,10 @@ class SqliteStore:
         )
         return row is not None
 
-    async def session_keys(self, platform: str, workspace_id: str, prefix: str) -> set[str]:
-        """Keys (starting with `prefix`) of the sessions this workspace opened."""
+    async def session_ids(self, platform: str, workspace_id: str, prefix: str) -> set[str]:
+        """Ids (keys starting with `prefix`) of the sessions this workspace opened."""
         rows = await self._all(
-            "SELECT DISTINCT key FROM sessions WHERE platform=? AND workspace_id=? AND substr(key, 1, ?)=?",
+            "SELECT id FROM sessions WHERE platform=? AND workspace_id=? AND substr(key, 1, ?)=?",
             (platform, workspace_id, len(prefix), prefix),
         )
         return {row[0] for row in rows}

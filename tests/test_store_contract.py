@@ -187,17 +187,17 @@ async def test_asked_in_thread_names_the_askers_only(store: Store) -> None:
 
 
 
-async def test_session_keys_are_the_workspaces_own(store: Store) -> None:
-    """Keys of sessions a workspace opened, by prefix; other workspaces' and platforms' keys stay out."""
+async def test_session_ids_are_the_workspaces_own(store: Store) -> None:
+    """Ids of sessions a workspace opened, by key prefix; other workspaces' and platforms' sessions stay out."""
     await ask(store, "1", key="slack-user-U1-C1")
     await ask(store, "2", key="slack-user-U1-D1")
     await ask(store, "3", key="slack-user-U12-C1", user="U12")
     other = InboundMessage(ReplyTarget("slack", "T2", "C9", "C9", "4", "U1"), "q", "C9:4")
     await store.record_question(other, key="slack-user-U1-C9", site_id="site", idle_timeout=60.0, now=T0)
-    assert await store.session_keys("slack", "T1", "slack-user-U1-") == {"slack-user-U1-C1", "slack-user-U1-D1"}
-    assert await store.session_keys("slack", "T2", "slack-user-U1") == {"slack-user-U1-C9"}
-    assert await store.session_keys("discord", "T1", "slack-user-U1") == set()
-    assert await store.session_keys("slack", "T1", "slack-user-U_") == set()  # a prefix, never a pattern
+    assert await store.session_ids("slack", "T1", "slack-user-U1-") == {"slack-user-U1-C1", "slack-user-U1-D1"}
+    assert await store.session_ids("slack", "T2", "slack-user-U1") == {"slack-user-U1-C9"}
+    assert await store.session_ids("discord", "T1", "slack-user-U1") == set()
+    assert await store.session_ids("slack", "T1", "slack-user-U_") == set()  # a prefix, never a pattern
 
 # ---- feedback --------------------------------------------------------------------------------------------------
 

@@ -84,3 +84,22 @@ async def test_escalation_target_in_this_server_is_saved(h: DiscordHarness, valu
     """This server's channels, roles and members are accepted as before."""
     reply = await command(h, "uppzy-admin", "set", ADMIN_ID, key="escalation_target", value=value)
     assert reply == {"content": msgs.setting_saved("escalation_target", value), "ephemeral": True}
+
+
+async def test_sessions_stay_this_servers_with_one_session_per_user(h: DiscordHarness) -> None:
+    """With `session_strategy user` here, alice's key is a prefix of her DM and other-server session ids (numeric
+    channel ids look like generations): the listing still shows only the session this server opened."""
+    reply = await command(h, "uppzy-admin", "set", ADMIN_ID, key="session_strategy", value="user")
+    assert "user" in reply["content"]
+    here = await h.mention("How do returns work?")
+    await h.wait_posts(here["id"])
+    dm_id = h.fake.new_id()
+    await h.say("what about shipping?", channel_id=dm_id, guild=False)
+    await h.wait_posts(dm_id)
+    there = await h.fake.user_message(channel_id=TEXT_2, guild_id=GUILD_2, author_id=USER_ID,
+                                      content=f"<@{h.fake.bot_id}> and passwords?", mentions_bot=True)
+    await h.wait_posts(there["id"])
+    await h.wait_idle(3)
+    listed = (await command(h, "uppzy-admin", "sessions", ADMIN_ID, user=str(USER_ID)))["content"]
+    assert f"`discord-user-{USER_ID}`" in listed
+    assert f"-{dm_id}" not in listed and f"-{TEXT_2}" not in listed
