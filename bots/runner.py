@@ -201,7 +201,7 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
     store, relay, metrics = core.store, core.relay, core.metrics
     bots = build_platforms(settings, relay)
     routes = [route for bot in bots if getattr(bot, "mode", None) == "http" for route in bot.http_routes()]  # type: ignore[attr-defined]
-    checks: dict[str, Callable[[], Awaitable[bool] | bool]] = {"store": lambda: _store_ok(store)}
+    checks: dict[str, Callable[[], Awaitable[bool] | bool]] = {"store": _StoreCheck(store)}
     for bot in bots:
         checks[bot.name] = lambda bot=bot: bot.connected  # type: ignore[misc]
         metrics.platform_up.labels(bot.name).set_function(lambda bot=bot: 1.0 if bot.connected else 0.0)  # type: ignore[misc]
@@ -213,8 +213,17 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
     try:
         await _listen(web, host, settings.port)
         await relay.start()
-        await connector.start()
-        if started is not None:
+        # The first connection attempts may take a while (an outage): a stop meanwhile must not wait for them.
+        connecting = asyncio.ensure_future(connector.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+        else:
+            connecting.result()  # a configuration error found on the first attempt ends the run (exit 2)
+        if started is not None and not stop.is_set():
             started.set()
         await stop.wait()
         log.info("shutting down: no new events; unfinished work stays in the store for the next start")
@@ -236,10 +245,24 @@ async def _listen(web: WebServer, host: str, port: int) -> None:
         raise ConfigError("PORT", f"cannot listen on {host}:{port}: {reason}{hint}; choose another PORT") from None
 
 
-async def _store_ok(store: Store) -> bool:
-    """Ready while a real write goes through and the database file is the one opened (store.health says why not)."""
-    await store.probe()
-    return store.health.ok
+class _StoreCheck:
+    """Ready while a real write goes through and the database file is the one opened (store.health says why not).
+
+    The write probe runs at most every `every` seconds: /readyz is public, and a flood of it must not become a flood
+    of database writes queued in front of the questions.
+    """
+
+    def __init__(self, store: Store, every: float = 2.0) -> None:
+        self._store = store
+        self._every = every
+        self._last = float("-inf")
+
+    async def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            self._last = now
+            await self._store.probe()
+        return self._store.health.ok
 
 
 async def _shutdown(bots: list[PlatformBot], core: Core, web: WebServer) -> None:

@@ -138,3 +138,24 @@ async def test_a_refusal_found_while_retrying_ends_run_with_a_config_error(tmp_p
         else:
             raise AssertionError("run_bot returned instead of raising the refusal")
         assert len(slack.calls_to("auth.test")) == 2
+
+
+async def test_a_stop_during_the_first_connection_attempt_is_prompt(tmp_path, sim: Simulator) -> None:  # type: ignore[no-untyped-def]
+    """Slack's Socket Mode URL never answers, so the first connection attempt would wait its 30 s: SIGTERM (stop)
+    meanwhile ends the run within a few seconds, as systemd and Docker expect, not after the attempt."""
+    port = _free_port()
+    dead = _free_port()  # nothing listens there
+    async with FakeSlack() as slack:
+        slack.set_response("apps.connections.open", {"ok": True, "url": f"ws://127.0.0.1:{dead}/socket"})
+        settings = Settings(
+            uppzy_api_key=Secret("sim-key"), uppzy_site_id="demo-site", uppzy_base_url=sim.base_url,
+            slack_bot_token=Secret(slack.bot_token), slack_app_token=Secret(slack.app_token),
+            slack_api_base_url=slack.api_url, database_url=f"sqlite:///{tmp_path / 'bot.db'}", port=port,
+        )
+        stop, started = asyncio.Event(), asyncio.Event()
+        runner = asyncio.create_task(run_bot(settings, stop=stop, started=started, host="127.0.0.1"))
+        await wait_until(lambda: slack.calls_to("apps.connections.open"), what="the Socket Mode connection attempt")
+        status, _ = await _get(port, "/healthz")
+        assert status == 200 and not started.is_set()
+        stop.set()
+        assert await asyncio.wait_for(runner, 8) == 0

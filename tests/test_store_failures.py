@@ -240,17 +240,19 @@ async def test_readyz_fails_while_the_disk_is_full_or_the_file_is_gone_and_recov
         try:
             await asyncio.wait_for(started.wait(), 15)
             assert await _ready(port) == (200, {"store": True, "slack": True})
+
+            async def shows(expected: tuple[int, dict[str, bool]]) -> bool:
+                return await _ready(port) == expected  # the write probe runs at most every 2 s
+
             disk.fill()
-            assert (await _ready(port))[0] == 503
-            assert (await _ready(port))[1]["store"] is False
+            await wait_until(lambda: shows((503, {"store": False, "slack": True})), interval=0.05, timeout=5,
+                             what="/readyz 503 with the disk full")
             disk.free()
-
-            async def ready() -> bool:
-                return (await _ready(port))[0] == 200
-
-            await wait_until(ready, interval=0.05, what="/readyz back to 200")
+            await wait_until(lambda: shows((200, {"store": True, "slack": True})), interval=0.05, timeout=5,
+                             what="/readyz back to 200")
             os.remove(disk.path / "bot.db")
-            assert await _ready(port) == (503, {"store": False, "slack": True})
+            await wait_until(lambda: shows((503, {"store": False, "slack": True})), interval=0.05, timeout=5,
+                             what="/readyz 503 once the file is gone")
         finally:
             disk.free()
             stop.set()
