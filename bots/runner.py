@@ -127,14 +127,15 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
                         backoff=tuning.delivery, answer_timeout=settings.uppzy_answer_timeout, finished=finished,
                         clock=clock, answer_max_chars=settings.uppzy_answer_max_chars,
                         retry_every=tuning.redeliver_every, retry_for=tuning.redeliver_for,
-                        sweep_every=tuning.sweep_every, redelivery=tuning.redelivery)
+                        sweep_every=tuning.sweep_every, redelivery=tuning.redelivery,
+                        store_writes=tuning.store_writes)
     poller = PollScheduler(uppzy=uppzy, on_done=delivery.on_status, on_expired=delivery.on_expired,
                            rate=settings.uppzy_poll_rate, interval=tuning.poll_interval, clock=clock,
                            latency=tuning.latency or LatencyModel(floor=tuning.first_poll_floor),
                            first_poll_floor=tuning.first_poll_floor, error_backoff=tuning.poll_errors)
     submission = Submitter(store=store, uppzy=uppzy, poller=poller, fail=delivery.fail, later=later, tasks=tasks,
                             answer_timeout=settings.uppzy_answer_timeout, concurrency=tuning.submit_concurrency,
-                            clock=clock)
+                            store_writes=tuning.store_writes, clock=clock)
     sequencer.append(Intake(store=store, router=Router(store, workspaces), platforms=platforms,
                             submit=submission.submit, metrics=metrics, tasks=tasks, max_chars=tuning.max_chars,
                             clock=clock))

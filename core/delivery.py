@@ -17,9 +17,8 @@ from core.models import Answer, Notice, NoticeKind, Turn, TurnState
 from core.platforms import Platforms
 from core.poller import PendingRequest
 from core.ports import Store
-from core.shorten import shorten_answer
 from core.supervisor import TaskSupervisor
-from core.text import clean_text
+from core.text import clean_text, shorten_answer
 from core.uppzy import Confidence, RequestStatus
 from core.workspace import WorkspaceSettingsService
 
@@ -39,8 +38,10 @@ class Delivery:
                  metrics: Metrics, tasks: TaskSupervisor, backoff: Backoff, answer_timeout: float,
                  finished: Callable[[str], None], clock: Callable[[], float] = time.time,
                  answer_max_chars: int = 12000, retry_every: float = 300.0, retry_for: float = 86400.0,
-                 sweep_every: float = 60.0, redelivery: Backoff | None = None) -> None:
+                 sweep_every: float = 60.0, redelivery: Backoff | None = None,
+                 store_writes: Backoff | None = None) -> None:
         self._store = store
+        self._store_writes = store_writes or Backoff(attempts=0, initial=0.5, maximum=30.0)
         self._platforms = platforms
         self._workspaces = workspaces
         self._metrics = metrics
@@ -279,11 +280,11 @@ class Delivery:
             self._tasks.spawn(self._write_later(what, then, hold, deliver), name="write-later")
 
     async def _write_later(self, what: str, then: str | None, hold: int | None, deliver: int | None) -> None:
-        delay = 0.5
+        attempt = 0
         try:
             while True:
-                await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
+                attempt += 1
+                await asyncio.sleep(self._store_writes.delay(attempt))
                 try:
                     await self._pending_writes[what]()
                 except StoreUnavailable:

@@ -73,8 +73,8 @@ class MessagePlace(StrEnum):
 class InboundMessage:
     """A user's message, already stripped of the bot mention; `event_key` de-duplicates redeliveries.
 
-    The adapter says what it saw (`place`, whether the bot was `mentioned`, whether the thread is one the bot
-    started, whether only attachments came); core's router decides whether it is a question.
+    The adapter says what it saw (`place`, whether the bot was `mentioned`, whether only attachments came); core's
+    router decides whether it is a question.
     """
 
     target: ReplyTarget
@@ -84,7 +84,6 @@ class InboundMessage:
     received_at: float = field(default_factory=time.time)
     place: MessagePlace = MessagePlace.DIRECT
     mentioned: bool = False
-    bot_thread: bool = False
     attachments_only: bool = False
 
 

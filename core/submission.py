@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from core import messages
+from core.backoff import Backoff
 from core.errors import (
     UppzyAuthError,
     UppzyConflict,
@@ -39,8 +40,9 @@ class Submitter:
 
     def __init__(self, *, store: Store, uppzy: UppzyClient, poller: PollScheduler, fail: Fail, later: Later,
                  tasks: TaskSupervisor, answer_timeout: float, concurrency: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 store_writes: Backoff | None = None, clock: Callable[[], float] = time.time) -> None:
         self._store = store
+        self._store_writes = store_writes or Backoff(attempts=0, initial=0.5, maximum=10.0)
         self._uppzy = uppzy
         self._poller = poller
         self._fail = fail
@@ -149,10 +151,10 @@ class Submitter:
 
     async def _keep(self, turn: Turn, request_id: str, submitted_at: float) -> None:
         """Retry recording Uppzy's request id (the only way to fetch the answer) until the answer budget ends."""
-        delay = 0.5
+        attempt = 0
         while self._clock() < submitted_at + self._answer_timeout:
-            await asyncio.sleep(delay)
-            delay = min(10.0, delay * 2)
+            attempt += 1
+            await asyncio.sleep(self._store_writes.delay(attempt))
             try:
                 await self._store.mark_submitted(turn.id, request_id, now=submitted_at)
             except Exception:

@@ -6,7 +6,8 @@ import re
 import unicodedata
 from urllib.parse import urlsplit
 
-__all__ = ["clean_text", "close_fence", "is_blank", "link_text_misleads", "split_markdown", "truncate_markdown"]
+__all__ = ["clean_text", "close_fence", "is_blank", "link_text_misleads", "shorten_answer", "split_markdown",
+           "truncate_markdown"]
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -112,14 +113,39 @@ def split_markdown(text: str, limit: int) -> list[str]:
     return chunks
 
 
-def close_fence(text: str) -> str:
-    """`text` with a code fence it leaves open closed again, so a cut never turns the rest of a message into code."""
-    opener = None
+def _open_fence(text: str) -> tuple[int, str] | None:
+    """Where the code fence `text` leaves open starts (offset, marker), or None when every fence is closed."""
+    opener: tuple[int, str] | None = None
+    offset = 0
     for line in text.split("\n"):
         fence = _FENCE.match(line)
         if fence:
-            opener = None if opener else fence.group(1)
-    return f"{text}\n{opener}" if opener else text
+            opener = None if opener else (offset, fence.group(1))
+        offset += len(line) + 1
+    return opener
+
+
+def close_fence(text: str) -> str:
+    """`text` with a code fence it leaves open closed again, so a cut never turns the rest of a message into code."""
+    opener = _open_fence(text)
+    return f"{text}\n{opener[1]}" if opener else text
+
+
+def shorten_answer(text: str, limit: int, note: str) -> str:
+    """`text` if it has at most `limit` characters; else its head followed by `note`, `limit` characters in all.
+
+    The head is cut at a paragraph, else a line, else a word; a code block the cut falls in is dropped when enough
+    text comes before it, else closed.
+    """
+    if len(text) <= limit:
+        return text
+    budget = max(0, limit - len(note) - 2 - 4)  # 4: "\n```" to close a code block cut open
+    cut = next((at for sep in ("\n\n", "\n", " ") if (at := text.rfind(sep, 0, budget + 1)) >= budget // 2), budget)
+    head = text[:cut].rstrip()
+    opener = _open_fence(head)
+    if opener is not None and opener[0] >= budget // 2:
+        head = head[:opener[0]].rstrip()
+    return f"{close_fence(head)}\n\n{note}"
 
 
 def truncate_markdown(text: str, limit: int, ellipsis: str = "…") -> str:

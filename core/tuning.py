@@ -27,4 +27,6 @@ class Tuning:
     redelivery: Backoff = field(default_factory=lambda: Backoff(attempts=3, initial=2.0, maximum=10.0))  # per sweep
     notice: Backoff = field(default_factory=lambda: Backoff(attempts=3, initial=1.0, maximum=3.0, base=3.0))
     poll_errors: Backoff = field(default_factory=lambda: Backoff(attempts=0, initial=1.0, maximum=30.0))
+    # A state write the store refused (disk full) is tried again on this schedule until it lands.
+    store_writes: Backoff = field(default_factory=lambda: Backoff(attempts=0, initial=0.5, maximum=10.0))
     latency: LatencyModel | None = None  # prior answer latencies; None learns from the production prior

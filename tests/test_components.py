@@ -39,40 +39,37 @@ async def router(tmp_path: Path) -> AsyncIterator[tuple[Router, WorkspaceSetting
     await store.close()
 
 
-# (place, channel, user, mentioned, bot_thread, thread) → answered?
+# (place, channel, user, mentioned, thread) → answered?
 RULES = [
-    (MessagePlace.DIRECT, "D1", "U1", False, False, None, True),
-    (MessagePlace.CHANNEL, "C-mention", "U1", True, False, None, True),
-    (MessagePlace.CHANNEL, "C-mention", "U1", False, False, None, False),
-    (MessagePlace.CHANNEL, "C-all", "U2", False, False, None, True),
-    (MessagePlace.CHANNEL, "C-off", "U1", True, False, None, False),
-    (MessagePlace.THREAD, "C-mention", "U1", False, False, "500", True),  # the asker's follow-up
-    (MessagePlace.THREAD, "C-mention", "U1", False, False, "510", True),  # asked by mention in a human's thread
-    (MessagePlace.THREAD, "C-mention", "U2", False, False, "500", False),  # no hijack: others must mention
-    (MessagePlace.THREAD, "C-mention", "U2", False, False, "510", False),  # ... also in the human's thread
-    (MessagePlace.THREAD, "C-mention", "U2", True, False, "510", True),  # a mention works anywhere but `off`
-    (MessagePlace.THREAD, "C-mention", "U2", False, True, "500", False),  # the bot's thread: its asker only
-    (MessagePlace.THREAD, "C-mention", "U1", False, False, "600", False),  # someone else's thread
-    (MessagePlace.THREAD, "C-mention", "U1", False, True, "600", False),  # a bot thread nobody asked in (here)
-    (MessagePlace.THREAD, "C-all", "U1", False, False, "500", True),  # `all`: the asker's follow-up
-    (MessagePlace.THREAD, "C-all", "U2", False, False, "500", False),  # `all` means new top-level messages
-    (MessagePlace.THREAD, "C-all", "U1", False, False, "600", False),
-    (MessagePlace.THREAD, "C-mention", "U1", True, False, "600", True),
-    (MessagePlace.THREAD, "C-off", "U1", False, True, "500", False),
-    (MessagePlace.FORUM_POST, "C-mention", "U2", False, False, "700", True),
-    (MessagePlace.FORUM_POST, "C-off", "U2", False, False, "700", False),
+    (MessagePlace.DIRECT, "D1", "U1", False, None, True),
+    (MessagePlace.CHANNEL, "C-mention", "U1", True, None, True),
+    (MessagePlace.CHANNEL, "C-mention", "U1", False, None, False),
+    (MessagePlace.CHANNEL, "C-all", "U2", False, None, True),
+    (MessagePlace.CHANNEL, "C-off", "U1", True, None, False),
+    (MessagePlace.THREAD, "C-mention", "U1", False, "500", True),  # the asker's follow-up
+    (MessagePlace.THREAD, "C-mention", "U1", False, "510", True),  # asked by mention in a human's thread
+    (MessagePlace.THREAD, "C-mention", "U2", False, "500", False),  # no hijack: others must mention
+    (MessagePlace.THREAD, "C-mention", "U2", False, "510", False),  # ... also in the human's thread
+    (MessagePlace.THREAD, "C-mention", "U2", True, "510", True),  # a mention works anywhere but `off`
+    (MessagePlace.THREAD, "C-mention", "U1", False, "600", False),  # someone else's thread
+    (MessagePlace.THREAD, "C-all", "U1", False, "500", True),  # `all`: the asker's follow-up
+    (MessagePlace.THREAD, "C-all", "U2", False, "500", False),  # `all` means new top-level messages
+    (MessagePlace.THREAD, "C-all", "U1", False, "600", False),
+    (MessagePlace.THREAD, "C-mention", "U1", True, "600", True),
+    (MessagePlace.THREAD, "C-off", "U1", False, "500", False),
+    (MessagePlace.FORUM_POST, "C-mention", "U2", False, "700", True),
+    (MessagePlace.FORUM_POST, "C-off", "U2", False, "700", False),
 ]
 
 
-@pytest.mark.parametrize(("place", "channel", "user", "mentioned", "bot_thread", "thread", "answered"), RULES)
+@pytest.mark.parametrize(("place", "channel", "user", "mentioned", "thread", "answered"), RULES)
 async def test_the_routing_rule(router: tuple[Router, WorkspaceSettingsService, SqliteStore], place: MessagePlace,
-                                channel: str, user: str, mentioned: bool, bot_thread: bool, thread: str | None,
+                                channel: str, user: str, mentioned: bool, thread: str | None,
                                 answered: bool) -> None:
     """One rule for every platform: DMs always, `off` never, mentions and forum posts, askers' follow-ups, `all`."""
     rule, _, _ = router
     target = ReplyTarget("slack", "T1", channel, channel, "900", user, thread_id=thread)
-    route = await rule.route(InboundMessage(target, "hi", "e", place=place, mentioned=mentioned,
-                                            bot_thread=bot_thread))
+    route = await rule.route(InboundMessage(target, "hi", "e", place=place, mentioned=mentioned))
     assert isinstance(route, Route) is answered, route
 
 

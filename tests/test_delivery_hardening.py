@@ -7,7 +7,7 @@ import dataclasses
 from core import messages
 from core.backoff import Backoff
 from core.models import Answer, ReplyTarget, TurnState
-from core.shorten import shorten_answer
+from core.text import shorten_answer
 from simulator import Simulator
 from tests.relay_support import FAST, Build, Harness, QuietConsole, close
 

@@ -88,7 +88,7 @@ class DiscordEvents:
             except discord.HTTPException:
                 log.warning("message in unknown channel=%s ignored", message.channel.id)
                 return
-        place = place_of(message, channel, bot_id)
+        place = place_of(message, channel)
         if place is None:
             return
         roles = bot_roles(message, bot_id)

@@ -39,7 +39,6 @@ class Place:
     channel_id: int  # the conversation's channel: a thread's parent
     message_channel_id: int
     thread_id: int | None
-    bot_thread: bool = False  # a thread the bot itself started
 
 
 def workspace_of(guild_id: int | None) -> str:
@@ -70,7 +69,7 @@ def forwarded_content(message: discord.Message) -> tuple[str, bool]:
     return "\n\n".join(texts), files
 
 
-def place_of(message: discord.Message, channel: object, bot_id: int) -> Place | None:
+def place_of(message: discord.Message, channel: object) -> Place | None:
     """Classify a message's (resolved) channel; None for channels the bot does not talk in (voice chat, …)."""
     if isinstance(channel, discord.DMChannel):
         return Place("dm", DM_WORKSPACE, channel.id, channel.id, None)
@@ -84,7 +83,7 @@ def place_of(message: discord.Message, channel: object, bot_id: int) -> Place | 
             kind: Literal["thread", "forum_post"] = "forum_post" if message.id == channel.id else "thread"
         else:
             kind = "thread"
-        return Place(kind, workspace, parent_id, channel.id, channel.id, bot_thread=channel.owner_id == bot_id)
+        return Place(kind, workspace, parent_id, channel.id, channel.id)
     if isinstance(channel, discord.TextChannel):
         return Place("channel", workspace, channel.id, channel.id, None)
     return None
@@ -107,7 +106,7 @@ def to_inbound(message: discord.Message, place: Place, text: str, *, mentioned: 
         is_dm=place.kind == "dm", extras=extras,
     )
     return InboundMessage(target=target, text=text, event_key=str(message.id), place=_PLACES[place.kind],
-                          mentioned=mentioned, bot_thread=place.bot_thread, attachments_only=attachments_only)
+                          mentioned=mentioned, attachments_only=attachments_only)
 
 
 def reaction_feedback(payload: discord.RawReactionActionEvent) -> FeedbackEvent:
