@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
@@ -128,15 +129,8 @@ class SlackBot:
         self._session = aiohttp.ClientSession()
         # One connection pool for every Web API call, bolt's per-request clients included.
         self.client.session = self._cosmetic_client.session = self._session
-        try:
-            identity = await self.client.auth_test()
-        except SlackApiError as exc:
-            await self._close_session()
-            raise _refusal(exc, "SLACK_BOT_TOKEN", "auth.test") from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            await self._close_session()
-            raise SlackUnavailable(f"could not reach Slack's Web API at {shown_url(self.settings.slack_api_base_url)}"
-                                   f" (SLACK_API_BASE_URL): {type(exc).__name__}") from None
+        identity = await self._call(self.client.auth_test(), "SLACK_BOT_TOKEN", "auth.test",
+                                    "could not reach Slack's Web API at")
         self.adapter.bot_user_id = identity.get("user_id")
         self.adapter.bot_id = identity.get("bot_id")
         self._share_identity(identity)
@@ -145,6 +139,19 @@ class SlackBot:
         self._started = True
         log.info("Slack ready mode=%s team=%s bot_user=%s", self.mode, identity.get("team_id"),
                  self.adapter.bot_user_id)
+
+    async def _call(self, call: Awaitable[Any], variable: str, method: str, unreachable: str) -> Any:
+        """A start-up Web API call: a refusal is a ConfigError naming `variable`, a network failure SlackUnavailable
+        (retried); either way the session opened for it is closed again."""
+        try:
+            return await call
+        except SlackApiError as exc:
+            await self._close_session()
+            raise _refusal(exc, variable, method) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self._close_session()
+            raise SlackUnavailable(f"{unreachable} {shown_url(self.settings.slack_api_base_url)} (SLACK_API_BASE_URL):"
+                                   f" {type(exc).__name__}") from None
 
     def _share_identity(self, identity: Any) -> None:
         """Hand our auth.test result to bolt's single-team authorization, which otherwise asks lazily.
@@ -160,16 +167,9 @@ class SlackBot:
     async def _connect_socket(self) -> None:
         assert self.settings.slack_app_token is not None
         app_token = self.settings.slack_app_token.reveal()
-        try:
-            # Asked here (not by the handler) because the handler retries a refused token forever.
-            opened = await self.client.apps_connections_open(app_token=app_token)
-        except SlackApiError as exc:
-            await self._close_session()
-            raise _refusal(exc, "SLACK_APP_TOKEN", "apps.connections.open") from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            await self._close_session()
-            raise SlackUnavailable(f"could not open Socket Mode at {shown_url(self.settings.slack_api_base_url)}: "
-                                   f"{type(exc).__name__}") from None
+        # Asked here (not by the handler) because the handler retries a refused token forever.
+        opened = await self._call(self.client.apps_connections_open(app_token=app_token), "SLACK_APP_TOKEN",
+                                  "apps.connections.open", "could not open Socket Mode at")
         # The aiohttp Socket Mode client builds its session at construction, so it must be made in the loop.
         self._socket = EventsFirstSocketModeHandler(self.app, app_token, web_client=self.client,
                                                     ping_interval=self._ping_interval)

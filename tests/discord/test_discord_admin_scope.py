@@ -46,8 +46,8 @@ async def h(fake: FakeDiscord, sim: Simulator, uppzy: UppzyClient, tmp_path: Pat
         await harness.aclose()
 
 
-async def test_sessions_lists_this_servers_conversations_only(h: DiscordHarness) -> None:
-    """alice talks in this server, in a DM and in another server on the same site: each server sees its own."""
+async def _talk_here_in_a_dm_and_elsewhere(h: DiscordHarness) -> int:
+    """alice asks once in this server, once in a DM and once in the other server; returns the DM channel id."""
     here = await h.mention("How do returns work?")
     await h.wait_posts(here["id"])
     dm_id = h.fake.new_id()
@@ -57,6 +57,12 @@ async def test_sessions_lists_this_servers_conversations_only(h: DiscordHarness)
                                       content=f"<@{h.fake.bot_id}> and passwords?", mentions_bot=True)
     await h.wait_posts(there["id"])
     await h.wait_idle(3)
+    return dm_id
+
+
+async def test_sessions_lists_this_servers_conversations_only(h: DiscordHarness) -> None:
+    """alice talks in this server, in a DM and in another server on the same site: each server sees its own."""
+    dm_id = await _talk_here_in_a_dm_and_elsewhere(h)
     listed = (await command(h, "uppzy-admin", "sessions", ADMIN_ID, user=str(USER_ID)))["content"]
     assert f"discord-user-{USER_ID}-{TEXT_ID}" in listed
     assert f"-{dm_id}" not in listed and f"-{TEXT_2}" not in listed
@@ -91,15 +97,7 @@ async def test_sessions_stay_this_servers_with_one_session_per_user(h: DiscordHa
     channel ids look like generations): the listing still shows only the session this server opened."""
     reply = await command(h, "uppzy-admin", "set", ADMIN_ID, key="session_strategy", value="user")
     assert "user" in reply["content"]
-    here = await h.mention("How do returns work?")
-    await h.wait_posts(here["id"])
-    dm_id = h.fake.new_id()
-    await h.say("what about shipping?", channel_id=dm_id, guild=False)
-    await h.wait_posts(dm_id)
-    there = await h.fake.user_message(channel_id=TEXT_2, guild_id=GUILD_2, author_id=USER_ID,
-                                      content=f"<@{h.fake.bot_id}> and passwords?", mentions_bot=True)
-    await h.wait_posts(there["id"])
-    await h.wait_idle(3)
+    dm_id = await _talk_here_in_a_dm_and_elsewhere(h)
     listed = (await command(h, "uppzy-admin", "sessions", ADMIN_ID, user=str(USER_ID)))["content"]
     assert f"`discord-user-{USER_ID}`" in listed
     assert f"-{dm_id}" not in listed and f"-{TEXT_2}" not in listed
