@@ -92,3 +92,23 @@ def uppzy(make_uppzy: Callable[..., UppzyClient]) -> UppzyClient:
 
 
 from tests.relay_support import harness  # noqa: E402, F401 (the relay harness fixture, for every test module)
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test (skips where PostgreSQL is unavailable, fails under CI)."""
+    from tests.pg_support import pg_server
+
+    server = pg_server()
+    url = await server.create_database()
+    yield url
+    await server.drop_database(url)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One visible line when PostgreSQL tests were skipped for want of a server, saying how to enable them."""
+    from tests import pg_support
+
+    reason = pg_support.unavailable_reason()
+    if reason:
+        terminalreporter.write_line(f"PostgreSQL tests skipped ({reason}): {pg_support.ENABLE_HINT}")
