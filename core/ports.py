@@ -6,7 +6,7 @@ composition root (bots/runner.py) is the only place that builds core's component
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +39,7 @@ __all__ = [
     "ChatPlatform",
     "EndResult",
     "Inbound",
+    "RateBudget",
     "SessionInfo",
     "SettingError",
     "SettingSpec",
@@ -172,6 +173,24 @@ class ChatPlatform(Protocol):
 # ---- driven side: durable state ---------------------------------------------------------------------------------
 
 
+class RateBudget(Protocol):
+    """At most `rate` calls in any one-second window: Uppzy status polls, session closes. A store shared by several
+    processes hands out one budget for all of them (core.ports.Store.budget)."""
+
+    rate: float
+
+    async def grant(self, want: int) -> int:
+        """Up to `want` calls that may start now (0 when the window is full); each granted call starts at once."""
+        ...
+
+    def wait_time(self) -> float:
+        """Seconds until `grant` can give more, as far as this process knows (0: ask now)."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Uppzy said slow down: no grants for about `seconds`, in every process sharing the budget."""
+
+
 class Store(Protocol):
     """Durable state of questions, sessions, feedback and settings.
 
@@ -185,7 +204,11 @@ class Store(Protocol):
     - A finished question (ANSWERED or FAILED) never changes state again: every state write on it is a no-op, so
       a write retried late (after the store recovered) cannot reopen it.
     - How many processes may share one database is the implementation's to say and to enforce at open:
-      SqliteStore allows one (an exclusive lock on the resolved database file).
+      SqliteStore allows one (an exclusive lock on the resolved database file); PostgresStore any number (replicas).
+    - Work is claimed, not owned: every unfinished question has a holder, the process working on it (`holder`).
+      `record_question` makes this process the holder, and so does a successful `claim_submit`. A process keeps
+      a lease (`renew`); when it lapses, another process may `adopt` its unfinished questions. `undelivered` is
+      only this process's. A store used by one process alone (`shared` False) has one holder: itself.
     - Opening a store that cannot be written is a ConfigError naming DATABASE_URL (the bot must not take
       questions it cannot keep). A write that fails because the store cannot be written now (disk full,
       read-only, I/O error) raises core.health.StoreUnavailable and sets `health`; the next successful write
@@ -193,12 +216,44 @@ class Store(Protocol):
     """
 
     health: StoreHealth  # whether writes work right now (readiness, and one loud log line a minute when not)
+    shared: bool  # several processes may use this store at once (leases, adoption and leader jobs matter)
+    holder: str  # this process's name in the store, unique per process start
+
+    async def renew(self, *, now: float, lease: float) -> bool:
+        """Keep this process's lease until `now + lease`; the first call registers the process. False when the
+        lease had lapsed before this call (another process may have adopted its questions since): it is renewed
+        all the same, and core resumes only what is still this process's (`adopt(mine=True)`)."""
+        ...
+
+    async def adopt(self, *, now: float, mine: bool = False, limit: int | None = None) -> list[Turn]:
+        """Make this process the holder of unfinished questions whose holder's lease lapsed before `now` (or who
+        stopped cleanly), and return them, oldest first; with `mine`, also every unfinished question this process
+        already holds. Never takes a question from a process whose lease runs. Concurrent callers never get the
+        same question; `limit` caps how many are taken (None: all). A store of one process returns every unfinished
+        question with `mine`, and none without."""
+        ...
+
+    async def lead(self, job: str, *, now: float, lease: float) -> bool:
+        """Take or keep the lease of a singleton job (the idle reaper) until `now + lease`: True while this process
+        has it. Another process gets it only once it lapsed. A store of one process: always True."""
+        ...
+
+    def budget(self, name: str, rate: float) -> RateBudget:
+        """The call budget `name` shared by every process on this store: together at most `rate` calls in any
+        one-second window (a store of one process: a budget of this process)."""
+        ...
+
+    async def watch_settings(self, changed: Callable[[str | None, str | None], None]) -> None:
+        """From now on call `changed(platform, workspace_id)` when any process changes that workspace's settings or
+        channel modes, and `changed(None, None)` when changes may have been missed (a lost connection). A store of
+        one process never calls it."""
 
     async def record_question(self, msg: InboundMessage, *, key: str, site_id: str, idle_timeout: float,
                               now: float) -> Turn | None:
         """Store a QUEUED question under the open session of `key`, opening one if there is none.
 
-        A new session gets the next generation of `key` (core.session_ids.session_id names it) and
+        This process becomes its holder. A new session gets the next generation of `key`
+        (core.session_ids.session_id names it) and
         `Turn.opened_session` is True. Returns None, storing nothing, when (platform, event_key) was seen before:
         this is the de-duplication of redelivered events, also between concurrent calls.
         """
@@ -220,7 +275,8 @@ class Store(Protocol):
         """Move a question to `state` unconditionally (core's state machine decides when)."""
 
     async def claim_submit(self, turn_id: int) -> bool:
-        """QUEUED → SUBMITTING if still QUEUED; True for exactly one caller. A repeat returns False."""
+        """QUEUED → SUBMITTING if still QUEUED; True for exactly one caller, who becomes its holder. A repeat
+        returns False."""
         ...
 
     async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None:
@@ -253,8 +309,9 @@ class Store(Protocol):
         to be posted again from `until` (what `undelivered` goes by). Any other state is left as it is."""
 
     async def undelivered(self, before: float, limit: int) -> list[Turn]:
-        """Up to `limit` READY or DELIVERING questions whose answer waits for a (next) post at or before `before`,
-        longest waiting first: a fetched answer counts from when it was stored, a postponed one from `until`."""
+        """Up to `limit` READY or DELIVERING questions of this process whose answer waits for a (next) post at or
+        before `before`, longest waiting first: a fetched answer counts from when it was stored, a postponed one
+        from `until`."""
         ...
 
     async def turn_for_message(self, platform: str, message_id: str, channel_id: str | None = None
@@ -346,4 +403,5 @@ class Store(Protocol):
         the one opened; raises StoreUnavailable and sets `health` when either fails, clears it when both pass."""
 
     async def close(self) -> None:
-        """Release connections (and the process's hold on the database)."""
+        """Release connections, the process's hold on the database, and its lease: other processes may adopt its
+        unfinished questions at once."""

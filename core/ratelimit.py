@@ -1,12 +1,16 @@
-"""A token bucket: the poller's global status-call budget and the reaper's session-close pace."""
+"""Call budgets of one process: a token bucket, and the strict per-second budget the poller and reaper spend."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["TokenBucket"]
+if TYPE_CHECKING:
+    from core.ports import RateBudget
+
+__all__ = ["LocalBudget", "TokenBucket", "acquire"]
 
 
 class TokenBucket:
@@ -53,3 +57,34 @@ class TokenBucket:
         """Stop spending for about `seconds` (the server said slow down)."""
         self._refill()
         self._tokens = min(self._tokens, 0.0) - seconds * self.rate
+
+
+class LocalBudget:
+    """core.ports.RateBudget of one process: a bucket refilling at 90% of `rate` that saves up 10% at most, so no
+    one-second window holds more than `rate` calls (a full bucket's burst plus a second of refill)."""
+
+    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.bucket = TokenBucket(rate * 0.9, burst=max(1.0, rate * 0.1), clock=clock)
+        self._batch = max(1, int(rate * 0.1))
+
+    async def grant(self, want: int) -> int:
+        """Up to `want` tokens available now, spent."""
+        count = min(want, self.bucket.available())
+        if count > 0:
+            self.bucket.take(count)
+        return max(0, count)
+
+    def wait_time(self) -> float:
+        """Seconds until tokens are there: none now means waiting for about a tenth of a second's worth."""
+        return 0.0 if self.bucket.available() > 0 else self.bucket.wait_time(self._batch)
+
+    async def pause(self, seconds: float) -> None:
+        """No tokens for about `seconds`."""
+        self.bucket.penalize(seconds)
+
+
+async def acquire(budget: RateBudget) -> None:
+    """Wait for one call of `budget` and spend it."""
+    while not await budget.grant(1):  # noqa: ASYNC110 - the wait is computed, not polled blindly
+        await asyncio.sleep(max(0.005, budget.wait_time()))

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +20,7 @@ import aiosqlite
 from core.config import ConfigError
 from core.health import StoreHealth, StoreUnavailable
 from core.models import Counts, FeedbackClaim, InboundMessage, ReplyTarget, SessionRow, Turn, TurnState
+from core.ratelimit import LocalBudget
 from core.schema import MIGRATIONS
 from core.session_ids import session_id as make_session_id
 
@@ -92,6 +93,9 @@ def _turn(row: Sequence[Any]) -> Turn:
 
 class SqliteStore:
     """One aiosqlite connection in WAL mode; every multi-step change is one transaction."""
+
+    shared = False  # one process per file (the lock file): it holds every question and leads every job
+    holder = "local"
 
     def __init__(self, conn: aiosqlite.Connection, lock_file: IO[bytes] | None = None, *,
                  path: str | None = None) -> None:
@@ -318,6 +322,27 @@ class SqliteStore:
             f"SELECT {_TURN_COLUMNS} FROM turns WHERE state NOT IN ('answered','failed') ORDER BY id"
         )
         return [_turn(r) for r in rows]
+
+    # ---- one process: leases, adoption and leadership are trivially its own ----------------------------
+
+    async def renew(self, *, now: float, lease: float) -> bool:
+        """Nobody else can take this process's questions."""
+        return True
+
+    async def adopt(self, *, now: float, mine: bool = False, limit: int | None = None) -> list[Turn]:
+        """Every unfinished question is this process's: all of them with `mine`, none to take from others."""
+        return await self.active_turns() if mine else []
+
+    async def lead(self, job: str, *, now: float, lease: float) -> bool:
+        """The only process leads every job."""
+        return True
+
+    def budget(self, name: str, rate: float) -> LocalBudget:
+        """A budget of this process alone."""
+        return LocalBudget(rate)
+
+    async def watch_settings(self, changed: Callable[[str | None, str | None], None]) -> None:
+        """Only this process writes settings, and its own cache follows its writes."""
 
     async def head_turn(self, session_id: str) -> Turn | None:
         """The oldest unfinished question of a session: the only one that may be in flight."""
