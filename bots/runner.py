@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
+import secrets
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from core.delivery import Delivery
 from core.feedback import Feedback
 from core.intake import Intake
 from core.latency import LatencyModel
+from core.membership import Membership
 from core.metrics import Metrics
 from core.models import Notice, SessionRow
 from core.platforms import Platforms
@@ -103,8 +107,19 @@ async def open_core(settings: Settings, *, path: str | None = None, tuning: Tuni
 
 
 async def open_store(settings: Settings, path: str | None = None) -> Store:
-    """The store DATABASE_URL names (SQLite), migrated and ready."""
+    """The store DATABASE_URL names (a SQLite file, or PostgreSQL shared by replicas), migrated and ready."""
+    if settings.uses_postgres and path is None:
+        from core.postgres_store import PostgresStore  # asyncpg is loaded only by deployments that use it
+
+        return await PostgresStore.open(settings.database_url, holder=replica_name(),
+                                        min_size=min(settings.database_pool_min, settings.database_pool_max),
+                                        max_size=settings.database_pool_max)
     return await SqliteStore.open(path or settings.database_path)
+
+
+def replica_name() -> str:
+    """This process's name among replicas: host (the pod), pid and a random part (a restart is a new replica)."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics: Metrics | None = None,
@@ -129,7 +144,10 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
                         retry_every=tuning.redeliver_every, retry_for=tuning.redeliver_for,
                         sweep_every=tuning.sweep_every, redelivery=tuning.redelivery,
                         store_writes=tuning.store_writes)
+    # With replicas (a shared store) both budgets are the whole deployment's, kept in the database.
+    shared = store.shared
     poller = PollScheduler(uppzy=uppzy, on_done=delivery.on_status, on_expired=delivery.on_expired,
+                           budget=store.budget("uppzy-status", settings.uppzy_poll_rate) if shared else None,
                            rate=settings.uppzy_poll_rate, interval=tuning.poll_interval, clock=clock,
                            latency=tuning.latency or LatencyModel(floor=tuning.first_poll_floor),
                            first_poll_floor=tuning.first_poll_floor, error_backoff=tuning.poll_errors)
@@ -147,12 +165,15 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
     def closed(row: SessionRow, reason: str) -> None:
         metrics.sessions_closed.labels(row.platform, reason).inc()
 
+    membership = Membership(store=store, lease=settings.replica_lease, clock=clock)
     reaper = IdleReaper(store=store, uppzy=uppzy, notify=notify, default_idle=settings.session_idle_timeout,
-                        close_rate=settings.session_close_rate, clock=clock, on_closed=closed)
+                        close_rate=settings.session_close_rate, clock=clock, on_closed=closed,
+                        pace=store.budget("session-close", settings.session_close_rate) if shared else None,
+                        leading=membership.leading)
     metrics.pending.set_function(lambda: len(poller))
     return Relay(Components(
         store=store, workspaces=workspaces, platforms=platforms, intake=sequencer[0], submission=submission,
-        delivery=delivery, poller=poller, reaper=reaper, tasks=tasks,
+        delivery=delivery, poller=poller, reaper=reaper, membership=membership, tasks=tasks,
         feedback=Feedback(store=store, uppzy=uppzy, workspaces=workspaces, platforms=platforms, metrics=metrics,
                           tasks=tasks, takeover_after=tuning.feedback_takeover, clock=clock),
         conversations=Conversations(store=store, uppzy=uppzy, workspaces=workspaces, reaper=reaper),

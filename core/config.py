@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from core.setting_specs import ENV_SPECS, parse_duration, sqlite_path
+from core.setting_specs import ENV_SPECS, POSTGRES_SCHEMES, parse_duration, sqlite_path
 
 __all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "shown_url"]
 
@@ -73,11 +73,19 @@ class Settings:
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     discord_guild_ids: tuple[int, ...] = ()
     database_url: str = "sqlite:///uppzy-bot.db"
+    database_pool_min: int = 1
+    database_pool_max: int = 10
+    replica_lease: float = 10.0
     session_idle_timeout: float = 1800.0
     session_close_rate: float = 5.0
     port: int = 3000
     log_level: str = "INFO"
     log_format: str = "text"
+
+    @property
+    def uses_postgres(self) -> bool:
+        """DATABASE_URL names PostgreSQL (several replicas may share it)."""
+        return self.database_url.startswith(POSTGRES_SCHEMES)
 
     @property
     def database_path(self) -> str:
@@ -105,7 +113,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         try:
             value = spec.parse(raw)
         except ValueError as exc:
-            shown = "(hidden)" if spec.secret else repr(raw.strip()[:60])
+            plain_raw = shown_url(raw.strip()) if "://" in raw else raw.strip()  # never a URL's password
+            shown = "(hidden)" if spec.secret else repr(plain_raw[:60])
             raise ConfigError(spec.name, f"invalid value {shown}: {exc}") from None
         values[spec.field] = Secret(value) if spec.secret else value
     return Settings(**values)  # type: ignore[arg-type]

@@ -19,7 +19,8 @@ from typing import Any
 from core.backoff import Backoff
 from core.errors import UppzyError, UppzyRateLimited, UppzyRejected
 from core.latency import LatencyModel
-from core.ratelimit import TokenBucket
+from core.ports import RateBudget
+from core.ratelimit import LocalBudget
 from core.supervisor import TaskSupervisor
 from core.uppzy import RequestStatus, UppzyClient
 
@@ -66,6 +67,7 @@ class PollScheduler:
         first_poll_floor: float = 0.25,
         error_backoff: Backoff | None = None,
         throttled_grace: float = 60.0,
+        budget: RateBudget | None = None,
     ) -> None:
         self._uppzy = uppzy
         self._floor = first_poll_floor
@@ -74,18 +76,17 @@ class PollScheduler:
         self.interval = interval
         self.latency = latency or LatencyModel(floor=first_poll_floor)
         self._clock = clock
-        # 90% steady rate + 10% burst: no one-second window can hold more than `rate` polls.
-        self.rate = rate
-        # An injected clock drives the budget too (tests on virtual time); the real one refills on monotonic time.
-        self.budget = TokenBucket(rate * 0.9, burst=max(1.0, rate * 0.1),
-                                  clock=time.monotonic if clock is time.time else clock)
+        # No one-second window holds more than `rate` polls: of this process (LocalBudget), or of every replica
+        # together when the store is shared (the composition root passes the store's budget).
+        # An injected clock drives a local budget too (tests on virtual time); the real one uses monotonic time.
+        self.budget = budget or LocalBudget(rate, clock=time.monotonic if clock is time.time else clock)
+        self.rate = self.budget.rate
         self._items: dict[int, PendingRequest] = {}
         self._heap: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._concurrency = concurrency
         self._in_flight = 0
-        self._batch = max(1, int(rate * 0.1))  # over budget, wait for ~100 ms of tokens per pass
         self._tasks = TaskSupervisor("poller")
         self._errors = error_backoff or Backoff(attempts=0, initial=1.0, maximum=30.0)
         self._throttled_grace = throttled_grace  # past the deadline, 429s are waited out this long at most
@@ -133,15 +134,16 @@ class PollScheduler:
         """Poll what is due and affordable now; returns seconds until the next thing to do."""
         now = self._clock()
         free = self._concurrency - self._in_flight
-        affordable = min(self.budget.available(), free)  # a token is spent only when a poll can start now
-        if affordable <= 0 and self._heap and self._heap[0][0] <= now:
-            return max(0.01, self.budget.wait_time(self._batch)) if free > 0 else 0.02
+        if self._heap and self._heap[0][0] <= now and (free <= 0 or self.budget.wait_time() > 0):
+            return max(0.01, self.budget.wait_time()) if free > 0 else 0.02  # nothing can start now
         due = self._due_items(now)
+        # A call is granted only when a poll can start now (the budget counts it from the grant).
+        affordable = await self.budget.grant(min(len(due), free)) if due else 0
         over_budget = len(due) > affordable
         if over_budget:
             # Deadlines first (a request past or near its deadline is looked at before it could be declared late),
             # then where an answer is most likely waiting; the rest stay due for the next pass.
-            horizon = max(10.0, len(due) / self.budget.rate + self.interval)
+            horizon = max(10.0, len(due) / self.rate + self.interval)
             chosen = heapq.nlargest(affordable, due, key=lambda i: self._priority(i, now, horizon))
             picked = {id(i) for i in chosen}
             for item in due:
@@ -149,12 +151,11 @@ class PollScheduler:
                     self._push(item)
             due = chosen
         for item in due:
-            self.budget.take()
             item.due = float("inf")  # in flight
             self._in_flight += 1
             self._spawn(self._poll(item))
         if over_budget:
-            return max(0.01, self.budget.wait_time(self._batch))
+            return max(0.01, self.budget.wait_time())
         return max(0.01, min(1.0, (self._heap[0][0] - now) if self._heap else 1.0))
 
     def _priority(self, item: PendingRequest, now: float, horizon: float) -> tuple[float, float, float]:
@@ -213,7 +214,7 @@ class PollScheduler:
             self._recent_429.append(True)
             if len(self._recent_429) >= 10 and sum(self._recent_429) / len(self._recent_429) >= 0.2:
                 log.warning("sustained 429s from Uppzy status polls; pausing polling %.1fs", wait)
-                self.budget.penalize(wait)
+                await self.budget.pause(wait)
                 self._recent_429.clear()
             return self._failed_poll(item, wait, throttled=True)
         except UppzyRejected as exc:  # 404 request unknown, 401/403 key trouble: it will not get better

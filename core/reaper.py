@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from core import messages
 from core.errors import UppzyAuthError, UppzyError, UppzyForbidden, UppzyNotFound
 from core.models import Notice, NoticeKind, SessionRow
-from core.ports import Store
-from core.ratelimit import TokenBucket
+from core.ports import RateBudget, Store
+from core.ratelimit import LocalBudget, acquire
 from core.uppzy import UppzyClient
 
 __all__ = ["IdleReaper"]
@@ -37,6 +37,8 @@ class IdleReaper:
         clock: Callable[[], float] = time.time,
         batch: int = 500,
         on_closed: Callable[[SessionRow, str], None] | None = None,
+        pace: RateBudget | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self._store = store
         self._uppzy = uppzy
@@ -45,7 +47,10 @@ class IdleReaper:
         self._clock = clock
         self._batch = batch
         self._on_closed = on_closed
-        self.pace = TokenBucket(close_rate, burst=max(1.0, close_rate))
+        # At most `close_rate` closes in any one-second window: of this process, or of every replica together when
+        # the store is shared (the composition root passes the store's budget). Users' /end closes count too.
+        self.pace = pace or LocalBudget(close_rate)
+        self._leading = leading  # several replicas: only the leader reaps (closes are claimed all the same)
         self.closed = 0
         self._last_prune = 0.0
 
@@ -54,13 +59,15 @@ class IdleReaper:
         now = self._clock() if now is None else now
         closed = 0
         for row in await self._store.closing_sessions(self._batch):  # started before a crash or a failed call
-            await self.pace.acquire()
+            await acquire(self.pace)
             outcome = await self._finish(row, "idle", None)
             if outcome < 0:
                 return closed  # the key is refused: retrying every session now would only hammer Uppzy
             closed += outcome
         for row in await self._store.idle_sessions(now, self._batch):
-            await self.pace.acquire()
+            if not self._leading():
+                return closed  # leadership moved to another replica mid-pass: it carries on
+            await acquire(self.pace)
             if not await self._store.claim_for_close(row.id, idle_at=now):
                 continue  # became active or has a question in flight
             direct = row.last_target is not None and row.last_target.is_dm
@@ -80,6 +87,7 @@ class IdleReaper:
         """Close one session at once (a user ended it); False if a question is still in flight."""
         if not await self._store.claim_for_close(row.id, idle_at=None):
             return False
+        await acquire(self.pace)
         await self._finish(row, reason, None)  # if Uppzy is down the close is finished by a later pass
         return True
 
@@ -114,7 +122,8 @@ class IdleReaper:
             with contextlib.suppress(Exception):  # a failing probe sets the store's health and logs it (bounded)
                 await self._store.probe()  # also between readiness checks: a deleted database file is noticed
             try:
-                await self.reap_once()
+                if self._leading():
+                    await self.reap_once()
             except Exception:
                 log.exception("idle reaper pass failed")
             try:

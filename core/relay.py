@@ -13,6 +13,7 @@ from core.conversations import Conversations, Status
 from core.delivery import Delivery
 from core.feedback import Feedback
 from core.intake import Intake
+from core.membership import Membership
 from core.models import (
     Accepted,
     FeedbackEvent,
@@ -22,6 +23,7 @@ from core.models import (
     NoticeKind,
     Rejected,
     ReplyTarget,
+    Turn,
     TurnState,
 )
 from core.platforms import Platforms
@@ -52,6 +54,7 @@ class Components:
     conversations: Conversations
     poller: PollScheduler
     reaper: IdleReaper
+    membership: Membership
     tasks: TaskSupervisor
     answer_timeout: float
     recovery_grace: float
@@ -65,6 +68,9 @@ class Relay:
         self.parts = parts
         self._stop = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._reaping = True
+        self._watching = False
+        self._rejoin: asyncio.Task[None] | None = None
 
     # Read-only views for the composition root, benchmarks and tests; adapters use only the Inbound port.
     @property
@@ -146,15 +152,32 @@ class Relay:
     # ---- lifecycle ----
 
     async def start(self, *, reaper: bool = True) -> None:
-        """Resume everything the store says is unfinished, then start the poller, the redelivery sweep of answers
-        a platform refused (and the idle reaper)."""
+        """Resume everything unfinished this process may work on (all of it with one process; with replicas its
+        own and what replicas that died left), then start the poller, the redelivery sweep of answers a platform
+        refused, the replica lease (with replicas) and the idle reaper (which runs on the leading replica)."""
+        parts = self.parts
         self._stop.clear()
-        self.parts.intake.stopping = self.parts.submission.stopping = False
-        await self._recover()
-        self._loops.append(asyncio.create_task(self.parts.poller.run(self._stop), name="uppzy-poller"))
-        self._loops.append(asyncio.create_task(self.parts.delivery.run_sweeps(self._stop), name="redelivery-sweep"))
+        self._reaping = reaper
+        parts.intake.stopping = parts.submission.stopping = False
+        if not self._watching:  # another replica's admin change must reach this one's caches
+            await parts.store.watch_settings(parts.workspaces.forget)
+            self._watching = True
+        self._resume(await parts.membership.join())
+        self._loops.append(asyncio.create_task(parts.poller.run(self._stop), name="uppzy-poller"))
+        self._loops.append(asyncio.create_task(parts.delivery.run_sweeps(self._stop), name="redelivery-sweep"))
+        self._loops.append(asyncio.create_task(
+            parts.membership.run(self._stop, resume=self._resume, lapsed=self._lapsed), name="replica-lease"))
         if reaper:
-            self._loops.append(asyncio.create_task(self.parts.reaper.run(self._stop), name="idle-reaper"))
+            self._loops.append(asyncio.create_task(parts.reaper.run(self._stop), name="idle-reaper"))
+
+    def _lapsed(self) -> None:
+        """The lease lapsed (this replica stalled): drop in-memory work, then resume only what is still ours."""
+        if self._rejoin is None or self._rejoin.done():
+            self._rejoin = asyncio.create_task(self._restart(), name="replica-rejoin")
+
+    async def _restart(self) -> None:
+        await self.stop(drain=1.5)
+        await self.start(reaper=self._reaping)
 
     async def stop(self, drain: float = 0.0) -> None:
         """Stop loops and in-flight work; every unfinished question stays in the store for the next start.
@@ -186,9 +209,9 @@ class Relay:
                         return
                 await asyncio.sleep(0.02)
 
-    async def _recover(self) -> None:
+    def _resume(self, turns: list[Turn]) -> None:
+        """Carry on with unfinished questions from the state the store kept (after a restart, or adopted)."""
         parts = self.parts
-        turns = await parts.store.active_turns()
         if turns:
             log.info("resuming %d unfinished questions", len(turns))
         heads: set[str] = set()

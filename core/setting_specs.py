@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.messages import human_duration
 
@@ -15,7 +16,8 @@ __all__ = [
     "CHANNEL_MODES", "ENV_SPECS", "HTTP", "RATERS", "SESSION_STRATEGIES", "WEBSOCKET", "WORKSPACE_SPECS",
     "SettingError", "SettingSpec", "choice", "database_url", "emoji_list", "env_spec", "id_set", "int_ids",
     "normalize_emoji", "number", "parse_bool", "parse_duration", "parse_port", "parse_site_id", "plain",
-    "positive_float", "positive_int", "refine", "render_value", "setting_key", "sqlite_path", "target", "text", "url",
+    "positive_float", "positive_int", "postgres_url", "refine", "render_value", "setting_key", "sqlite_path", "target",
+    "text", "url",
     "workspace_spec",
 ]
 
@@ -153,20 +155,42 @@ def credential(raw: str) -> str:
     return value
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 def sqlite_path(database_url: str) -> str:
     """The file of a sqlite:/// URL (':memory:' allowed)."""
     if not database_url.startswith("sqlite:///"):
-        raise SettingError("only SQLite is supported for now: use sqlite:///path/to/file.db")
+        raise SettingError("must be sqlite:///path/to/file.db (one process) or postgresql://user:password@host:5432/"
+                           "database (replicas)")
     path = database_url[len("sqlite:///"):]
     if not path:
         raise SettingError("names no file: use sqlite:///uppzy-bot.db or sqlite:////abs/path.db")
     return path if path == ":memory:" else str(Path(path))
 
 
+def postgres_url(database_url: str) -> str:
+    """A postgresql:// (or postgres://) URL naming a host and a database; the password percent-encoded."""
+    try:
+        parts = urlsplit(database_url)
+        port = parts.port
+    except ValueError:
+        raise SettingError("is not a valid postgresql:// URL: use postgresql://user:password@host:5432/database "
+                           "(percent-encode @ : / in the password)") from None
+    if not parts.hostname or not parts.path.strip("/") or any(c.isspace() for c in database_url):
+        raise SettingError("must name a host and a database: postgresql://user:password@host:5432/database")
+    if port == 0:
+        raise SettingError("has port 0: use the server's port, usually 5432")
+    return database_url
+
+
 def database_url(raw: str) -> str:
-    """A sqlite:/// URL, kept as written once its path checks out."""
-    sqlite_path(raw.strip())
-    return raw.strip()
+    """A sqlite:/// or postgresql:// URL, kept as written once it checks out."""
+    url = raw.strip()
+    if url.startswith(POSTGRES_SCHEMES):
+        return postgres_url(url)
+    sqlite_path(url)
+    return url
 
 
 # A site id becomes one segment of the Uppzy URL path (quoted there): `.` and `..` would change the path instead.
@@ -270,7 +294,13 @@ ENV_SPECS: tuple[SettingSpec, ...] = (
     _Spec("DISCORD_API_BASE_URL", url(HTTP, trailing_slash=False), HTTP_URL, "Discord REST base (e.g. a proxy)"),
     _Spec("DISCORD_GATEWAY_URL", url(WEBSOCKET), "a ws:// or wss:// URL", "Discord gateway"),
     _Spec("DISCORD_GUILD_IDS", int_ids, "server ids, comma-separated", "servers whose slash commands sync at start"),
-    _Spec("DATABASE_URL", database_url, "sqlite:///path/to/file.db", "the SQLite file of conversations, settings"),
+    _Spec("DATABASE_URL", database_url, "sqlite:///path/to/file.db or postgresql://user:pass@host:5432/db",
+          "where conversations and settings are kept: a SQLite file (one process) or PostgreSQL (replicas)"),
+    _Spec("DATABASE_POOL_MIN", positive_int, "a whole number above zero", "PostgreSQL connections kept open"),
+    _Spec("DATABASE_POOL_MAX", positive_int, "a whole number above zero", "PostgreSQL connections at most"),
+    _Spec("REPLICA_LEASE", refine(parse_duration, lambda s: 2 <= s <= 300, "must be between 2s and 5m"),
+          "a duration from 2s to 5m", "with PostgreSQL: how long a silent replica keeps its questions before another "
+          "takes them over"),
     _Spec("SESSION_IDLE_TIMEOUT", parse_duration, DURATION, "close conversations after this much silence"),
     _Spec("SESSION_CLOSE_RATE", positive_float, "a number above zero", "Uppzy session closes per second at most"),
     _Spec("PORT", parse_port, "a port number, 0 to 65535", "HTTP port: Slack HTTP mode, health and metrics"),

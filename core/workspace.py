@@ -93,6 +93,19 @@ class WorkspaceSettingsService:
         for key in [k for k in self._cache if k[0] == platform]:
             del self._cache[key]
 
+    def forget(self, platform: str | None, workspace_id: str | None) -> None:
+        """Another process changed a workspace's settings or channel modes (None: any may have changed): read them
+        again on next use."""
+        self._version += 1
+        self._mode_version += 1
+        if platform is None:
+            self._cache.clear()
+            self._modes.clear()
+            return
+        self._cache.pop((platform, workspace_id or ""), None)
+        for key in [k for k in self._modes if k[0] == platform and k[1] == workspace_id]:
+            del self._modes[key]
+
     def defaults(self, platform: str) -> WorkspaceSettings:
         """Environment defaults for a platform's workspaces: each spec with an `env` takes that variable's value."""
         good, bad = self._emoji.get(platform, GENERIC_EMOJI)

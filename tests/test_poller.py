@@ -52,7 +52,7 @@ async def test_budget_is_never_exceeded_and_spent_where_answers_wait(sim: Simula
     await runner
     stamps = sorted(r.at for r in sim.calls("chat_status"))
     worst = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
-    assert worst <= rate + poller.budget.burst + 2
+    assert worst <= rate + 2  # strict: no one-second window over the budget (2: loopback arrival jitter)
     assert len(stamps) / count < 1.6  # nearly every poll found an answer waiting
 
 
