@@ -81,7 +81,7 @@ ADAPTER_PACKAGES = ("bots/slack", "bots/discord", "bots/console")
 CORE_FOR_ADAPTERS = {"core.ports", "core.models", "core.config", "core.text", "core.supervisor"}
 COMPONENTS = {"Relay", "Components", "Intake", "Router", "Submitter", "Delivery", "Feedback", "Conversations",
               "Platforms", "PollScheduler", "IdleReaper", "WorkspaceSettingsService", "TaskSupervisor", "SqliteStore",
-              "UppzyClient"}
+              "PostgresStore", "Membership", "UppzyClient"}
 COMPOSITION_ROOT = "bots/runner.py"
 # Supervisors of an adapter's own event handlers are built where those handlers live.
 OWN_SUPERVISORS = {"bots/slack/events.py", "bots/discord/events.py", "core/poller.py"}
