@@ -11,6 +11,7 @@ from core.models import FeedbackEvent, FeedbackOutcome, Rejected
 from core.relay import EndResult
 from simulator import Simulator
 from tests.relay_support import Build, close
+from tests.replica_support import max_in_window
 
 
 async def test_question_gets_one_answer_with_confidence(harness: Build, sim: Simulator) -> None:
@@ -230,17 +231,17 @@ async def test_workspace_idle_override_and_busy_sessions(harness: Build, sim: Si
 
 
 async def test_session_close_is_rate_limited(harness: Build, sim: Simulator) -> None:
-    """Many sessions expiring together are closed at the configured pace, not in a burst."""
+    """Many sessions expiring together are closed at the configured pace: never more than SESSION_CLOSE_RATE in any
+    one-second window (the token bucket used to allow twice that: a full bucket plus a second of refill)."""
     h = await harness(session_close_rate=100.0)
     for i in range(150):
         await h.ask("how do returns work?", user=f"u{i}")
     await h.until(lambda: len(h.console.answers()) == 150, timeout=20)
     started = time.monotonic()
     assert await h.relay.reaper.reap_once(now=time.time() + 1801) == 150
-    assert time.monotonic() - started >= 0.4  # 150 closes at 100/s with a burst of 100
+    assert time.monotonic() - started >= 1.0  # 150 closes at 100/s
     stamps = sorted(r.at for r in sim.calls("session_close"))
-    worst = max(sum(1 for t in stamps if s <= t < s + 0.5) for s in stamps)
-    assert worst <= 100 + 50 + 5
+    assert max_in_window(stamps) <= 100 + 2  # 2: loopback arrival jitter
 
 
 async def test_end_conversation(harness: Build, sim: Simulator) -> None:
