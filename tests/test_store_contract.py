@@ -1,6 +1,7 @@
 """The Store contract (core/ports.py), pinned once and run against every implementation.
 
-A new backend (PostgreSQL) adds its factory to STORES and must pass every test here unchanged.
+Every backend has a factory in STORES and passes every test here unchanged; PostgreSQL runs on a fresh database
+per test (the `pg_url` fixture: skipped with one line where there is no server, required under CI).
 """
 
 from __future__ import annotations
@@ -13,27 +14,38 @@ import pytest
 
 from core.models import Counts, FeedbackClaim, InboundMessage, MessagePlace, ReplyTarget, Turn, TurnState
 from core.ports import Store
+from core.postgres_store import PostgresStore
 from core.session_ids import session_id
 from core.sqlite_store import SqliteStore
 
 T0 = 1_000_000.0
 
 
-async def _sqlite_file(tmp_path: Path) -> Store:
-    return await SqliteStore.open(str(tmp_path / "contract.db"))
+async def _sqlite_file(where: str) -> Store:
+    return await SqliteStore.open(where)
 
 
-async def _sqlite_memory(tmp_path: Path) -> Store:
-    return await SqliteStore.open(":memory:")
+async def _postgres(where: str) -> Store:
+    return await PostgresStore.open(where, holder="contract-1")
 
 
-STORES: dict[str, Callable[[Path], Awaitable[Store]]] = {"sqlite-file": _sqlite_file, "sqlite-memory": _sqlite_memory}
+STORES: dict[str, Callable[[str], Awaitable[Store]]] = {
+    "sqlite-file": _sqlite_file, "sqlite-memory": _sqlite_file, "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(STORES))
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """Which implementation, and where: a file, ':memory:' or a fresh PostgreSQL database (the pg_url fixture)."""
+    if request.param == "postgres":
+        return request.param, request.getfixturevalue("pg_url")
+    return request.param, ":memory:" if request.param == "sqlite-memory" else str(tmp_path / "contract.db")
+
+
+@pytest.fixture
+async def store(backend: tuple[str, str]) -> AsyncIterator[Store]:
     """Each Store implementation, freshly migrated."""
-    opened = await STORES[request.param](tmp_path)
+    opened = await STORES[backend[0]](backend[1])
     yield opened
     await opened.close()
 
