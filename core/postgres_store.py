@@ -58,7 +58,19 @@ def _unavailable(exc: BaseException) -> bool:
                         asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError,
                         asyncpg.ReadOnlySQLTransactionError, asyncpg.ConnectionDoesNotExistError)):
         return True
+    if isinstance(exc, asyncpg.InternalClientError):  # a connection ended while idle, twice in a row
+        return True
     return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
+async def _fresh(call: Callable[[], Any]) -> Any:
+    """`call()`, once more when the pooled connection turned out dead before anything was sent: a connection the
+    server ended while idle (restart, pg_terminate_backend) fails its next use client-side, and the pool then
+    replaces it."""
+    try:
+        return await call()
+    except asyncpg.InternalClientError:
+        return await call()
 
 
 def _reason(exc: BaseException) -> str:
@@ -168,7 +180,7 @@ class PostgresStore:
 
     async def _run(self, method: str, sql: str, *args: Any, write: bool = True) -> Any:
         try:
-            result = await getattr(self._pool, method)(sql, *args)
+            result = await _fresh(lambda: getattr(self._pool, method)(sql, *args))
         except Exception as exc:
             if not _unavailable(exc):
                 raise
@@ -201,7 +213,7 @@ class PostgresStore:
 
     async def _run_call(self, call: Callable[[], Any]) -> Any:
         try:
-            result = await call()
+            result = await _fresh(call)
         except Exception as exc:
             if not _unavailable(exc):
                 raise
