@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from core.backoff import Backoff
 from core.config import ConfigError, shown_url
-from core.health import RateLimitedLog, StoreHealth, StoreUnavailable
+from core.health import StoreHealth, StoreUnavailable
 from core.models import Counts, FeedbackClaim, InboundMessage, ReplyTarget, SessionRow, Turn, TurnState
 from core.pg_budget import PostgresBudget
+from core.pg_listen import SettingsListener
 from core.pg_schema import MIGRATION_LOCK, MIGRATIONS, SETTINGS_CHANNEL
 from core.session_ids import session_id as make_session_id
 
@@ -104,10 +104,7 @@ class PostgresStore:
         self.health = StoreHealth()
         self._registered = False
         self._probes = 0
-        self._listener: asyncpg.Connection | None = None
-        self._watch: asyncio.Task[None] | None = None
-        self._changed: Callable[[str | None, str | None], None] | None = None
-        self._watch_log = RateLimitedLog(log, logging.WARNING)
+        self._listener: SettingsListener | None = None
         self._closed = False
 
     # ---- opening and migrating --------------------------------------------------------------------------
@@ -119,15 +116,19 @@ class PostgresStore:
         try:
             pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT,
                                              command_timeout=COMMAND_TIMEOUT)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        except ValueError:  # asyncpg's URL parsing: its text may quote the URL, password and all
+            raise ConfigError("DATABASE_URL", f"malformed PostgreSQL URL {shown_url(url)}") from None
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ConfigError("DATABASE_URL", f"cannot open the PostgreSQL database {_place(url)}: "
                                               f"{_reason(exc)}") from None
         store = cls(pool, url, holder=holder)
         try:
             await store.migrate()
+            await store.probe()  # a real write: a read-only server (a standby) must not take questions
         except BaseException as exc:
-            await pool.close()
-            if isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            pool.terminate()
+            if isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                                StoreUnavailable)):
                 raise ConfigError("DATABASE_URL", f"cannot prepare the PostgreSQL database {_place(url)}: "
                                                   f"{_reason(exc)}") from None
             raise
@@ -161,13 +162,8 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(BaseException):
-                await self._watch
         if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._listener.close(), 2.0)
+            await self._listener.stop()
         with contextlib.suppress(Exception):
             await self._pool.execute("WITH r AS (DELETE FROM replicas WHERE id=$1) DELETE FROM leases WHERE holder=$1",
                                      self.holder, timeout=2.0)
@@ -267,54 +263,10 @@ class PostgresStore:
         return PostgresBudget(name, rate, self._write_row)
 
     async def watch_settings(self, changed: Callable[[str | None, str | None], None]) -> None:
-        """LISTEN for settings changes on a dedicated connection, kept by a background task that reconnects."""
-        self._changed = changed
-        if self._watch is None and not self._closed:
-            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._watch = asyncio.create_task(self._keep_listening(ready), name="uppzy-settings-listener")
-            await asyncio.wait([ready, self._watch], timeout=CONNECT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-
-    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        platform, _, workspace = payload.partition("\t")
-        if self._changed is not None:
-            self._changed(platform, workspace)
-
-    async def _keep_listening(self, ready: asyncio.Future[None]) -> None:
-        backoff, attempt = Backoff(initial=0.2, maximum=10.0, jitter=0.1), 0
-        while not self._closed:
-            lost = asyncio.Event()
-            try:
-                conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
-            except Exception as exc:
-                attempt += 1
-                self._watch_log("settings change notices stopped (%s); retrying", _reason(exc))
-                if not ready.done():
-                    ready.set_result(None)
-                await asyncio.sleep(backoff.delay(attempt))
-                continue
-            try:
-                conn.add_termination_listener(lambda _c, done=lost: done.set())
-                await conn.add_listener(SETTINGS_CHANNEL, self._notified)
-                self._listener = conn
-                if attempt and self._changed is not None:
-                    self._changed(None, None)  # changes may have been missed while not listening
-                attempt = 0
-                if not ready.done():
-                    ready.set_result(None)
-                await lost.wait()
-            except Exception as exc:
-                self._watch_log("settings change notices stopped (%s); retrying", _reason(exc))
-            finally:
-                self._listener = None
-                with contextlib.suppress(Exception):
-                    conn.terminate()
-            if self._closed:
-                return
-            attempt += 1
-            if self._changed is not None:
-                self._changed(None, None)
-            self._watch_log("settings change notices: the listening connection was lost; reconnecting")
-            await asyncio.sleep(backoff.delay(attempt))
+        """LISTEN for settings changes on a dedicated connection (core/pg_listen.py), reconnecting with backoff."""
+        if self._listener is None and not self._closed:
+            self._listener = SettingsListener(self._url, changed, connect_timeout=CONNECT_TIMEOUT)
+            await self._listener.start()
 
     # ---- questions ---------------------------------------------------------------------------------------
 

@@ -316,3 +316,17 @@ async def test_killed_connections_make_a_write_fail_cleanly_or_reconnect_and_hea
     assert outcomes[-1] == "ok" and store.health.ok, outcomes
     assert await asyncio.wait_for(ask(store, "2"), 15) is not None
     await store.ping()
+
+
+async def test_a_read_only_database_is_refused_at_open(open_store: Opener, pg_url: str) -> None:
+    """A database that cannot be written (here: read-only by default, as on a standby) is a ConfigError at open:
+    the bot must not take questions it cannot keep."""
+    await (await open_store("a")).close()
+    admin = await asyncpg.connect(pg_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{urlsplit(pg_url).path[1:]}" SET default_transaction_read_only = on')
+    finally:
+        await admin.close()
+    with pytest.raises(ConfigError) as caught:
+        await PostgresStore.open(pg_url, holder="b")
+    assert caught.value.variable == "DATABASE_URL" and "\n" not in str(caught.value)
