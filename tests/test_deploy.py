@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import importlib.resources
 import json
 import posixpath
 import re
@@ -9,15 +11,31 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bots.web import WebServer
+from core.metrics import Metrics
 from core.setting_specs import sqlite_path
-from tests.deploy_support import DEPLOY, TARGET_LABELS, exported_series, grouping_labels, metric_names, selector_labels
+from tests.deploy_support import (
+    BOT_PORT,
+    DEPLOY,
+    TARGET_LABELS,
+    compose_problems,
+    exported_series,
+    grouping_labels,
+    k8s_problems,
+    metric_names,
+    selector_labels,
+)
 
 ROOT = DEPLOY.parent
 UNIT = DEPLOY / "uppzy-bot.service"
 DASHBOARD = DEPLOY / "grafana-dashboard.json"
+COMPOSE = DEPLOY / "compose.yml"
+K8S = DEPLOY / "k8s"
+K8S_VERSION = "1.30.0"  # oldest Kubernetes the manifests must suit (policy/v1 PDB, apps/v1 Deployment)
 
 
 def _dotenv(path: Path) -> dict[str, str]:
@@ -163,3 +181,117 @@ def test_dashboard_shows_answers_latency_pending_429s_and_feedback() -> None:
     for needle in ("uppzy_bot_answers_delivered_total", "uppzy_bot_answer_seconds_bucket",
                    "uppzy_bot_pending_requests", 'kind="rate_limited"', "uppzy_bot_feedback_total"):
         assert needle in exprs, needle
+
+
+# ---- deploy/compose.yml and deploy/k8s/ (several replicas on PostgreSQL) ----------------------------------------
+
+
+def _yaml() -> Any:
+    return pytest.importorskip("yaml", reason="PyYAML is needed to read deploy/*.yml: pip install pyyaml")
+
+
+def _compose() -> dict[str, Any]:
+    return _yaml().safe_load(COMPOSE.read_text())
+
+
+def _k8s_docs() -> list[dict[str, Any]]:
+    """Every document of every manifest in deploy/k8s/ except the kustomization."""
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        docs += [d for d in _yaml().safe_load_all(path.read_text()) if d and d.get("kind") != "Kustomization"]
+    return docs
+
+
+def test_bot_serves_the_probe_paths_the_deploy_files_use() -> None:
+    """/readyz and /healthz are real routes of the bot's web server, and the image listens on PORT 3000."""
+    paths = {r.canonical for r in WebServer(metrics=Metrics()).app.router.resources()}
+    assert {"/readyz", "/healthz", "/metrics"} <= paths
+    env, _, _ = _dockerfile()
+    assert int(env["PORT"]) == BOT_PORT and re.search(rf"^EXPOSE {BOT_PORT}$", (ROOT / "Dockerfile").read_text(), re.M)
+
+
+def test_compose_runs_postgres_and_three_replicas_checked_on_readyz() -> None:
+    """deploy/compose.yml: PostgreSQL 15 on a named volume, three bot replicas on /readyz waiting for it."""
+    doc = _compose()
+    assert compose_problems(doc) == []
+    bot = doc["services"]["bot"]
+    built = COMPOSE.parent / bot["build"]["context"] / bot["build"].get("dockerfile", "Dockerfile")
+    assert built.resolve() == (ROOT / "Dockerfile").resolve()  # the project's image, built from the repository root
+
+
+@pytest.mark.parametrize(("mutate", "problem"), [
+    (lambda d: d["services"]["bot"]["healthcheck"].update(test=["CMD", "python", "-c", "… :3000/healthz"]),
+     "/readyz"),
+    (lambda d: d["services"]["bot"]["deploy"].update(replicas=2), "3 bot replicas"),
+    (lambda d: d["services"]["bot"]["environment"].update(DATABASE_URL="sqlite:///uppzy-bot.db"), "postgresql://"),
+    (lambda d: d["services"]["bot"].update(depends_on=["db"]), "service_healthy"),
+    (lambda d: d["services"]["bot"].update(stop_grace_period="5s"), "stop_grace_period"),
+    (lambda d: d["services"]["bot"].update(ports=["3000:3000"]), "host port"),
+    (lambda d: d["services"]["db"]["healthcheck"].update(test=["CMD", "true"]), "pg_isready"),
+])
+def test_compose_checks_catch_a_broken_file(mutate: Any, problem: str) -> None:
+    """Each rule bites: the compose checks report what a broken edit would break."""
+    doc = copy.deepcopy(_compose())
+    mutate(doc)
+    assert any(problem in p for p in compose_problems(doc)), compose_problems(doc)
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    """The Compose Specification's JSON schema (vendored by check-jsonschema) accepts deploy/compose.yml."""
+    jsonschema = pytest.importorskip("jsonschema", reason="pip install check-jsonschema to check the Compose schema")
+    try:
+        vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    except ModuleNotFoundError:
+        pytest.skip("pip install check-jsonschema to check deploy/compose.yml against the Compose schema")
+    schema = json.loads(vendor.joinpath("compose-spec.json").read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    assert [e.message for e in validator.iter_errors(_compose())] == []
+
+
+def test_kubernetes_manifests_fit_together() -> None:
+    """deploy/k8s/: 3 replicas, /readyz readiness, /healthz liveness, PDB, Service and Secret matching the pods."""
+    docs = _k8s_docs()
+    assert k8s_problems(docs) == []
+    kustomization = _yaml().safe_load((K8S / "kustomization.yaml").read_text())
+    assert all((K8S / r).exists() for r in kustomization["resources"])
+    assert "secret.example.yaml" not in kustomization["resources"]  # placeholders must never be applied
+
+
+def _kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind)
+
+
+def _pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return _kind(docs, "Deployment")["spec"]["template"]
+
+
+def _bot(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return _pod(docs)["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize(("mutate", "problem"), [
+    (lambda d: _pod(d)["metadata"]["labels"].update({"app.kubernetes.io/name": "renamed"}), "selector"),
+    (lambda d: _bot(d)["readinessProbe"]["httpGet"].update(path="/healthz"), "readinessProbe path"),
+    (lambda d: _bot(d)["livenessProbe"]["httpGet"].update(port=8080), "livenessProbe port"),
+    (lambda d: _kind(d, "Deployment")["spec"].update(replicas=1), "replicas"),
+    (lambda d: _pod(d)["spec"].update(terminationGracePeriodSeconds=5), "terminationGracePeriodSeconds"),
+    (lambda d: _bot(d)["envFrom"][0]["secretRef"].update(name="other"), "secretRef"),
+    (lambda d: _bot(d).pop("resources"), "resources"),
+    (lambda d: _kind(d, "PodDisruptionBudget")["spec"].update(maxUnavailable=3), "PodDisruptionBudget must keep"),
+    (lambda d: _kind(d, "PodDisruptionBudget")["spec"]["selector"].update(matchLabels={"app": "x"}),
+     "PodDisruptionBudget selector"),
+    (lambda d: _kind(d, "Service")["spec"]["ports"][0].update(targetPort="web"), "targetPort"),
+    (lambda d: _kind(d, "Secret")["stringData"].update(SLACK_BOT_TOKEN="xoxb-1234567890-abcdef"), "SLACK_BOT_TOKEN"),
+])
+def test_kubernetes_checks_catch_a_broken_manifest(mutate: Any, problem: str) -> None:
+    """Each rule bites: a selector that no longer matches, a wrong probe path or port, a real-looking token..."""
+    docs = copy.deepcopy(_k8s_docs())
+    mutate(docs)
+    assert any(problem in p for p in k8s_problems(docs)), k8s_problems(docs)
+
+
+def test_kubernetes_manifests_match_the_api_schemas() -> None:
+    """Every manifest validates (strict: no unknown field) against the Kubernetes OpenAPI schemas, offline."""
+    validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate for schema checks")
+    for doc in _k8s_docs():
+        validate.validate(doc, K8S_VERSION, strict=True)

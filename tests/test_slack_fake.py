@@ -286,3 +286,136 @@ async def test_interactive_payloads_and_event_retries_reach_bolt(fake: FakeSlack
         assert sorted(await fake.wait_until(lambda: retries if len(retries) == 2 else None)) == [["0"], ["1"]]
     finally:
         await handler.close_async()
+
+
+# ---- several Socket Mode connections (replicas) ----------------------------------------------------------------
+
+
+async def _raw_socket(fake: FakeSlack, session: aiohttp.ClientSession) -> tuple[aiohttp.ClientWebSocketResponse, Any]:
+    """A bare Socket Mode client that acks nothing: a replica that hangs, or one that dies before acking."""
+    async with session.post(f"{fake.api_url}apps.connections.open",
+                            headers={"Authorization": f"Bearer {fake.app_token}"}) as r:
+        url = (await r.json())["url"]
+    ws = await session.ws_connect(url, autoping=True)
+    return ws, await ws.receive_json(timeout=2)
+
+
+async def _bolt_replica(fake: FakeSlack) -> tuple[AsyncSocketModeHandler, list[dict[str, Any]]]:
+    """One replica: a bolt app with its own Socket Mode connection, started after the ones before it."""
+    app, client, seen = _mention_app(fake)
+    handler = AsyncSocketModeHandler(app, fake.app_token, web_client=client, ping_interval=1)
+    opened = fake.connection_count
+    await handler.connect_async()
+    await fake.wait_connected(opened + 1, at_once=True)
+    return handler, seen
+
+
+async def test_random_distribution_gives_each_event_to_one_of_three_bolt_connections() -> None:
+    """Three replicas each hold a socket; every event goes to exactly one of them, and all three get some."""
+    async with FakeSlack(distribution="random", seed=11) as fake:
+        replicas = [await _bolt_replica(fake) for _ in range(3)]
+        try:
+            assert fake.open_socket_ids == [1, 2, 3]
+            events = [fake.app_mention_event("U1", "C1", f"q{i}") for i in range(30)]
+            for i, event in enumerate(events):
+                await fake.send_event(event, event_id=f"Ev{i}")
+            await fake.wait_for("chat.postMessage", count=30)
+
+            per_socket = fake.deliveries_per_socket()
+            assert sorted(per_socket) == [1, 2, 3] and all(per_socket.values()), per_socket
+            assert sum(per_socket.values()) == 30
+            # Replica k opened connection k, and it saw exactly what the fake sent on that socket.
+            assert [len(seen) for _, seen in replicas] == [per_socket[k] for k in (1, 2, 3)]
+            assert sorted(m["thread_ts"] for m in fake.posted_messages()) == sorted(e["ts"] for e in events)
+            assert all(d.attempt == 0 and fake.acks[d.envelope_id]["socket"] == d.socket for d in fake.deliveries)
+        finally:
+            for handler, _ in replicas:
+                await handler.close_async()
+
+
+async def test_event_not_acked_in_time_is_redelivered_to_another_socket() -> None:
+    """A replica that never acks: Slack sends the event again, new envelope, same event_id, to the other socket."""
+    async with FakeSlack(redeliver_after=0.2) as fake, aiohttp.ClientSession() as session:
+        hung, hello = await _raw_socket(fake, session)
+        assert hello["type"] == "hello"
+        handler, seen = await _bolt_replica(fake)
+        try:
+            event = fake.app_mention_event("U1", "C1", "anyone there?")
+            first = await fake.send_event(event, event_id="EvLOST", socket=1)
+            assert (await hung.receive_json(timeout=2))["envelope_id"] == first
+            [call] = await fake.wait_for("chat.postMessage")
+            assert call.args["thread_ts"] == event["ts"]
+
+            lost, again = fake.deliveries_of("EvLOST")
+            assert (lost.socket, lost.attempt, lost.reason) == (1, 0, "")
+            assert (again.socket, again.attempt, again.reason) == (2, 1, "timeout")
+            assert again.envelope_id != first and first not in fake.acks
+            assert fake.envelopes[again.envelope_id]["retry_attempt"] == 1
+            assert fake.acks[again.envelope_id]["socket"] == 2
+            assert 0.2 <= again.at - lost.at < 1.0
+            assert [s["event"]["ts"] for s in seen] == [event["ts"]]
+        finally:
+            await handler.close_async()
+            await hung.close()
+
+
+@pytest.mark.parametrize("how", ["client_closes", "server_cuts_tcp"])
+async def test_unacked_events_of_a_closed_socket_go_to_another_at_once(how: str) -> None:
+    """A replica dies holding two unacked events: both are redelivered to the survivor without waiting."""
+    async with FakeSlack(redeliver_after=30) as fake, aiohttp.ClientSession() as session:
+        dying, _ = await _raw_socket(fake, session)
+        handler, seen = await _bolt_replica(fake)
+        try:
+            events = [fake.app_mention_event("U1", "C1", f"q{i}") for i in range(2)]
+            for i, event in enumerate(events):
+                await fake.send_event(event, event_id=f"EvDIE{i}", socket=1)
+                await dying.receive_json(timeout=2)
+            if how == "client_closes":
+                await dying.close()
+            else:
+                await fake.close_socket(1, abort=True)
+            await fake.wait_for("chat.postMessage", count=2, timeout=3)  # far sooner than the 30 s ack deadline
+
+            for i in range(2):
+                lost, again = fake.deliveries_of(f"EvDIE{i}")
+                assert (lost.socket, again.socket, again.attempt, again.reason) == (1, 2, 1, "connection_closed")
+            assert fake.open_socket_ids == [2] and len(seen) == 2
+        finally:
+            await handler.close_async()
+            await dying.close()
+
+
+async def test_retries_stop_after_three_and_fall_back_to_the_only_socket() -> None:
+    """With one socket that never acks, the event is sent 4 times in all (3 retries) on that socket, then dropped."""
+    async with FakeSlack(redeliver_after=0.05) as fake, aiohttp.ClientSession() as session:
+        hung, _ = await _raw_socket(fake, session)
+        try:
+            await fake.send_event(fake.app_mention_event("U1", "C1", "hello?"), event_id="EvGONE")
+            await fake.wait_until(lambda: fake.sockets.given_up, what="Slack giving up")
+            tries = fake.deliveries_of("EvGONE")
+            assert [(d.socket, d.attempt, d.reason) for d in tries] == [
+                (1, 0, ""), (1, 1, "timeout"), (1, 2, "timeout"), (1, 3, "timeout")]
+            received = [await hung.receive_json(timeout=2) for _ in range(4)]
+            assert [r["envelope_id"] for r in received] == [d.envelope_id for d in tries]
+            assert {r["payload"]["event_id"] for r in received} == {"EvGONE"}
+        finally:
+            await hung.close()
+
+
+async def test_an_eleventh_concurrent_socket_is_turned_away_like_slack_does() -> None:
+    """Slack allows 10 sockets per app; the 11th gets disconnect/too_many_websockets and is closed."""
+    async with FakeSlack() as fake, aiohttp.ClientSession() as session:
+        sockets = [await _raw_socket(fake, session) for _ in range(10)]
+        assert [hello["num_connections"] for _, hello in sockets] == list(range(1, 11))
+        extra, refusal = await _raw_socket(fake, session)
+        assert (refusal["type"], refusal["reason"]) == ("disconnect", "too_many_websockets")
+        closing = await extra.receive(timeout=2)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert fake.refused_connections == 1 and fake.open_connections == 10
+
+        await fake.close_socket(3)
+        await fake.wait_until(lambda: fake.open_connections == 9, what="socket 3 closed")
+        late, hello = await _raw_socket(fake, session)
+        assert hello["type"] == "hello" and fake.open_socket_ids == [1, 2, 4, 5, 6, 7, 8, 9, 10, 11]
+        for ws, _ in [*sockets, (late, None), (extra, None)]:
+            await ws.close()

@@ -24,8 +24,11 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from tests.fakes.slack_sockets import MAX_RETRIES, TOO_MANY_WEBSOCKETS, Delivery, SocketConn, SocketHub
+
 __all__ = [
     "ApiCall",
+    "Delivery",
     "FakeSlack",
     "event_callback_body",
     "interactive_form",
@@ -157,7 +160,14 @@ def interactive_form(payload: dict[str, Any]) -> dict[str, str]:
 
 
 class FakeSlack:
-    """An aiohttp server on 127.0.0.1 that answers like Slack, so bolt runs unchanged in tests."""
+    """An aiohttp server on 127.0.0.1 that answers like Slack, so bolt runs unchanged in tests.
+
+    Socket Mode: up to 10 clients (replicas) may hold a websocket at once; each envelope goes to one of them,
+    the newest (``distribution="newest"``, the default) or a random one (``"random"``, seedable with ``seed``).
+    With ``redeliver_after`` seconds set, an events_api envelope not acked in time, or whose socket closes first,
+    is sent again (new envelope_id, same event_id, ``retry_attempt`` + 1) to another open socket, up to
+    ``max_retries`` times. ``deliveries`` records every envelope sent: socket (connection number), time, attempt.
+    """
 
     def __init__(
         self,
@@ -172,6 +182,10 @@ class FakeSlack:
         bot_name: str = "uppzy",
         team_name: str = "Fake Team",
         team_domain: str = "fake-team",
+        distribution: str = "newest",
+        seed: int | None = None,
+        redeliver_after: float | None = None,
+        max_retries: int = MAX_RETRIES,
     ) -> None:
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -202,7 +216,15 @@ class FakeSlack:
         self.refusing_channels: dict[str, str] = {}  # channel -> chat.postMessage error (archived, gone, left)
         self.gone_threads: dict[tuple[str, str], str] = {}  # (channel, thread_ts) -> error for replies to it
 
-        self._sockets: list[web.WebSocketResponse] = []
+        self.sockets = SocketHub(
+            distribution=distribution,
+            seed=seed,
+            redeliver_after=redeliver_after,
+            max_retries=max_retries,
+            notify=lambda: self._changed.set(),
+            is_acked=lambda envelope_id: envelope_id in self.acks,
+            register=self._register_envelope,
+        )
         self._tickets: set[str] = set()
         self._failures: dict[str, list[_Failure]] = {}
         self._overrides: dict[str, ResponseOverride] = {}
@@ -252,6 +274,7 @@ class FakeSlack:
 
     async def stop(self) -> None:
         """Close sockets first, so the server shuts down without waiting on open websockets."""
+        await self.sockets.stop()
         await self.close_sockets()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -281,7 +304,35 @@ class FakeSlack:
     @property
     def open_connections(self) -> int:
         """Number of currently open Socket Mode websockets."""
-        return sum(1 for ws in self._sockets if not ws.closed)
+        return len(self.sockets.open_sockets())
+
+    @property
+    def open_socket_ids(self) -> list[int]:
+        """Connection numbers of the open sockets, oldest first (replica k's socket is k when they start in turn)."""
+        return [c.id for c in self.sockets.open_sockets()]
+
+    @property
+    def connections(self) -> dict[int, SocketConn]:
+        """Every socket ever accepted, by connection number (1, 2, ... in order of connection)."""
+        return self.sockets.connections
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every envelope sent, in order: socket, time, attempt and retry reason."""
+        return self.sockets.deliveries
+
+    @property
+    def refused_connections(self) -> int:
+        """How many sockets were turned away because 10 were already open."""
+        return len(self.sockets.refused)
+
+    def deliveries_per_socket(self, kind: str | None = "events_api") -> dict[int, int]:
+        """Envelopes delivered per connection number (events only by default; every kind with ``kind=None``)."""
+        return dict(self.sockets.per_socket(kind))
+
+    def deliveries_of(self, event_id: str) -> list[Delivery]:
+        """Every delivery of one event_id (the first, then Slack's retries)."""
+        return self.sockets.of_event(event_id)
 
     # ------------------------------------------------------------------ state builders
 
@@ -517,14 +568,18 @@ class FakeSlack:
                 f"open sockets: {self.open_connections}. Web API calls:\n{self.describe_calls()}"
             ) from None
 
-    async def wait_connected(self, n: int = 1, timeout: float = 5.0) -> None:
-        """Wait until ``n`` Socket Mode connections were ever opened and one is still open."""
+    async def wait_connected(self, n: int = 1, timeout: float = 5.0, *, at_once: bool = False) -> None:
+        """Wait until ``n`` Socket Mode connections were ever opened and one is still open.
+
+        With ``at_once=True``: until ``n`` sockets are open at the same time (n replicas connected).
+        """
+        def ready() -> bool:
+            if at_once:
+                return self.open_connections >= n
+            return self.connection_count >= n and self.open_connections > 0
+
         try:
-            await self.wait_until(
-                lambda: self.connection_count >= n and self.open_connections > 0,
-                timeout=timeout,
-                what="socket connection",
-            )
+            await self.wait_until(ready, timeout=timeout, what="socket connection")
         except AssertionError:
             raise AssertionError(
                 f"expected {n} Socket Mode connection(s) within {timeout}s; got {self.connection_count} "
@@ -637,8 +692,12 @@ class FakeSlack:
         event_id: str | None = None,
         retry_attempt: int = 0,
         retry_reason: str = "",
+        socket: int | None = None,
     ) -> str:
-        """Deliver an events_api envelope to the newest socket and return its envelope_id."""
+        """Deliver an events_api envelope and return its envelope_id.
+
+        It goes to the socket the distribution picks, or to connection number ``socket`` when given.
+        """
         self.remember_message(event)
         payload = event_callback_body(
             event,
@@ -648,7 +707,10 @@ class FakeSlack:
             bot_user_id=self.bot_user_id,
         )
         extra = {"retry_attempt": retry_attempt, "retry_reason": retry_reason}
-        return await self._send_envelope("events_api", payload, accepts_response_payload=False, extra=extra)
+        return await self._send_envelope(
+            "events_api", payload, accepts_response_payload=False, extra=extra, socket=socket,
+            attempt=retry_attempt, reason=retry_reason,
+        )
 
     async def send_slash_command(
         self,
@@ -705,16 +767,19 @@ class FakeSlack:
         accepts = body.get("type") in ("view_submission", "block_suggestion")
         return await self._send_envelope("interactive", body, accepts_response_payload=accepts)
 
-    async def send_disconnect(self, reason: str = "refresh_requested") -> None:
-        """Ask the client to reconnect, as Slack does every few hours."""
-        ws = await self._newest_socket()
-        await ws.send_json({"type": "disconnect", "reason": reason, "debug_info": {"host": "fake-slack"}})
+    async def send_disconnect(self, reason: str = "refresh_requested", *, socket: int | None = None) -> None:
+        """Ask a client to reconnect, as Slack does every few hours: the newest socket, or number ``socket``."""
+        conn = self.connections[socket] if socket is not None else await self._newest_socket()
+        await conn.ws.send_json({"type": "disconnect", "reason": reason, "debug_info": {"host": "fake-slack"}})
 
     async def close_sockets(self) -> None:
         """Close every websocket from the server side (the aiohttp client reconnects at once)."""
-        for ws in list(self._sockets):
-            if not ws.closed:
-                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"fake closing")
+        for conn in self.sockets.open_sockets():
+            await self.sockets.close(conn)
+
+    async def close_socket(self, socket: int, *, abort: bool = False) -> None:
+        """Close connection number ``socket`` from the server side; ``abort`` cuts TCP with no close frame."""
+        await self.sockets.close(self.connections[socket], abort=abort)
 
     async def _send_envelope(
         self,
@@ -723,8 +788,11 @@ class FakeSlack:
         *,
         accepts_response_payload: bool,
         extra: dict[str, Any] | None = None,
+        socket: int | None = None,
+        attempt: int = 0,
+        reason: str = "",
     ) -> str:
-        """Send one envelope and note when, so tests can measure ack latency."""
+        """Send one envelope on the chosen socket and note when, so tests can measure ack latency."""
         envelope_id = str(uuid.uuid4())
         envelope = {
             "envelope_id": envelope_id,
@@ -733,13 +801,21 @@ class FakeSlack:
             "payload": payload,
             **(extra or {}),
         }
-        ws = await self._newest_socket()
-        self.envelopes[envelope_id] = envelope
-        self.event_sent_at[envelope_id] = time.monotonic()
-        await ws.send_json(envelope)
+        if socket is not None:
+            conn = self.connections[socket]
+        else:
+            await self._newest_socket()
+            conn = self.sockets.choose()
+            assert conn is not None
+        await self.sockets.send(conn, envelope, attempt=attempt, reason=reason)
         return envelope_id
 
-    async def _newest_socket(self, timeout: float = 5.0) -> web.WebSocketResponse:
+    def _register_envelope(self, envelope: dict[str, Any]) -> None:
+        """Remember an envelope and when it left, just before it is sent (first delivery or redelivery)."""
+        self.envelopes[envelope["envelope_id"]] = envelope
+        self.event_sent_at[envelope["envelope_id"]] = time.monotonic()
+
+    async def _newest_socket(self, timeout: float = 5.0) -> SocketConn:
         """Return the most recent open socket, waiting briefly so a reconnect in flight is not an error."""
         try:
             await self.wait_until(lambda: self.open_connections > 0, timeout=timeout, what="open socket")
@@ -749,7 +825,7 @@ class FakeSlack:
                 f"({self.connection_count} connection(s) ever opened). "
                 f"Web API calls:\n{self.describe_calls()}"
             ) from None
-        return [ws for ws in self._sockets if not ws.closed][-1]
+        return self.sockets.open_sockets()[-1]
 
     # ------------------------------------------------------------------ HTTP handlers
 
@@ -760,9 +836,13 @@ class FakeSlack:
         # autoping answers the SDK's "sdk-ping-pong" pings; without pongs it reconnects over and over.
         ws = web.WebSocketResponse(autoping=True, timeout=2.0)
         await ws.prepare(request)
+        conn = self.sockets.accept(ws, request.query["ticket"], _peer(request), request.transport)
+        if conn is None:  # Slack turns an 11th concurrent socket away like this
+            disconnect = {"type": "disconnect", "reason": TOO_MANY_WEBSOCKETS, "debug_info": {"host": "fake-slack"}}
+            await ws.send_json(disconnect)
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=TOO_MANY_WEBSOCKETS.encode())
+            return ws
         self.connection_count += 1
-        self._sockets.append(ws)
-        self._changed.set()
         try:
             await ws.send_json(
                 {
@@ -778,13 +858,12 @@ class FakeSlack:
             )
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    self._on_client_message(msg.data)
+                    self._on_client_message(msg.data, conn.id)
         finally:
-            self._sockets.remove(ws)
-            self._changed.set()
+            self.sockets.closed(conn)
         return ws
 
-    def _on_client_message(self, raw: str) -> None:
+    def _on_client_message(self, raw: str, socket: int = 0) -> None:
         """Record what the client sent; anything with an envelope_id is an ack."""
         try:
             data = json.loads(raw)
@@ -795,7 +874,8 @@ class FakeSlack:
         self.socket_received.append(data)
         envelope_id = data.get("envelope_id")
         if envelope_id:
-            self.acks[envelope_id] = {"payload": data.get("payload"), "at": time.monotonic()}
+            self.acks[envelope_id] = {"payload": data.get("payload"), "at": time.monotonic(), "socket": socket}
+            self.sockets.acked(envelope_id)
         self._changed.set()
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:
@@ -1263,3 +1343,8 @@ def _tz_offset(tz: str) -> int:
     except Exception:  # tzdata may be missing on minimal images
         return 0
     return int(offset.total_seconds()) if offset else 0
+
+
+def _peer(request: web.Request) -> Any:
+    """(host, port) of a websocket client, so tests can tell two processes' sockets apart."""
+    return request.transport.get_extra_info("peername") if request.transport is not None else None
