@@ -251,10 +251,9 @@ async def find_postmaster(url: str) -> int | None:
 
     con = await asyncpg.connect(url)
     try:
-        backend = await con.fetchval("SELECT pg_backend_pid()")
+        return _parent_if_postgres(await con.fetchval("SELECT pg_backend_pid()"))  # while that backend lives
     finally:
         await con.close()
-    return _parent_if_postgres(backend)
 
 
 def _parent_if_postgres(backend: int) -> int | None:
