@@ -1,6 +1,7 @@
 """PostgreSQL driver benchmark: asyncpg vs psycopg 3, CPU per answer (the client's and the server's), one command.
 
-Run: `python -m bench.pg_driver` (options: --answers 2000 --concurrency 1 50 --repeats 3 --pool 10).
+Run: `python -m bench.pg_driver` (options: --answers 2000 --concurrency 1 50 --repeats 3 --pool 10). Not part of
+`make bench`: the default run takes about 80 s on 2 cores (`--answers 500 --repeats 1` gives a rough look in ~10 s).
 Uses BENCH_DATABASE_URL or TEST_DATABASE_URL (a role that may CREATE DATABASE) when set, else starts a throwaway
 PostgreSQL cluster as tests/pg_support.py does (Debian's server binaries; as `nobody` when run as root).
 
