@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-__all__ = ["ENABLE_HINT", "PgServer", "pg_server", "unavailable_reason"]
+__all__ = ["ENABLE_HINT", "PgServer", "pg_server", "start_server", "unavailable_reason"]
 
 ENABLE_HINT = ("install the PostgreSQL server (Debian: apt install postgresql) or set TEST_DATABASE_URL="
                "postgresql://user:pass@host:5432/postgres (a role that may CREATE DATABASE)")
@@ -152,4 +152,13 @@ def pg_server() -> PgServer:
         if os.environ.get(_REQUIRE) == "1":
             pytest.fail(f"PostgreSQL is required ({_REQUIRE}=1) but unavailable: {_reason}", pytrace=False)
         pytest.skip(f"PostgreSQL unavailable: {_reason}")
+    return _server
+
+
+def start_server() -> PgServer:
+    """The same PostgreSQL outside pytest (benchmarks): TEST_DATABASE_URL or a throwaway cluster, started on first
+    use and stopped at exit; RuntimeError with the reason and ENABLE_HINT when there is none."""
+    _ensure()
+    if _server is None:
+        raise RuntimeError(f"PostgreSQL unavailable: {_reason}; {ENABLE_HINT}")
     return _server
