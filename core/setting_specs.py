@@ -15,8 +15,8 @@ __all__ = [
     "CHANNEL_MODES", "ENV_SPECS", "HTTP", "RATERS", "SESSION_STRATEGIES", "WEBSOCKET", "WORKSPACE_SPECS",
     "SettingError", "SettingSpec", "choice", "database_url", "emoji_list", "env_spec", "id_set", "int_ids",
     "normalize_emoji", "number", "parse_bool", "parse_duration", "parse_port", "parse_site_id", "plain",
-    "positive_float", "positive_int", "refine", "render_value", "setting_key", "sqlite_path", "target", "text", "url",
-    "workspace_spec",
+    "positive_float", "positive_int", "refine", "render_value", "setting_key", "shard_ids", "sqlite_path", "target",
+    "text", "url", "workspace_spec",
 ]
 
 Parser = Callable[[str], Any]
@@ -132,6 +132,20 @@ def int_ids(raw: str) -> tuple[int, ...]:
         return tuple(dict.fromkeys(int(part) for part in _parts(raw)))
     except ValueError:
         raise SettingError("must be a comma-separated list of numeric server ids") from None
+
+
+def shard_ids(raw: str) -> tuple[int, ...]:
+    """Discord shard ids (whole numbers from 0), comma-separated, each once; sorted."""
+    try:
+        ids = [int(part) for part in _parts(raw)]
+    except ValueError:
+        raise SettingError("must be a comma-separated list of shard ids, whole numbers from 0") from None
+    if any(i < 0 for i in ids):
+        raise SettingError("must be a comma-separated list of shard ids, whole numbers from 0")
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise SettingError(f"lists shard {repeated[0]} twice: each shard id once")
+    return tuple(sorted(ids))
 
 
 def plain(raw: str) -> str:
@@ -270,6 +284,10 @@ ENV_SPECS: tuple[SettingSpec, ...] = (
     _Spec("DISCORD_API_BASE_URL", url(HTTP, trailing_slash=False), HTTP_URL, "Discord REST base (e.g. a proxy)"),
     _Spec("DISCORD_GATEWAY_URL", url(WEBSOCKET), "a ws:// or wss:// URL", "Discord gateway"),
     _Spec("DISCORD_GUILD_IDS", int_ids, "server ids, comma-separated", "servers whose slash commands sync at start"),
+    _Spec("DISCORD_SHARD_COUNT", positive_int, "a whole number above zero",
+          "total Discord shards of the bot, the same on every replica (unset: what Discord recommends)"),
+    _Spec("DISCORD_SHARD_IDS", shard_ids, "shard ids from 0 to DISCORD_SHARD_COUNT-1, comma-separated",
+          "the shards this replica runs (unset: all of them)"),
     _Spec("DATABASE_URL", database_url, "sqlite:///path/to/file.db", "the SQLite file of conversations, settings"),
     _Spec("SESSION_IDLE_TIMEOUT", parse_duration, DURATION, "close conversations after this much silence"),
     _Spec("SESSION_CLOSE_RATE", positive_float, "a number above zero", "Uppzy session closes per second at most"),
