@@ -15,8 +15,8 @@ __all__ = [
     "CHANNEL_MODES", "ENV_SPECS", "HTTP", "RATERS", "SESSION_STRATEGIES", "WEBSOCKET", "WORKSPACE_SPECS",
     "SettingError", "SettingSpec", "choice", "database_url", "emoji_list", "env_spec", "id_set", "int_ids",
     "normalize_emoji", "number", "parse_bool", "parse_duration", "parse_port", "parse_site_id", "plain",
-    "positive_float", "positive_int", "refine", "render_value", "setting_key", "shard_ids", "sqlite_path", "target",
-    "text", "url", "workspace_spec",
+    "positive_float", "positive_int", "refine", "render_value", "setting_key", "sqlite_path", "target", "text", "url",
+    "workspace_spec",
 ]
 
 Parser = Callable[[str], Any]
