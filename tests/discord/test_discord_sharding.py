@@ -30,7 +30,8 @@ from tests.fakes.discord_fake import FakeDiscord
 
 GUILD_B = 111_111_111_111_111_111  # (id >> 22) % 2 == 1: shard 1 of 2 (GUILD_ID is on shard 0)
 TEXT_B = 822_222_222_222_222_223
-WINDOW = 0.15  # the bots' and the fake's IDENTIFY window in these tests (Discord's is 5 s)
+WINDOW = 0.25  # the bots' IDENTIFY window in these tests (Discord's is 5 s)
+SLACK = 0.7  # the fake checks spacing at arrival: allow for socket jitter on a loaded machine
 
 
 @dataclass
@@ -49,7 +50,7 @@ async def world(fake: FakeDiscord) -> FakeDiscord:
     fake.add_guild(GUILD_B, name="Second")
     fake.add_channel(GUILD_B, TEXT_B, name="help-b")
     fake.add_member(GUILD_B, USER_ID, name="alice")
-    fake.identify_spacing = WINDOW
+    fake.identify_spacing = WINDOW * SLACK
     return fake
 
 
@@ -202,7 +203,7 @@ async def test_identifies_are_paced_per_max_concurrency_bucket(replicas: Replica
     at = {shard: times[0] for shard, times in world.identify_times.items()}
     assert sorted(at) == [0, 1, 2, 3] and world.concurrency_violations == 0
     assert at[1] - at[0] < WINDOW
-    assert at[2] - at[0] >= WINDOW * 0.9 and at[3] - at[1] >= WINDOW * 0.9
+    assert at[2] - at[0] >= WINDOW * SLACK and at[3] - at[1] >= WINDOW * SLACK
 
 
 async def test_identifies_one_window_apart_with_max_concurrency_1(replicas: Replicas, world: FakeDiscord) -> None:
@@ -210,7 +211,7 @@ async def test_identifies_one_window_apart_with_max_concurrency_1(replicas: Repl
     await replicas.start(discord_shard_count=3)
     at = sorted(times[0] for times in world.identify_times.values())
     assert len(at) == 3 and world.concurrency_violations == 0
-    assert all(b - a >= WINDOW * 0.9 for a, b in itertools.pairwise(at)), at
+    assert all(b - a >= WINDOW * SLACK for a, b in itertools.pairwise(at)), at
 
 
 async def test_connected_only_while_every_shard_of_the_replica_is_up(replicas: Replicas, world: FakeDiscord) -> None:
