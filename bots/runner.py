@@ -196,13 +196,15 @@ def build_platforms(settings: Settings, relay: Relay) -> list[PlatformBot]:
 
 
 def check_run_settings(settings: Settings) -> None:
-    """What `run` needs before anything is opened: Uppzy, a platform, and Slack HTTP mode's signing secret."""
+    """What `run` needs before anything is opened: Uppzy, a platform, Slack HTTP mode's signing secret, and Discord
+    shard ids that exist."""
     settings.require("UPPZY_API_KEY", "UPPZY_SITE_ID")
     if not settings.slack_bot_token and not settings.discord_bot_token:
         raise ConfigError("SLACK_BOT_TOKEN", "set SLACK_BOT_TOKEN and/or DISCORD_BOT_TOKEN to choose a platform")
     if settings.slack_bot_token and not settings.slack_app_token and not settings.slack_signing_secret:
         raise ConfigError("SLACK_SIGNING_SECRET", "is required for HTTP mode (or set SLACK_APP_TOKEN to use Socket "
                                                   "Mode); copy it from the app's Basic Information page")
+    settings.check_discord_shards()
 
 
 async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,

@@ -72,6 +72,8 @@ class Settings:
     discord_api_base_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     discord_guild_ids: tuple[int, ...] = ()
+    discord_shard_count: int | None = None
+    discord_shard_ids: tuple[int, ...] = ()
     database_url: str = "sqlite:///uppzy-bot.db"
     database_pool_min: int = 1
     database_pool_max: int = 10
@@ -101,6 +103,18 @@ class Settings:
         for variable in variables:
             if not getattr(self, variable.lower()):
                 raise ConfigError(variable, "is required for this command but is not set (see .env.example)")
+
+
+    def check_discord_shards(self) -> None:
+        """The cross-field rules of DISCORD_SHARD_IDS: it needs DISCORD_SHARD_COUNT, and each id is below it."""
+        ids, count = self.discord_shard_ids, self.discord_shard_count
+        if ids and count is None:
+            raise ConfigError("DISCORD_SHARD_IDS", "needs DISCORD_SHARD_COUNT, the total number of shards (the same "
+                                                   "on every replica)")
+        too_big = [i for i in ids if count is not None and i >= count]
+        if too_big:
+            raise ConfigError("DISCORD_SHARD_IDS", f"shard {too_big[0]} does not exist with DISCORD_SHARD_COUNT="
+                                                   f"{count}: shard ids run from 0 to {count - 1}")
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:

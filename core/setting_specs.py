@@ -136,6 +136,20 @@ def int_ids(raw: str) -> tuple[int, ...]:
         raise SettingError("must be a comma-separated list of numeric server ids") from None
 
 
+def shard_ids(raw: str) -> tuple[int, ...]:
+    """Discord shard ids (whole numbers from 0), comma-separated, each once; sorted."""
+    try:
+        ids = [int(part) for part in _parts(raw)]
+    except ValueError:
+        raise SettingError("must be a comma-separated list of shard ids, whole numbers from 0") from None
+    if any(i < 0 for i in ids):
+        raise SettingError("must be a comma-separated list of shard ids, whole numbers from 0")
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise SettingError(f"lists shard {repeated[0]} twice: each shard id once")
+    return tuple(sorted(ids))
+
+
 def plain(raw: str) -> str:
     """Any text, surrounding whitespace dropped."""
     return raw.strip()
@@ -294,6 +308,10 @@ ENV_SPECS: tuple[SettingSpec, ...] = (
     _Spec("DISCORD_API_BASE_URL", url(HTTP, trailing_slash=False), HTTP_URL, "Discord REST base (e.g. a proxy)"),
     _Spec("DISCORD_GATEWAY_URL", url(WEBSOCKET), "a ws:// or wss:// URL", "Discord gateway"),
     _Spec("DISCORD_GUILD_IDS", int_ids, "server ids, comma-separated", "servers whose slash commands sync at start"),
+    _Spec("DISCORD_SHARD_COUNT", positive_int, "a whole number above zero",
+          "total Discord shards of the bot, the same on every replica (unset: what Discord recommends)"),
+    _Spec("DISCORD_SHARD_IDS", shard_ids, "shard ids from 0 to DISCORD_SHARD_COUNT-1, comma-separated",
+          "the shards this replica runs (unset: all of them)"),
     _Spec("DATABASE_URL", database_url, "sqlite:///path/to/file.db or postgresql://user:pass@host:5432/db",
           "where conversations and settings are kept: a SQLite file (one process) or PostgreSQL (replicas)"),
     _Spec("DATABASE_POOL_MIN", positive_int, "a whole number above zero", "PostgreSQL connections kept open"),

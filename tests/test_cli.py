@@ -151,6 +151,17 @@ def test_run_without_a_signing_secret_stops_before_the_database_is_opened(tmp_pa
     assert not (tmp_path / "bot.db").exists()
 
 
+def test_run_with_discord_shard_ids_but_no_count_stops_before_the_database_is_opened(tmp_path: Path) -> None:
+    """DISCORD_SHARD_IDS without DISCORD_SHARD_COUNT: exit 2 with one line naming both, nothing opened."""
+    result = subprocess.run([sys.executable, "-m", "bots", "run"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=20, check=False, env=_run_env(tmp_path, DISCORD_BOT_TOKEN="discord-SECRET-token",
+                                                                   DISCORD_SHARD_IDS="0,1"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "DISCORD_SHARD_IDS: needs DISCORD_SHARD_COUNT" in result.stderr
+    assert "SECRET" not in result.stderr and not (tmp_path / "bot.db").exists()
+
+
 def test_run_on_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     """PORT already in use: exit 2 (an operator's choice to fix, systemd does not loop on it) with one stderr line
     naming PORT, not a traceback."""

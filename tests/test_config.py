@@ -205,3 +205,34 @@ def test_keys_and_tokens_with_hidden_or_foreign_characters_are_refused(variable:
     assert info.value.variable == variable and text.startswith(f"{variable}: ") and words in text
     assert KEY not in text and "1234567890" not in text and "\n" not in text
     assert load_settings({variable: f" {KEY}\r\n"}).secrets() == [KEY]
+
+
+def test_discord_shard_settings_parse() -> None:
+    """DISCORD_SHARD_COUNT is a whole number; DISCORD_SHARD_IDS a comma list of ids, kept sorted; unset is ()."""
+    settings = load_settings({"DISCORD_SHARD_COUNT": "4", "DISCORD_SHARD_IDS": " 2, 0 "})
+    assert (settings.discord_shard_count, settings.discord_shard_ids) == (4, (0, 2))
+    settings.check_discord_shards()
+    assert (load_settings({}).discord_shard_count, load_settings({}).discord_shard_ids) == (None, ())
+    load_settings({"DISCORD_SHARD_COUNT": "2"}).check_discord_shards()
+
+
+@pytest.mark.parametrize(("env", "variable", "words"), [
+    ({"DISCORD_SHARD_COUNT": "0"}, "DISCORD_SHARD_COUNT", "whole number greater than zero"),
+    ({"DISCORD_SHARD_COUNT": "2.5"}, "DISCORD_SHARD_COUNT", "whole number greater than zero"),
+    ({"DISCORD_SHARD_COUNT": "many"}, "DISCORD_SHARD_COUNT", "whole number greater than zero"),
+    ({"DISCORD_SHARD_COUNT": "4", "DISCORD_SHARD_IDS": "0,x"}, "DISCORD_SHARD_IDS", "whole numbers from 0"),
+    ({"DISCORD_SHARD_COUNT": "4", "DISCORD_SHARD_IDS": "-1"}, "DISCORD_SHARD_IDS", "whole numbers from 0"),
+    ({"DISCORD_SHARD_COUNT": "4", "DISCORD_SHARD_IDS": "1,2,1"}, "DISCORD_SHARD_IDS", "lists shard 1 twice"),
+    ({"DISCORD_SHARD_COUNT": "4", "DISCORD_SHARD_IDS": "1,4"}, "DISCORD_SHARD_IDS",
+     "shard 4 does not exist with DISCORD_SHARD_COUNT=4: shard ids run from 0 to 3"),
+    ({"DISCORD_SHARD_IDS": "0"}, "DISCORD_SHARD_IDS", "needs DISCORD_SHARD_COUNT"),
+])
+def test_bad_discord_shard_settings_are_one_line_naming_the_variable(env: dict[str, str], variable: str,
+                                                                     words: str) -> None:
+    """Malformed values fail at load; ids without a count, or an id not below the count, fail the cross-field
+    check that `run` (and the Discord bot's start) makes; each is one line starting with the variable."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(env).check_discord_shards()
+    text = str(info.value)
+    assert info.value.variable == variable and text.startswith(f"{variable}: ") and "\n" not in text
+    assert words in text

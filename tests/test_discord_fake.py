@@ -305,3 +305,96 @@ async def test_refused_privileged_intents(fake: FakeDiscord) -> None:
     finally:
         await client.close()
     assert fake.identified_intents is not None and fake.identified_intents & (1 << 15)
+
+
+SHARD_1_GUILD = 811_111_111_111_111_111  # (id >> 22) % 2 == 0; GUILD_ID's is 1
+
+
+async def test_shards_get_their_own_sessions_and_guild_events_by_guild_id(fake: FakeDiscord) -> None:
+    """Two shards of one AutoShardedClient: each IDENTIFY names [id, 2], READY/GUILD_CREATE carry only that
+    shard's guilds, a guild's messages go to shard (guild_id >> 22) % 2, DMs to shard 0; /gateway/bot reports
+    the configured count and limits, and each IDENTIFY takes one session start."""
+    fake.add_guild(SHARD_1_GUILD, name="Other")
+    fake.add_channel(SHARD_1_GUILD, CHANNEL_ID + 1, name="other")
+    fake.recommended_shards = 2
+    fake.set_session_start_limit(total=10, remaining=7, reset_after=60_000, max_concurrency=2)
+    client = discord.AutoShardedClient(intents=_intents(), guild_ready_timeout=0.05)
+    seen: list[tuple[str, int | None]] = []
+
+    async def no_identify_delay(shard_id: int | None, *, initial: bool = False) -> None:
+        """max_concurrency 2: both shards may identify at once (discord.py would sleep 5 s)."""
+
+    client.before_identify_hook = no_identify_delay  # type: ignore[method-assign]
+
+    @client.event
+    async def on_message(message: discord.Message) -> None:
+        seen.append((message.content, message.guild.shard_id if message.guild else None))
+
+    async with running(client, fake):
+        assert fake.connected_shards == [0, 1] and fake.connected
+        assert {fake.shard_of(GUILD_ID), fake.shard_of(SHARD_1_GUILD)} == {0, 1}
+        assert {g.id: g.shard_id for g in client.guilds} == {GUILD_ID: fake.shard_of(GUILD_ID),
+                                                             SHARD_1_GUILD: fake.shard_of(SHARD_1_GUILD)}
+        ready = {f["shard"]: [g["id"] for g in f["d"]["guilds"]] for f in fake.dispatched if f["t"] == "READY"}
+        assert ready == {fake.shard_of(GUILD_ID): [str(GUILD_ID)], fake.shard_of(SHARD_1_GUILD): [str(SHARD_1_GUILD)]}
+        limit = fake.session_start_limit
+        assert (limit["remaining"], limit["max_concurrency"]) == (5, 2) and 0 < limit["reset_after"] <= 60_000
+        assert sorted(fake.identify_times) == [0, 1]
+
+        await fake.user_message(channel_id=CHANNEL_ID, guild_id=GUILD_ID, author_id=USER_ID, content="a")
+        await fake.user_message(channel_id=CHANNEL_ID + 1, guild_id=SHARD_1_GUILD, author_id=USER_ID, content="b")
+        await fake.user_message(channel_id=fake.new_id(), author_id=USER_ID, content="dm")
+        await fake.wait_for(lambda: len(seen) == 3, what="three messages")
+        shards = {f["d"].get("content"): f["shard"] for f in fake.dispatched if f["t"] == "MESSAGE_CREATE"}
+        assert shards == {"a": fake.shard_of(GUILD_ID), "b": fake.shard_of(SHARD_1_GUILD), "dm": 0}
+
+
+async def test_a_bad_shard_is_closed_4010(fake: FakeDiscord) -> None:
+    """IDENTIFY as [2, 2] (id not below count) is closed with 4010 Invalid shard, which discord.py raises."""
+    client = _client(shard_id=2, shard_count=2)
+    try:
+        await client.login(fake.token)
+        with pytest.raises(discord.ConnectionClosed) as caught:
+            await asyncio.wait_for(client.connect(reconnect=True), 5)
+        assert caught.value.code == 4010
+    finally:
+        await client.close()
+    assert fake.refused_shards == [[2, 2]] and fake.identify_times == {}
+
+
+async def test_a_shard_count_other_live_shards_do_not_use_is_closed_4010(fake: FakeDiscord) -> None:
+    """With shard 0 of 2 live, a client identifying as [1, 3] is refused; one as [1, 2] is accepted."""
+    first, wrong = _client(shard_id=0, shard_count=2), _client(shard_id=1, shard_count=3)
+    task: asyncio.Task[None] | None = None
+    try:
+        await first.login(fake.token)
+        task = asyncio.create_task(first.connect(reconnect=True))
+        await fake.wait_for(lambda: fake.connected_shards == [0], what="shard 0 of 2")
+        await wrong.login(fake.token)
+        with pytest.raises(discord.ConnectionClosed) as caught:
+            await asyncio.wait_for(wrong.connect(reconnect=True), 5)
+        assert caught.value.code == 4010
+        assert fake.refused_shards == [[1, 3]] and fake.connected_shards == [0]
+    finally:
+        await wrong.close()
+        await first.close()
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 5)
+
+
+async def test_identify_times_show_pacing_and_over_limit_starts(fake: FakeDiscord) -> None:
+    """Two IDENTIFYs in one bucket within identify_spacing count as a violation; IDENTIFYs with no session
+    start remaining are counted (the fake still serves them, so a test can assert the count stays 0)."""
+    fake.recommended_shards = 2
+    fake.identify_spacing = 60.0
+    fake.set_session_start_limit(remaining=1, max_concurrency=1)
+    client = discord.AutoShardedClient(intents=_intents(), guild_ready_timeout=0.05)
+
+    async def no_identify_delay(shard_id: int | None, *, initial: bool = False) -> None:
+        """Identify at once, breaking both rules on purpose."""
+
+    client.before_identify_hook = no_identify_delay  # type: ignore[method-assign]
+    async with running(client, fake):
+        assert fake.concurrency_violations == 1 and fake.over_limit_identifies == 1
+        assert [len(fake.identify_times[s]) for s in (0, 1)] == [1, 1]

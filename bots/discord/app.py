@@ -17,6 +17,7 @@ from bots.discord import strings as msgs
 from bots.discord.admin import install, sync_commands
 from bots.discord.events import BAD_ID, GOOD_ID, DiscordEvents, FeedbackButtons
 from bots.discord.outbound import NO_PINGS, DiscordAdapter
+from bots.discord.shards import IdentifyPacer, ShardedClient, ShardPlan, plan_shards
 from core.config import ConfigError, Settings, shown_url
 from core.ports import Inbound
 
@@ -25,6 +26,7 @@ __all__ = ["DiscordBot", "DiscordUnavailable", "bot_intents", "bot_permissions",
 log = logging.getLogger(__name__)
 
 TOKEN_CLOSE_CODE = 4004  # gateway: authentication failed
+INVALID_SHARD_CODE, SHARDING_REQUIRED_CODE = 4010, 4011  # gateway: bad [id, count] / too many servers for one
 INTENT_CLOSE_CODES = (4013, 4014)  # gateway: invalid / disallowed intents
 
 
@@ -56,14 +58,16 @@ class DiscordUnavailable(ConnectionError):
     """Discord could not be reached or failed (5xx) at start: worth retrying, not the operator's fault."""
 
 
-class _Client(discord.Client):
-    """discord.py client whose events go to DiscordEvents; commands and buttons are set up before connecting."""
+class _Client(ShardedClient):
+    """discord.py client (one gateway session per shard) whose events go to DiscordEvents; commands and buttons
+    are set up before connecting."""
 
     def __init__(self, bot: DiscordBot, *, guild_ready_timeout: float) -> None:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice: the warnings are noise
         super().__init__(intents=bot_intents(), allowed_mentions=NO_PINGS, guild_ready_timeout=guild_ready_timeout,
                          chunk_guilds_at_startup=False, max_messages=None)
         self.bot = bot
+        self.reconnect_delay = bot.reconnect_delay
         self.tree = app_commands.CommandTree(self)
 
     async def setup_hook(self) -> None:
@@ -99,12 +103,14 @@ class DiscordBot:
     name = "discord"
 
     def __init__(self, settings: Settings, relay: Inbound, *, guild_ready_timeout: float = 2.0,
-                 ready_timeout: float = 60.0, typing_interval: float = 8.0, reconnect_delay: float = 1.0) -> None:
+                 ready_timeout: float = 60.0, typing_interval: float = 8.0, reconnect_delay: float = 1.0,
+                 identify_window: float = 5.0) -> None:
         self.settings = settings
         self.relay = relay
         self.guild_ready_timeout = guild_ready_timeout
         self.ready_timeout = ready_timeout
         self.reconnect_delay = reconnect_delay
+        self.identify_window = identify_window  # Discord's: max_concurrency IDENTIFYs per bucket per 5 s
         self.adapter = DiscordAdapter(feedback_view=FeedbackButtons.rendered, typing_interval=typing_interval,
                                       typing_limit=settings.uppzy_answer_timeout + 30, ready_timeout=ready_timeout)
         self.events = DiscordEvents(relay, self.adapter)
@@ -112,13 +118,14 @@ class DiscordBot:
         self.client: _Client | None = None
         self._gateway: asyncio.Task[None] | None = None
         self._saved_urls: tuple[str, Any] | None = None
+        self.plan: ShardPlan | None = None
 
     @property
     def connected(self) -> bool:
-        """True while the gateway session is up."""
+        """True while the gateway session of every shard this replica runs is up."""
         client, gateway = self.client, self._gateway
         return (client is not None and client.is_ready() and not client.is_closed()
-                and gateway is not None and not gateway.done())
+                and gateway is not None and not gateway.done() and client.shards_connected())
 
     def _point_at_settings(self) -> None:
         """discord.py reads both URLs from class attributes: set them before login, restore them on stop."""
@@ -137,10 +144,12 @@ class DiscordBot:
         token = self.settings.discord_bot_token
         if not token:
             raise ConfigError("DISCORD_BOT_TOKEN", msgs.TOKEN_MISSING)
+        self.settings.check_discord_shards()
         self._point_at_settings()
         client = self.client = _Client(self, guild_ready_timeout=self.guild_ready_timeout)
         try:
             await client.login(token.reveal())
+            recommended, _url, limits = await client.http.get_bot_gateway()
         except discord.LoginFailure:
             await self.stop()
             raise ConfigError("DISCORD_BOT_TOKEN", msgs.TOKEN_REFUSED) from None
@@ -151,13 +160,22 @@ class DiscordBot:
                                   f"DISCORD_API_BASE_URL ({shown_url(self.settings.discord_api_base_url)})") from None
             reason = f"HTTP {exc.status}" if isinstance(exc, discord.HTTPException) else type(exc).__name__
             raise DiscordUnavailable(msgs.api_unreachable(reason)) from None
+        except discord.GatewayNotFound:
+            await self.stop()
+            raise DiscordUnavailable(msgs.api_unreachable("GET /gateway/bot failed")) from None
         except BaseException:
             await self.stop()
             raise
+        plan = self.plan = plan_shards(self.settings, recommended, limits)
+        pacer = IdentifyPacer(plan, window=self.identify_window)
+        client.use_plan(plan, pacer)
+        log.info("discord shards %s%s", plan.describe(),
+                 "" if self.settings.discord_shard_count else " (as Discord recommends)")
         self._gateway = asyncio.create_task(self._run_gateway(client), name="discord-gateway")
         ready = asyncio.create_task(client.wait_until_ready())
+        ready_timeout = self.ready_timeout + pacer.expected_delay(plan)  # IDENTIFYs paced as Discord requires
         try:
-            done, _ = await asyncio.wait({self._gateway, ready}, timeout=self.ready_timeout,
+            done, _ = await asyncio.wait({self._gateway, ready}, timeout=ready_timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
             ready.cancel()
@@ -167,17 +185,17 @@ class DiscordBot:
             raise _startup_error(error)
         if not done:
             await self.stop()
-            raise DiscordUnavailable(msgs.gateway_timeout(self.ready_timeout))
+            raise DiscordUnavailable(msgs.gateway_timeout(ready_timeout))
         self._gateway.add_done_callback(self._gateway_ended)
         self.adapter.attach(client)
         if client.application_id is not None:
             log.info("invite the bot with %s", invite_url(client.application_id))
 
     async def _run_gateway(self, client: _Client) -> None:
-        """client.connect(), started again on a fresh session when discord.py fails on an event it cannot parse.
+        """client.connect(), started again on fresh sessions if it fails unexpectedly.
 
-        discord.py reconnects by itself after network trouble and gives up on bad tokens or intents, but an
-        exception from one malformed dispatch would otherwise end the gateway for the life of the process.
+        discord.py reconnects by itself after network trouble and gives up on bad tokens or intents; a shard that
+        fails on a malformed dispatch is restarted alone by ShardedClient. This loop is the last resort.
         """
         loop = asyncio.get_running_loop()
         delay = self.reconnect_delay
@@ -195,11 +213,11 @@ class DiscordBot:
                     delay = self.reconnect_delay
                 log.exception("discord.py failed on a gateway event; it is dropped and the gateway reconnects "
                               "in %.1fs on a new session", delay)
-            if client.ws is not None:  # the socket the failure left open, with its heartbeat thread
+            for shard in client.shards.values():  # sockets the failure left open, with their heartbeat threads
                 try:
-                    await client.ws.close(code=4000)
+                    await shard.disconnect()
                 except Exception as exc:
-                    log.debug("closing the failed gateway socket: %s", type(exc).__name__)
+                    log.debug("closing a failed gateway socket: %s", type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(60.0, delay * 2)
 
@@ -234,6 +252,10 @@ def _startup_error(error: BaseException | None) -> BaseException:
     if isinstance(error, discord.ConnectionClosed):
         if error.code == TOKEN_CLOSE_CODE:
             return ConfigError("DISCORD_BOT_TOKEN", msgs.TOKEN_REFUSED)
+        if error.code == INVALID_SHARD_CODE:
+            return ConfigError("DISCORD_SHARD_IDS", msgs.SHARD_REFUSED)
+        if error.code == SHARDING_REQUIRED_CODE:
+            return ConfigError("DISCORD_SHARD_COUNT", msgs.SHARDING_REQUIRED)
         if error.code in INTENT_CLOSE_CODES:
             return ConfigError("DISCORD_BOT_TOKEN", msgs.INTENT_REFUSED)
     if error is None:

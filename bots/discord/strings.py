@@ -27,6 +27,8 @@ __all__ = [
     "HELP",
     "INTENT_REFUSED",
     "NO_SESSIONS",
+    "SHARDING_REQUIRED",
+    "SHARD_REFUSED",
     "TEXT_ONLY",
     "TOKEN_MISSING",
     "TOKEN_REFUSED",
@@ -162,6 +164,10 @@ def sessions_list(user: str, rows: list[tuple[str, str, str]]) -> str:
 TOKEN_MISSING = "is required for Discord but is not set (see .env.example)"
 TOKEN_REFUSED = ("Discord refused the bot token (401). Copy a fresh one from the developer portal "
                  "(your application → Bot → Reset Token) into DISCORD_BOT_TOKEN")
+SHARD_REFUSED = ("Discord refused this replica's shard (close 4010 invalid shard): every replica must use the same "
+                 "DISCORD_SHARD_COUNT, and each id in DISCORD_SHARD_IDS must be below it")
+SHARDING_REQUIRED = ("Discord requires sharding for this bot (close 4011: too many servers for one session): set "
+                     "DISCORD_SHARD_COUNT to the count Discord recommends, or leave it unset to use that count")
 INTENT_REFUSED = ("Discord refused the Message Content intent. In the developer portal open your application → "
                   "Bot → Privileged Gateway Intents → Message Content Intent, switch it on, save, and restart")
 

@@ -116,6 +116,16 @@ class _Session:
     seq: int = 0
     backlog: list[tuple[int, str]] = field(default_factory=list)
 
+    @property
+    def shard_id(self) -> int:
+        """The shard this session serves (0 when IDENTIFY named none)."""
+        return self.shard[0] if self.shard else 0
+
+    @property
+    def shard_count(self) -> int:
+        """The shard count it identified with (1 when IDENTIFY named none)."""
+        return self.shard[1] if self.shard else 1
+
 
 @dataclass
 class _Conn:
@@ -162,6 +172,14 @@ class FakeDiscord:
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
         self.connections: list[_Conn] = []
         self.identify_count = 0
+        self.identify_times: dict[int, list[float]] = {}  # shard id -> time.monotonic() of each accepted IDENTIFY
+        self.refused_shards: list[list[int]] = []  # [id, count] of each IDENTIFY closed with 4010
+        self.recommended_shards = 1  # GET /gateway/bot "shards"
+        self.identify_spacing = 5.0  # Discord's window: max_concurrency IDENTIFYs per bucket per this many seconds
+        self.concurrency_violations = 0  # IDENTIFYs sooner than identify_spacing after one in the same bucket
+        self.over_limit_identifies = 0  # IDENTIFYs while session_start_limit had nothing remaining
+        self._start_limit = {"total": 1000, "remaining": 999, "max_concurrency": 1}
+        self._limit_reset_at = time.monotonic() + 86_400.0
         self.resume_count = 0
         self.heartbeat_count = 0
         self.identified_intents: int | None = None
@@ -175,8 +193,9 @@ class FakeDiscord:
         self._faults: list[_Fault] = []
         self._interactions: dict[int, dict[str, Any]] = {}
         self._command_ids: dict[tuple[int | None, str, int], int] = {}
-        self._session: _Session | None = None
-        self._current: _Conn | None = None
+        self._sessions: dict[int, _Session] = {}  # by shard id
+        self._live: dict[int, _Conn] = {}  # the live connection of each shard
+        self._shard_count = 1  # the count the last accepted IDENTIFY used
         self._changed = asyncio.Event()
         self._gw_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
@@ -439,8 +458,32 @@ class FakeDiscord:
 
     @property
     def connected(self) -> bool:
-        """True while a gateway connection is live and has finished READY/RESUMED."""
-        return self._current is not None and self._current.ready and not self._current.closed
+        """True while every shard (of the count in use) has a live connection that finished READY/RESUMED."""
+        return len(self.connected_shards) == self._shard_count
+
+    @property
+    def connected_shards(self) -> list[int]:
+        """Shard ids with a live, ready connection."""
+        return sorted(sid for sid, conn in self._live.items() if conn.ready and not conn.closed)
+
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard a guild's events go to, `(guild_id >> 22) % count` as Discord documents; DMs go to shard 0."""
+        return 0 if guild_id is None else (int(guild_id) >> 22) % self._shard_count
+
+    def set_session_start_limit(self, *, total: int = 1000, remaining: int = 999, reset_after: int = 86_400_000,
+                                max_concurrency: int = 1) -> None:
+        """What GET /gateway/bot reports; `remaining` drops per IDENTIFY and is `total` again after reset_after ms."""
+        self._start_limit = {"total": total, "remaining": remaining, "max_concurrency": max_concurrency}
+        self._limit_reset_at = time.monotonic() + reset_after / 1000
+
+    @property
+    def session_start_limit(self) -> dict[str, int]:
+        """The limit as GET /gateway/bot shows it now (reset_after counts down in ms)."""
+        now = time.monotonic()
+        if now >= self._limit_reset_at:
+            self._start_limit["remaining"] = self._start_limit["total"]
+            self._limit_reset_at = now + 86_400.0
+        return {**self._start_limit, "reset_after": max(0, int((self._limit_reset_at - now) * 1000))}
 
     def live_connections(self) -> list[_Conn]:
         """Sockets still open, to catch a bot that leaks or duplicates gateway connections."""
@@ -475,7 +518,8 @@ class FakeDiscord:
     def dump(self) -> str:
         """Human-readable state for assertion messages: gateway status, recent REST calls, responses."""
         lines = [
-            f"gateway: connected={self.connected} identify={self.identify_count} resume={self.resume_count} "
+            f"gateway: connected={self.connected} shards={self.connected_shards} of {self._shard_count} "
+            f"identify={self.identify_count} resume={self.resume_count} refused_shards={self.refused_shards} "
             f"intents={self.identified_intents} live_sockets={len(self.live_connections())}",
             f"last requests ({len(self.requests)} total):",
         ]
@@ -515,30 +559,43 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ gateway: control
 
-    async def dispatch(self, t: str, d: Any) -> int:
-        """Send an op 0 dispatch with the next seq; kept in the backlog so a RESUME replays it."""
-        session = self._session
+    def _target_shard(self, d: Any) -> int:
+        """The shard an event belongs to: its guild's, else shard 0 (DMs)."""
+        guild_id = d.get("guild_id") if isinstance(d, dict) else None
+        return self.shard_of(int(guild_id) if guild_id else None)
+
+    async def dispatch(self, t: str, d: Any, *, shard: int | None = None) -> int:
+        """Send an op 0 dispatch with the next seq on the session of its shard (the guild's, or 0 for DMs);
+        kept in that session's backlog so a RESUME replays it."""
+        shard = self._target_shard(d) if shard is None else shard
+        session = self._sessions.get(shard)
         if session is None:
-            raise RuntimeError("no gateway session yet: connect the client and await fake.wait_ready()")
+            raise RuntimeError(f"no gateway session for shard {shard} yet: connect the client and await "
+                               "fake.wait_ready()")
         return await self._emit(session, t, d)
 
-    async def send_reconnect(self) -> None:
+    async def _dispatch_if_live(self, t: str, d: Any) -> None:
+        """Dispatch a consequence of a REST call, when the shard it belongs to has a session (else nobody hears it)."""
+        if self._target_shard(d) in self._sessions:
+            await self.dispatch(t, d)
+
+    async def send_reconnect(self, *, shard: int = 0) -> None:
         """Send op 7 RECONNECT; the client should come back with op 6 RESUME to resume_gateway_url."""
-        conn = self._require_conn()
+        conn = self._require_conn(shard)
         await self._send(conn, {"op": 7, "d": None})
         conn.closing = True
 
-    async def invalidate_session(self, *, resumable: bool = False) -> None:
+    async def invalidate_session(self, *, resumable: bool = False, shard: int = 0) -> None:
         """Send op 9 INVALID_SESSION; with resumable=False the client must IDENTIFY again."""
-        conn = self._require_conn()
+        conn = self._require_conn(shard)
         if not resumable:
-            self._session = None
+            self._sessions.pop(shard, None)
         await self._send(conn, {"op": 9, "d": resumable})
         conn.closing = True
 
-    async def disconnect(self, code: int = 4000) -> None:
-        """Close the live socket from the server side (4000 is resumable, 4004/4014 are fatal)."""
-        conn = self._require_conn()
+    async def disconnect(self, code: int = 4000, *, shard: int = 0) -> None:
+        """Close a shard's live socket from the server side (4000 is resumable, 4004/4014 are fatal)."""
+        conn = self._require_conn(shard)
         conn.closing = True
         await conn.ws.close(code=code, message=b"fake disconnect")
 
@@ -1019,11 +1076,12 @@ class FakeDiscord:
         """Wake wait_for() promptly after anything changes on the fake's side."""
         self._changed.set()
 
-    def _require_conn(self) -> _Conn:
-        """The live connection, or a clear error when a test acts before the client connected."""
-        if self._current is None or self._current.closed:
-            raise RuntimeError("no live gateway connection")
-        return self._current
+    def _require_conn(self, shard: int = 0) -> _Conn:
+        """A shard's live connection, or a clear error when a test acts before the client connected."""
+        conn = self._live.get(shard)
+        if conn is None or conn.closed:
+            raise RuntimeError(f"no live gateway connection for shard {shard}")
+        return conn
 
     async def _send(self, conn: _Conn, payload: dict[str, Any]) -> None:
         """Write one plain-JSON text frame (discord.py only inflates binary frames)."""
@@ -1047,8 +1105,8 @@ class FakeDiscord:
             text = json.dumps({"op": 0, "t": t, "s": seq, "d": d})
             session.backlog.append((seq, text))
             del session.backlog[:-2000]
-            self.dispatched.append({"t": t, "s": seq, "d": d})
-            conn = self._current
+            self.dispatched.append({"t": t, "s": seq, "d": d, "shard": session.shard_id})
+            conn = self._live.get(session.shard_id)
             if conn is not None and conn.session is session and not conn.closing:
                 await self._send_text(conn, text)
         self._notify()
@@ -1072,8 +1130,9 @@ class FakeDiscord:
         finally:
             conn.closed = True
             conn.close_code = ws.close_code
-            if self._current is conn:
-                self._current = None
+            for shard, live in list(self._live.items()):
+                if live is conn:
+                    del self._live[shard]
             self._notify()
         return ws
 
@@ -1099,28 +1158,63 @@ class FakeDiscord:
         else:
             await self._close(conn, 4001, "Unknown opcode.")
 
+    def _bad_shard(self, shard: Any) -> bool:
+        """[id, count] Discord refuses: not two whole numbers, id outside 0..count-1, or a count other live shards
+        do not use."""
+        if shard is None:
+            return False
+        if not (isinstance(shard, list) and len(shard) == 2 and all(isinstance(x, int) for x in shard)):
+            return True
+        shard_id, count = shard
+        if count < 1 or not 0 <= shard_id < count:
+            return True
+        others = {c.session.shard_count for sid, c in self._live.items()
+                  if sid != shard_id and not c.closed and not c.closing and c.session is not None}
+        return bool(others - {count})
+
+    def _record_identify(self, shard_id: int) -> None:
+        """Count against session_start_limit and note concurrency-window violations."""
+        now = time.monotonic()
+        limit = self.session_start_limit  # applies a due reset
+        if limit["remaining"] <= 0:
+            self.over_limit_identifies += 1
+        self._start_limit["remaining"] = max(0, limit["remaining"] - 1)
+        bucket = shard_id % max(1, limit["max_concurrency"])
+        recent = [t for sid, times in self.identify_times.items() for t in times
+                  if sid % max(1, limit["max_concurrency"]) == bucket and now - t < self.identify_spacing]
+        if recent:
+            self.concurrency_violations += 1
+        self.identify_times.setdefault(shard_id, []).append(now)
+
     async def _on_identify(self, conn: _Conn, d: dict[str, Any]) -> None:
-        """Check token and intents, then READY and one GUILD_CREATE per guild."""
+        """Check token, shard and intents, then READY and one GUILD_CREATE per guild of that shard."""
         self.identify_count += 1
         if d.get("token") != self.token:
             await self._close(conn, 4004, "Authentication failed.")
+            return
+        if self._bad_shard(d.get("shard")):
+            self.refused_shards.append(d.get("shard"))
+            await self._close(conn, 4010, "Invalid shard.")
             return
         intents = int(d.get("intents", 0))
         self.identified_intents = intents
         if self.refuse_privileged_intents and intents & PRIVILEGED_INTENTS:
             await self._close(conn, 4014, "Disallowed intent(s).")
             return
-        previous = self._current
+        session = _Session(session_id=uuid.uuid4().hex, intents=intents, shard=d.get("shard"))
+        self._record_identify(session.shard_id)
+        previous = self._live.get(session.shard_id)
         if previous is not None and previous is not conn:
             previous.closing = True
-        session = _Session(session_id=uuid.uuid4().hex, intents=intents, shard=d.get("shard"))
-        self._session = session
+        self._shard_count = session.shard_count
+        self._sessions[session.shard_id] = session
         conn.session = session
-        self._current = conn
+        self._live[session.shard_id] = conn
+        guilds = [gid for gid in self._guilds if self.shard_of(gid) == session.shard_id]
         ready: dict[str, Any] = {
             "v": 10,
             "user": {**self._user_obj(self.bot_id), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(gid), "unavailable": True} for gid in self._guilds],
+            "guilds": [{"id": str(gid), "unavailable": True} for gid in guilds],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -1136,7 +1230,7 @@ class FakeDiscord:
         if session.shard is not None:
             ready["shard"] = session.shard
         await self._emit(session, "READY", ready)
-        for guild_id in list(self._guilds):
+        for guild_id in guilds:
             await self._emit(session, "GUILD_CREATE", self._guild_create(guild_id))
         conn.ready = True
         self._notify()
@@ -1146,17 +1240,17 @@ class FakeDiscord:
         if d.get("token") != self.token:
             await self._close(conn, 4004, "Authentication failed.")
             return
-        session = self._session
-        if session is None or d.get("session_id") != session.session_id:
+        session = next((s for s in self._sessions.values() if s.session_id == d.get("session_id")), None)
+        if session is None:
             await self._send(conn, {"op": 9, "d": False})
             return
         self.resume_count += 1
-        previous = self._current
+        previous = self._live.get(session.shard_id)
         if previous is not None and previous is not conn:
             previous.closing = True
         conn.session = session
         async with self._gw_lock:
-            self._current = conn
+            self._live[session.shard_id] = conn
             last = d.get("seq") or 0
             for seq, text in list(session.backlog):
                 if seq > last:
@@ -1365,9 +1459,8 @@ class FakeDiscord:
 
     async def _echo(self, t: str, msg: dict[str, Any]) -> None:
         """Real Discord echoes the bot's own messages over the gateway; so do we (unless ephemeral)."""
-        if not self.echo_own_events or self._session is None or msg["flags"] & EPHEMERAL_FLAG:
-            return
-        await self.dispatch(t, self._gateway_message(msg, self._guild_of(int(msg["channel_id"]))))
+        if self.echo_own_events and not msg["flags"] & EPHEMERAL_FLAG:
+            await self._dispatch_if_live(t, self._gateway_message(msg, self._guild_of(int(msg["channel_id"]))))
 
     def _apply_edit(self, msg: dict[str, Any], body: dict[str, Any]) -> None:
         """Apply a PATCH body to a stored message the way Discord does (only sent fields change)."""
@@ -1399,9 +1492,9 @@ class FakeDiscord:
         return self._json({"url": self.gateway_url.rstrip("/")})
 
     async def _r_gateway_bot(self, call: RestCall) -> web.Response:
-        """Used by AutoShardedClient to pick the shard count and URL."""
-        return self._json({"url": self.gateway_url.rstrip("/"), "shards": 1, "session_start_limit": {
-            "total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}})
+        """Used by AutoShardedClient to pick the shard count and URL; the limits come from set_session_start_limit."""
+        return self._json({"url": self.gateway_url.rstrip("/"), "shards": self.recommended_shards,
+                           "session_start_limit": self.session_start_limit})
 
     async def _r_create_dm(self, call: RestCall) -> web.Response:
         """Open (or reuse) the DM channel with a user."""
@@ -1431,8 +1524,7 @@ class FakeDiscord:
         for key in ("archived", "locked"):
             if key in body:
                 meta[key] = bool(body[key])
-        if self._session is not None:
-            await self.dispatch("THREAD_UPDATE", copy.deepcopy(channel))
+        await self._dispatch_if_live("THREAD_UPDATE", copy.deepcopy(channel))
         return self._json(copy.deepcopy(channel))
 
     async def _r_get_guild(self, call: RestCall, gid: str) -> web.Response:
@@ -1499,12 +1591,11 @@ class FakeDiscord:
             int(mid), {"allowed_mentions": None, "source": "user", "ephemeral": False, "deleted": False}
         )
         meta["deleted"] = True
-        if self._session is not None:
-            event = {"id": mid, "channel_id": cid}
-            guild_id = self._guild_of(int(cid))
-            if guild_id is not None:
-                event["guild_id"] = str(guild_id)
-            await self.dispatch("MESSAGE_DELETE", event)
+        event = {"id": mid, "channel_id": cid}
+        guild_id = self._guild_of(int(cid))
+        if guild_id is not None:
+            event["guild_id"] = str(guild_id)
+        await self._dispatch_if_live("MESSAGE_DELETE", event)
         return web.Response(status=204)
 
     async def _new_thread(self, parent: dict[str, Any], thread_id: int, name: str, type_: int,
@@ -1514,8 +1605,7 @@ class FakeDiscord:
         thread = self._thread_obj(guild_id, int(parent["id"]), thread_id, name, type_, self.bot_id,
                                   auto_archive)
         self._channels[thread_id] = thread
-        if self._session is not None:
-            await self.dispatch("THREAD_CREATE", {**copy.deepcopy(thread), "newly_created": True})
+        await self._dispatch_if_live("THREAD_CREATE", {**copy.deepcopy(thread), "newly_created": True})
         return thread
 
     async def _r_thread_from_message(self, call: RestCall, cid: str, mid: str) -> web.Response:
@@ -1572,14 +1662,14 @@ class FakeDiscord:
         added = call.method == "PUT"
         self.bot_reactions.append({"channel_id": int(cid), "message_id": int(mid), "emoji": emoji,
                                    "added": added})
-        if self.echo_own_events and self._session is not None:
+        if self.echo_own_events:
             name, _, eid = emoji.partition(":")
             guild_id = self._guild_of(int(cid))
             payload = self._reaction_payload(self.bot_id, int(cid), int(mid), name, guild_id,
                                              int(eid) if eid.isdigit() else None)
             if added and guild_id is not None:
                 payload["member"] = self._member_obj(guild_id, self.bot_id, with_user=True)
-            await self.dispatch("MESSAGE_REACTION_ADD" if added else "MESSAGE_REACTION_REMOVE", payload)
+            await self._dispatch_if_live("MESSAGE_REACTION_ADD" if added else "MESSAGE_REACTION_REMOVE", payload)
         return web.Response(status=204)
 
     def _check_app(self, app: str) -> None:
