@@ -331,7 +331,7 @@ class SqliteStore:
 
     async def adopt(self, *, now: float, mine: bool = False, limit: int | None = None) -> list[Turn]:
         """Every unfinished question is this process's: all of them with `mine`, none to take from others."""
-        return await self.active_turns() if mine else []
+        return (await self.active_turns())[:limit] if mine else []
 
     async def lead(self, job: str, *, now: float, lease: float) -> bool:
         """The only process leads every job."""

@@ -85,7 +85,9 @@ async def test_a_burst_is_answered_once_each_across_replicas_also_when_slack_red
     sim, slack, replicas = deployment
     await start_all(slack, replicas)
     events = [await ask(slack, sim, i, latency=0.3) for i in range(21)]
-    events += [await ask(slack, sim, i, latency=0.6 - 0.2 * (i - 21), user="U7", channel="C7") for i in (21, 22, 23)]
+    for n, i in enumerate((21, 22, 23), start=1):  # one conversation: each recorded (by any replica) before the next
+        events.append(await ask(slack, sim, i, latency=0.6 - 0.2 * n, user="U7", channel="C7"))
+        await eventually(lambda n=n: _recorded_in(replicas, "C7", n), timeout=5, what=f"question {i} recorded")
     for i in range(0, 24, 3):  # a lost ack: Slack delivers the same event again, to whichever connection it picks
         await slack.send_event(events[i], event_id=f"Ev{i:04d}", retry_attempt=1, retry_reason="timeout")
     await eventually(lambda: all(replies(slack, e) for e in events), timeout=30,
@@ -126,6 +128,10 @@ async def test_a_replica_killed_mid_burst_leaves_nothing_unanswered(
     survivors = [i for i in range(REPLICAS) if i != victim]
     assert any("adopted" in replicas.log(i) for i in survivors), replicas.all_logs()
     await eventually(lambda: _states_are(replicas, {"answered": 18}), timeout=5, what="18 answered in the database")
+
+
+async def _recorded_in(replicas: Replicas, channel: str, count: int) -> bool:
+    return len(await replicas.query("SELECT id FROM turns WHERE channel_id = $1", channel)) >= count
 
 
 async def _states_are(replicas: Replicas, expected: dict[str, int]) -> bool:
