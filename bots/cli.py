@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from core.config import ConfigError, load_settings
+from core.config import ConfigError, Settings, load_settings, shown_url
 from core.redaction import configure_logging
 
 __all__ = ["main"]
@@ -38,7 +38,7 @@ def _share(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for all four subcommands."""
+    """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
         prog="uppzy-bot",
         description="Puts an Uppzy AI assistant into Slack and Discord. Settings come from the environment "
@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="staging smoke test of the configured Uppzy, Slack and Discord access")
     check.add_argument("--no-chat", action="store_true", help="skip the async chat round trip")
     check.add_argument("--json", action="store_true", help="print the results as JSON (for CI pipelines)")
+    move = sub.add_parser("migrate-store", help="copy a stopped bot's SQLite database into an empty PostgreSQL one",
+                          description="Copies every question (unfinished ones too), session, setting and channel "
+                          "mode from a stopped bot's SQLite database into an empty PostgreSQL database, in one "
+                          "transaction. The SQLite file is only read.")
+    move.add_argument("--to", required=True, metavar="POSTGRESQL_URL",
+                      help="the empty target: postgresql://user@host:5432/database (the password may come from "
+                      "PGPASSWORD instead of the URL)")
+    move.add_argument("--from", dest="source", metavar="SQLITE_URL",
+                      help="the SQLite database, sqlite:///path.db (default: DATABASE_URL, as `run` reads it)")
     sim = sub.add_parser("simulate", help="serve a local Uppzy M2M API simulator (for demos and tests)")
     sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     sim.add_argument("--port", type=int, default=8787, help="port to listen on (default: %(default)s)")
@@ -100,7 +109,7 @@ def _main(argv: Sequence[str] | None) -> int:
     level = settings.log_level
     if args.command == "demo" and not os.environ.get("LOG_LEVEL"):
         level = "WARNING"  # the demo's terminal is for chatting
-    elif args.command == "check" and level != "DEBUG":
+    elif args.command in ("check", "migrate-store") and level != "DEBUG":
         level = "CRITICAL"  # the report is the output: no library's request or retry lines between its lines
     configure_logging(level, settings.log_format, settings.secrets())
     try:
@@ -108,6 +117,8 @@ def _main(argv: Sequence[str] | None) -> int:
             from bots.console.demo import run_demo
 
             return _run_async(run_demo(settings, args))
+        if args.command == "migrate-store":
+            return _run_async(_migrate_store(settings, args))
         if args.command == "check":
             from bots.check import run_check
 
@@ -125,6 +136,49 @@ def _run_async(coro: object) -> int:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         return 130
+
+
+async def _migrate_store(settings: Settings, args: argparse.Namespace) -> int:
+    """`migrate-store`: check both URLs, copy (core/store_copy.py), print what was copied and what to do next."""
+    from bots.runner import prepare_postgres
+    from core.setting_specs import POSTGRES_SCHEMES, SettingError, postgres_url, sqlite_path
+    from core.store_copy import CopyRefused, copy_sqlite_to_postgres
+
+    def refuse(line: str, code: int = 2) -> int:
+        print(f"uppzy-bot migrate-store: {line}", file=sys.stderr)
+        return code
+
+    source, where = (args.source.strip(), "--from") if args.source else (settings.database_url, "DATABASE_URL")
+    if source.startswith(POSTGRES_SCHEMES):
+        return refuse(f"{where} names PostgreSQL ({shown_url(source)}): migrate-store copies from a SQLite "
+                      "database; name it with --from sqlite:///path/to/uppzy-bot.db")
+    target = args.to.strip()
+    try:
+        path = sqlite_path(source)
+    except SettingError as exc:
+        return refuse(f"{where} {exc}")
+    if not target.startswith(POSTGRES_SCHEMES):
+        return refuse(f"--to must be a PostgreSQL URL, postgresql://user:password@host:5432/database (got "
+                      f"{shown_url(target) if '://' in target else repr(target[:60])})")
+    try:
+        postgres_url(target)
+    except SettingError as exc:
+        return refuse(f"--to {exc}")
+    try:
+        report = await copy_sqlite_to_postgres(path, target, lambda: prepare_postgres(target))
+    except CopyRefused as exc:
+        return refuse(str(exc), exc.exit_code)
+    except ConfigError as exc:  # opening or migrating the target (its text names host:port/db, never a password)
+        return refuse(f"--to: {str(exc).split(': ', 1)[-1]}")
+    rows = report.rows
+    print(f"Copied {path} into PostgreSQL {shown_url(target)} (the SQLite file was only read):")
+    print(f"  questions: {rows['turns']} ({report.unfinished} unfinished: the first replica to start resumes them)")
+    print(f"  sessions: {rows['sessions']} ({report.open_sessions} open)")
+    print(f"  answer links: {rows['answer_messages']}, feedback: {rows['feedback']}")
+    print(f"  workspace settings: {rows['workspace_settings']}, channel modes: {rows['channel_modes']}")
+    print("Next: set DATABASE_URL to the PostgreSQL URL and start the replicas. Keep the SQLite file until they "
+          "have answered what was unfinished; do not start a bot on it again.")
+    return 0
 
 
 async def _simulate(args: argparse.Namespace) -> int:

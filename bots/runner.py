@@ -122,6 +122,15 @@ def replica_name() -> str:
     return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+async def prepare_postgres(url: str) -> None:
+    """Create or update the schema of the PostgreSQL database at `url` as a replica's start does, then let go: the
+    target of `uppzy-bot migrate-store`."""
+    from core.postgres_store import PostgresStore
+
+    store = await PostgresStore.open(url, holder=f"migrate-store-{replica_name()}", min_size=1, max_size=1)
+    await store.close()
+
+
 def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics: Metrics | None = None,
                 tuning: Tuning | None = None, clock: Callable[[], float] = time.time) -> Relay:
     """Build every core component once and wire them: the relay is their Inbound port."""
