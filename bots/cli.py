@@ -167,7 +167,8 @@ async def _migrate_store(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = await copy_sqlite_to_postgres(path, target, lambda: prepare_postgres(target))
     except CopyRefused as exc:
-        return refuse(str(exc), exc.exit_code)
+        option = {"source": where, "target": "--to"}.get(exc.side or "")
+        return refuse(f"{option}: {exc}" if option else str(exc), exc.exit_code)
     except ConfigError as exc:  # opening or migrating the target (its text names host:port/db, never a password)
         return refuse(f"--to: {str(exc).split(': ', 1)[-1]}")
     rows = report.rows

@@ -43,9 +43,14 @@ class _Source:
 
 
 class CopyRefused(Exception):
-    """The copy was not started: its text is the one line shown to the operator (exit 2)."""
+    """The copy was not started: its text is the one line shown to the operator (exit 2); `side` says which
+    database it is about ("source", "target" or None), for the command to name the option."""
 
     exit_code = 2
+
+    def __init__(self, line: str, side: str | None = None) -> None:
+        super().__init__(line)
+        self.side = side
 
 
 class CopyFailed(CopyRefused):
@@ -75,8 +80,10 @@ def _value(column: str, value: Any) -> Any:
 @contextlib.contextmanager
 def _source(path: str) -> Iterator[_Source]:
     """The SQLite file under the bot's lock, opened read-only in one read transaction (a consistent snapshot)."""
-    if path == ":memory:" or not Path(path).is_file():
-        raise CopyRefused(f"--from: {path} is not a SQLite database file (no such file)")
+    if path == ":memory:":
+        raise CopyRefused(":memory: is not a database file", "source")
+    if not Path(path).is_file():
+        raise CopyRefused(f"{path} is not a SQLite database file (no such file)", "source")
     try:
         lock = _exclusive(path)
     except ConfigError as exc:
@@ -84,7 +91,7 @@ def _source(path: str) -> Iterator[_Source]:
         if "in use" in problem:
             problem = (f"{path} is in use by a running uppzy-bot (run or demo): stop it first, so that every "
                        "question's last state is copied")
-        raise CopyRefused(f"--from: {problem}") from None
+        raise CopyRefused(problem, "source") from None
     conn: sqlite3.Connection | None = None
     try:
         try:
@@ -93,12 +100,12 @@ def _source(path: str) -> Iterator[_Source]:
             conn.execute("BEGIN")
             present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.Error as exc:
-            raise CopyRefused(f"--from: cannot read {path}: {exc}") from None
+            raise CopyRefused(f"cannot read {path}: {exc}", "source") from None
         if version == 0 or not {"sessions", "turns"} <= present:
-            raise CopyRefused(f"--from: {path} is not an uppzy-bot database (it has no questions table)")
+            raise CopyRefused(f"{path} is not an uppzy-bot database (it has no questions table)", "source")
         if version > len(MIGRATIONS):
-            raise CopyRefused(f"--from: {path} has schema v{version}, newer than this program "
-                              f"(v{len(MIGRATIONS)}): run the newer uppzy-bot's migrate-store")
+            raise CopyRefused(f"{path} has schema v{version}, newer than this program (v{len(MIGRATIONS)}): run "
+                              "the newer uppzy-bot's migrate-store", "source")
         yield _Source(conn, frozenset(present))
     finally:
         if conn is not None:
@@ -124,6 +131,25 @@ def _last_turn_id(source: _Source) -> int:
     return int(top)
 
 
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+async def _copy_rows(source: _Source, target: asyncpg.Connection) -> dict[str, int]:
+    """COPY every table in batches; a value PostgreSQL cannot take names its table."""
+    rows = dict.fromkeys(TABLES, 0)
+    for table, columns in TABLES.items():
+        try:
+            for batch in _rows(source, table):
+                await target.copy_records_to_table(table, records=batch, columns=list(columns))
+                rows[table] += len(batch)
+        except (TypeError, ValueError) as exc:  # asyncpg's encoders: SQLite keeps any type in any column
+            raise CopyFailed(f"the copy failed and was rolled back (no row was written): table {table} has a "
+                             f"value PostgreSQL cannot take: {_reason(exc)}") from None
+    return rows
+
+
 async def copy_sqlite_to_postgres(path: str, url: str, prepare: Callable[[], Awaitable[None]]) -> CopyReport:
     """Copy the SQLite database at `path` into the PostgreSQL database at `url` in one transaction.
 
@@ -136,8 +162,8 @@ async def copy_sqlite_to_postgres(path: str, url: str, prepare: Callable[[], Awa
         try:
             target = await asyncpg.connect(url, timeout=10.0)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise CopyRefused(f"--to: cannot open the PostgreSQL database {shown_url(url)}: "
-                              f"{type(exc).__name__}") from None
+            raise CopyRefused(f"cannot open the PostgreSQL database {shown_url(url)}: {type(exc).__name__}",
+                              "target") from None
         try:
             async with target.transaction():
                 # Until this commits, nothing else writes these tables: a second copy waits, then sees rows.
@@ -146,13 +172,9 @@ async def copy_sqlite_to_postgres(path: str, url: str, prepare: Callable[[], Awa
                          for t in TABLES}
                 if any(found.values()):
                     busy = ", ".join(t for t, n in found.items() if n)
-                    raise CopyRefused(f"--to: the PostgreSQL database already has data ({busy}); migrate-store "
-                                      "copies only into a database no bot has used: create an empty one")
-                rows = {t: 0 for t in TABLES}
-                for table, columns in TABLES.items():
-                    for batch in _rows(source, table):
-                        await target.copy_records_to_table(table, records=batch, columns=list(columns))
-                        rows[table] += len(batch)
+                    raise CopyRefused(f"the PostgreSQL database already has data ({busy}); migrate-store copies "
+                                      "only into a database no bot has used: create an empty one", "target")
+                rows = await _copy_rows(source, target)
                 last = _last_turn_id(source)
                 if last:  # the identity continues past every copied id: a new question never reuses one
                     await target.execute("SELECT setval(pg_get_serial_sequence('turns', 'id'), $1)", last)
@@ -166,8 +188,7 @@ async def copy_sqlite_to_postgres(path: str, url: str, prepare: Callable[[], Awa
         except CopyRefused:
             raise
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, sqlite3.Error) as exc:
-            raise CopyFailed(f"the copy failed and was rolled back (nothing was written): "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+            raise CopyFailed(f"the copy failed and was rolled back (no row was written): {_reason(exc)}") from None
         finally:
             await target.close()
     return CopyReport(rows=rows, unfinished=int(unfinished), open_sessions=int(open_sessions), last_turn_id=last)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
 import sys
 import time
@@ -219,3 +220,60 @@ async def test_bad_urls_are_one_line_each_and_never_show_the_password(tmp_path: 
     line = refused(await bot("migrate-store", "--from", f"sqlite:///{tmp_path / 'junk.db'}", "--to", pg_url,
                              cwd=tmp_path))
     assert "cannot read" in line or "not an uppzy-bot database" in line
+
+
+async def test_a_bot_killed_mid_flight_is_copied_with_what_only_its_wal_held(tmp_path: Path, pg_url: str) -> None:
+    """After a SIGKILL the last writes may sit in the -wal file only: the read-only copy still sees them."""
+    live = tmp_path / "live.db"
+    store = await SqliteStore.open(str(live))
+    target = ReplyTarget("console", "local", "terminal", "terminal", "m1", "you", is_dm=True)
+    turn = await store.record_question(InboundMessage(target=target, text="q", event_key="m1"), key="k",
+                                       site_id="demo-site", idle_timeout=60, now=time.time())
+    assert turn is not None
+    await store.mark_submitted(turn.id, "req_1", now=time.time())
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for suffix in ("", "-wal", "-shm"):  # the files as a killed process leaves them: nothing checkpointed
+        shutil.copyfile(f"{live}{suffix}", crashed / f"live.db{suffix}")
+    await store.close()
+    assert (crashed / "live.db-wal").stat().st_size > 0
+    result = await bot("migrate-store", "--from", f"sqlite:///{crashed / 'live.db'}", "--to", pg_url, cwd=tmp_path)
+    assert result.code == 0 and "questions: 1 (1 unfinished" in result.out, result
+    conn = await asyncpg.connect(pg_url)
+    try:
+        row = await conn.fetchrow("SELECT state, request_id, holder FROM turns WHERE id = $1", turn.id)
+    finally:
+        await conn.close()
+    assert tuple(row) == ("pending", "req_1", None)
+
+
+async def test_a_failed_copy_is_rolled_back_whole(tmp_path: Path, pg_url: str) -> None:
+    """A row PostgreSQL cannot take (here a timestamp SQLite kept as text) fails the one transaction: exit 1, one
+    line, and not a row in the target."""
+    db = tmp_path / "odd.db"
+    store = await SqliteStore.open(str(db))
+    await store.put_workspace_setting("console", "local", "idle_timeout", "900", by="admin", now=time.time())
+    await store.close()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("INSERT INTO channel_modes VALUES ('console', 'local', 'c', 'mention', NULL, 'yesterday')")
+    conn.close()
+    result = await bot("migrate-store", "--from", f"sqlite:///{db}", "--to", pg_url, cwd=tmp_path)
+    lines = result.err.strip().splitlines()
+    assert result.code == 1 and len(lines) == 1 and "rolled back" in lines[0], result
+    assert (await postgres_rows(pg_url))["workspace_settings"] == []
+
+
+async def test_a_schema_v1_file_copies_without_the_later_tables(tmp_path: Path, pg_url: str) -> None:
+    """A database from before settings existed (schema v1) copies its questions; settings and modes count 0."""
+    from core.schema import MIGRATIONS
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(MIGRATIONS[0] + ";PRAGMA user_version=1;")
+    conn.execute("INSERT INTO sessions VALUES ('s1','k',1,'console','local','demo-site','closed',1,2,60,3,'idle',1)")
+    conn.commit()
+    conn.close()
+    result = await bot("migrate-store", "--from", f"sqlite:///{db}", "--to", pg_url, cwd=tmp_path)
+    assert result.code == 0, result
+    assert "sessions: 1 (0 open)" in result.out and "workspace settings: 0, channel modes: 0" in result.out
