@@ -117,14 +117,18 @@ class PostgresStore:
 
     @classmethod
     async def open(cls, url: str, *, holder: str, min_size: int = 1, max_size: int = 10) -> PostgresStore:
-        """Connect a pool to `url` and migrate; an unreachable server or a refused login is a ConfigError naming
+        """Connect a pool to `url` and migrate. A server that cannot be reached now raises StoreUnavailable (the
+        caller may wait for it); a refused login, a missing database or a newer schema is a ConfigError naming
         DATABASE_URL (host:port/db, never the password)."""
         try:
             pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT,
                                              command_timeout=COMMAND_TIMEOUT, reset=_no_session_state)
         except ValueError:  # asyncpg's URL parsing: its text may quote the URL, password and all
             raise ConfigError("DATABASE_URL", f"malformed PostgreSQL URL {shown_url(url)}") from None
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, TimeoutError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+            # Not (yet) reachable: a server starting or restarting is worth waiting for (the caller retries).
+            raise StoreUnavailable(f"cannot reach the PostgreSQL database {_place(url)}: {_reason(exc)}") from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # refused login, no such database…
             raise ConfigError("DATABASE_URL", f"cannot open the PostgreSQL database {_place(url)}: "
                                               f"{_reason(exc)}") from None
         store = cls(pool, url, holder=holder)
