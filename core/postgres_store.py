@@ -361,10 +361,12 @@ class PostgresStore:
         return await self._tx(work)
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
-                           now: float) -> None:
-        """→ ready with the answer."""
-        await self._exec("UPDATE turns SET state='ready', answer=$1, confidence_score=$2, confidence_level=$3, "
-                         f"ready_at=$4, text=NULL WHERE id=$5 AND {_UNFINISHED}", answer, score, level, now, turn_id)
+                           now: float) -> bool:
+        """→ ready with the answer, only while this process holds the question (False: adopted by another)."""
+        return await self._exec(
+            "UPDATE turns SET state='ready', answer=$1, confidence_score=$2, confidence_level=$3, ready_at=$4, "
+            f"text=NULL WHERE id=$5 AND holder=$6 AND {_UNFINISHED}", answer, score, level, now, turn_id, self.holder,
+        ) == 1
 
     async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None:
         """→ notifying with the notice to post."""

@@ -5,6 +5,7 @@ sessions are closed once, also those of a replica that died."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -134,6 +135,10 @@ async def _recorded_in(replicas: Replicas, channel: str, count: int) -> bool:
     return len(await replicas.query("SELECT id FROM turns WHERE channel_id = $1", channel)) >= count
 
 
+async def _holds_none(replicas: Replicas, holder: str) -> bool:
+    return holder not in await replicas.holders()
+
+
 async def _states_are(replicas: Replicas, expected: dict[str, int]) -> bool:
     return await replicas.states() == expected
 
@@ -166,3 +171,35 @@ async def test_the_poll_budget_holds_for_the_deployment_and_idle_sessions_close_
                      timeout=40, what=lambda: f"every session closed\n{replicas.all_logs()}")
     closes = [c.body["session_id"] for c in sim.calls("session_close")]
     assert len(closes) == len(set(closes)) == 20, closes
+
+
+async def test_a_stalled_replica_that_comes_back_does_not_answer_twice(
+    deployment: tuple[Simulator, FakeSlack, Replicas],
+) -> None:
+    """Injected: the replica holding the most of 9 questions waiting at Uppzy is frozen (SIGSTOP) past its lease,
+    then thawed (SIGCONT) as soon as the survivors adopted its questions, so it polls them again alongside them.
+    Asserted: each question answered once (the store no longer lets the thawed replica keep an answer), it notices
+    its lease lapsed, and it serves again after."""
+    sim, slack, replicas = deployment
+    await start_all(slack, replicas)
+    events = [await ask(slack, sim, i, latency=1.5) for i in range(9)]
+    await eventually(lambda: _all_pending(replicas, 9), timeout=10, what="9 questions accepted by Uppzy")
+    holders = await replicas.holders()
+    victim_holder = max(holders, key=lambda h: holders[h])
+    victim = next(i for i, p in replicas.procs.items() if f"-{p.pid}-" in victim_holder)
+    replicas.procs[victim].send_signal(signal.SIGSTOP)
+    try:  # thawed the moment its questions were adopted: it and the adopters poll them at about the same time
+        await eventually(lambda: _holds_none(replicas, victim_holder), timeout=30,
+                         what=lambda: f"the frozen replica's questions adopted\n{replicas.all_logs()}")
+    finally:
+        replicas.procs[victim].send_signal(signal.SIGCONT)
+    await eventually(lambda: all(replies(slack, e) for e in events), timeout=30,
+                     what=lambda: f"answers to every question\n{replicas.all_logs()}")
+    await eventually(lambda: "lease lapsed" in replicas.log(victim), timeout=15,
+                     what=lambda: f"the thawed replica noticing its lapse\n{replicas.log(victim)}")
+    await replicas.ready(victim)
+    probe = await ask(slack, sim, 50, latency=0.1)
+    await eventually(lambda: replies(slack, probe), timeout=15, what="an answer after the replica rejoined")
+    for i, event in enumerate(events):
+        assert replies(slack, event) == [f"Answer {tag(i)}."], i
+        assert submitted(sim, i) == 1, i
