@@ -130,6 +130,7 @@ async def test_a_replica_killed_mid_burst_leaves_nothing_unanswered(
     survivors = [i for i in range(REPLICAS) if i != victim]
     assert any("adopted" in replicas.log(i) for i in survivors), replicas.all_logs()
     await eventually(lambda: _states_are(replicas, {"answered": 24}), timeout=5, what="24 answered in the database")
+    no_tracebacks(replicas)
 
 
 async def _recorded_in(replicas: Replicas, channel: str, count: int) -> bool:
@@ -172,6 +173,7 @@ async def test_the_poll_budget_holds_for_the_deployment_and_idle_sessions_close_
                      timeout=40, what=lambda: f"every session closed\n{replicas.all_logs()}")
     closes = [c.body["session_id"] for c in sim.calls("session_close")]
     assert len(closes) == len(set(closes)) == 20, closes
+    no_tracebacks(replicas)
 
 
 async def test_a_stalled_replica_that_comes_back_does_not_answer_twice(
@@ -204,3 +206,4 @@ async def test_a_stalled_replica_that_comes_back_does_not_answer_twice(
     for i, event in enumerate(events):
         assert replies(slack, event) == [f"Answer {tag(i)}."], i
         assert submitted(sim, i) == 1, i
+    no_tracebacks(replicas)

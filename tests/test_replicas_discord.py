@@ -107,6 +107,8 @@ async def test_each_shard_is_served_by_its_replica_and_every_question_answered_o
         for other in range(SHARDS):
             assert (f"workspace={GUILDS[other]}" in log) == (other == shard), (shard, other, log[-3000:])
     assert "discord shards 0 of 3" in replicas.log(0)
+    logs = replicas.all_logs()
+    assert "Traceback" not in logs and " ERROR " not in logs, logs
 
 
 async def test_a_killed_replicas_questions_are_posted_by_the_others(
@@ -128,6 +130,8 @@ async def test_a_killed_replicas_questions_are_posted_by_the_others(
         assert answers(fake, message) == [f"Answer {tag(i)}."], i
         assert sum(tag(i) in c.body["message"] for c in sim.calls("chat_async")) == 1, i
     assert any("adopted" in replicas.log(shard) for shard in (0, 2)), replicas.all_logs()
+    logs = replicas.all_logs()
+    assert "Traceback" not in logs and " ERROR " not in logs, logs
 
 
 async def _pending(replicas: Replicas, count: int) -> bool:
