@@ -207,3 +207,28 @@ async def test_a_stalled_replica_that_comes_back_does_not_answer_twice(
         assert replies(slack, event) == [f"Answer {tag(i)}."], i
         assert submitted(sim, i) == 1, i
     no_tracebacks(replicas)
+
+
+async def test_a_rolling_deploy_hands_questions_over_without_a_gap(
+    deployment: tuple[Simulator, FakeSlack, Replicas],
+) -> None:
+    """Injected: a rolling deploy while 12 questions wait at Uppzy (2 s answers): a new replica starts, then each old
+    one gets SIGTERM in turn, and more questions arrive throughout. Asserted: every old replica exits 0, and every
+    question is answered exactly once and submitted once (a stopping replica gives up its lease: the others take its
+    questions at once)."""
+    sim, slack, replicas = deployment
+    await start_all(slack, replicas)
+    events = [await ask(slack, sim, i, latency=2.0) for i in range(12)]
+    await eventually(lambda: _all_pending(replicas, 12), timeout=10, what="12 questions accepted by Uppzy")
+    for old in range(REPLICAS):
+        new = REPLICAS + old
+        replicas.start(new)
+        await replicas.ready(new)
+        assert await replicas.stop(old) == 0, replicas.log(old)
+        events += [await ask(slack, sim, i, latency=0.5) for i in range(12 + 2 * old, 14 + 2 * old)]
+    await eventually(lambda: all(replies(slack, e) for e in events), timeout=40,
+                     what=lambda: f"answers to every question\n{replicas.all_logs()}")
+    for i, event in enumerate(events):
+        assert replies(slack, event) == [f"Answer {tag(i)}."], i
+        assert submitted(sim, i) == 1, i
+    no_tracebacks(replicas)
