@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import secrets
@@ -21,6 +22,7 @@ from core.config import ConfigError, Settings
 from core.conversations import Conversations
 from core.delivery import Delivery
 from core.feedback import Feedback
+from core.health import StoreUnavailable
 from core.intake import Intake
 from core.latency import LatencyModel
 from core.membership import Membership
@@ -47,6 +49,8 @@ __all__ = ["Core", "PlatformBot", "build_platforms", "build_relay", "build_uppzy
            "open_store", "run_bot"]
 
 log = logging.getLogger(__name__)
+DATABASE_WAIT = 60.0  # how long `run` waits for a PostgreSQL server that cannot be reached yet
+DATABASE_BACKOFF = Backoff(attempts=0, initial=0.5, maximum=10.0)
 
 
 class PlatformBot(Protocol):
@@ -98,23 +102,43 @@ class Core:
         await self.store.close()
 
 
-async def open_core(settings: Settings, *, path: str | None = None, tuning: Tuning | None = None) -> Core:
+async def open_core(settings: Settings, *, path: str | None = None, tuning: Tuning | None = None,
+                    stop: asyncio.Event | None = None) -> Core:
     """Open the store and build the Uppzy client and the relay on one metrics registry (not started yet)."""
     metrics = Metrics()
-    store = await open_store(settings, path)
+    store = await open_store(settings, path, stop=stop)
     uppzy = build_uppzy(settings, metrics=metrics)
     return Core(store, uppzy, build_relay(settings, store, uppzy, metrics=metrics, tuning=tuning), metrics)
 
 
-async def open_store(settings: Settings, path: str | None = None) -> Store:
-    """The store DATABASE_URL names (a SQLite file, or PostgreSQL shared by replicas), migrated and ready."""
-    if settings.uses_postgres and path is None:
-        from core.postgres_store import PostgresStore  # asyncpg is loaded only by deployments that use it
+async def open_store(settings: Settings, path: str | None = None, *, stop: asyncio.Event | None = None,
+                     wait: float = DATABASE_WAIT) -> Store:
+    """The store DATABASE_URL names (a SQLite file, or PostgreSQL shared by replicas), migrated and ready.
 
-        return await PostgresStore.open(settings.database_url, holder=replica_name(),
-                                        min_size=min(settings.database_pool_min, settings.database_pool_max),
-                                        max_size=settings.database_pool_max)
-    return await SqliteStore.open(path or settings.database_path)
+    A PostgreSQL server that cannot be reached yet (starting with the rest of the deployment) is waited for with
+    backoff for `wait` seconds, a log line per attempt; then, or for a refused login, it is a ConfigError (exit 2).
+    """
+    if not settings.uses_postgres or path is not None:
+        return await SqliteStore.open(path or settings.database_path)
+    from core.postgres_store import PostgresStore  # asyncpg is loaded only by deployments that use it
+
+    stop = stop or asyncio.Event()
+    started = time.monotonic()
+    for attempt in itertools.count(1):
+        try:
+            return await PostgresStore.open(settings.database_url, holder=replica_name(),
+                                            min_size=min(settings.database_pool_min, settings.database_pool_max),
+                                            max_size=settings.database_pool_max)
+        except StoreUnavailable as exc:
+            waited = time.monotonic() - started
+            if waited >= wait or stop.is_set():
+                raise ConfigError("DATABASE_URL", f"{exc} (waited {waited:.0f}s); check that PostgreSQL runs and "
+                                                  "DATABASE_URL's host and port") from None
+            delay = min(DATABASE_BACKOFF.delay(attempt), wait - waited)
+            log.warning("%s; trying again in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    raise AssertionError("unreachable")
 
 
 def replica_name() -> str:
@@ -230,7 +254,7 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    core = await open_core(settings)
+    core = await open_core(settings, stop=stop)
     store, relay, metrics = core.store, core.relay, core.metrics
     bots = build_platforms(settings, relay)
     routes = [route for bot in bots if getattr(bot, "mode", None) == "http" for route in bot.http_routes()]  # type: ignore[attr-defined]

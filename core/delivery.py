@@ -70,13 +70,16 @@ class Delivery:
             text = self._fit(clean_text(status.answer or ""), turn.id)  # storable, postable and of sane size
             score, level = status.confidence.score, status.confidence.level
             try:
-                await self._store.store_answer(turn.id, text, score, level, now=self._clock())
+                if not await self._store.store_answer(turn.id, text, score, level, now=self._clock()):
+                    log.info("turn=%d was taken over by another replica (this one stalled); it posts the answer",
+                             turn.id)
+                    return
             except StoreUnavailable:  # the answer is in hand: post it now rather than lose it to a broken disk
                 ready = replace(turn, state=TurnState.READY, answer=text, confidence_score=score,
                                 confidence_level=level)
                 # Kept trying in the background too: once stored, a refused answer can be kept for the sweep.
                 self._later(f"turn={turn.id} answer",
-                            lambda: self._store.store_answer(turn.id, text, score, level, now=self._clock()),
+                            lambda: self._kept(turn.id, text, score, level),
                             deliver=turn.id)
                 self._tasks.spawn(self._deliver_now(ready), name="deliver-unstored")
                 return
@@ -84,6 +87,9 @@ class Delivery:
         else:
             log.warning("Uppzy could not answer turn=%d request_id=%s", turn.id, item.request_id)
             self._tasks.spawn(self.fail(turn, NoticeKind.FAILED, None, kind="failed"), name="fail")
+
+    async def _kept(self, turn_id: int, text: str, score: float | None, level: str | None) -> None:
+        await self._store.store_answer(turn_id, text, score, level, now=self._clock())
 
     async def on_expired(self, item: PendingRequest, why: str) -> None:
         """No answer in time (or the request is unknown to Uppzy): one clear notice."""

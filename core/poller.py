@@ -18,6 +18,7 @@ from typing import Any
 
 from core.backoff import Backoff
 from core.errors import UppzyError, UppzyRateLimited, UppzyRejected
+from core.health import RateLimitedLog
 from core.latency import LatencyModel
 from core.ports import RateBudget
 from core.ratelimit import LocalBudget
@@ -91,6 +92,7 @@ class PollScheduler:
         self._errors = error_backoff or Backoff(attempts=0, initial=1.0, maximum=30.0)
         self._throttled_grace = throttled_grace  # past the deadline, 429s are waited out this long at most
         self._recent_429: deque[bool] = deque(maxlen=50)
+        self._budget_errors = RateLimitedLog(log, logging.WARNING)
         self.status_calls = 0
         self.rate_limited = 0
 
@@ -138,7 +140,14 @@ class PollScheduler:
             return max(0.01, self.budget.wait_time()) if free > 0 else 0.02  # nothing can start now
         due = self._due_items(now)
         # A call is granted only when a poll can start now (the budget counts it from the grant).
-        affordable = await self.budget.grant(min(len(due), free)) if due else 0
+        try:
+            affordable = await self.budget.grant(min(len(due), free)) if due else 0
+        except Exception as exc:  # a shared budget lives in the database: while it is away, nobody polls
+            for item in due:
+                self._push(item)
+            self._budget_errors("the status-poll budget cannot be granted (%s: %s); polls wait for it",
+                                type(exc).__name__, exc)
+            return 1.0
         over_budget = len(due) > affordable
         if over_budget:
             # Deadlines first (a request past or near its deadline is looked at before it could be declared late),

@@ -289,8 +289,10 @@ class Store(Protocol):
         ...
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
-                           now: float) -> None:
-        """→ READY with the answer and confidence, so a crash before posting never needs Uppzy again."""
+                           now: float) -> bool:
+        """→ READY with the answer and confidence, so a crash before posting never needs Uppzy again. False, changing
+        nothing, when another process holds the question now (it adopted it): that process posts the answer."""
+        ...
 
     async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None:
         """→ NOTIFYING with the notice to post: a crash before it is posted resumes the notice, never two."""

@@ -117,14 +117,18 @@ class PostgresStore:
 
     @classmethod
     async def open(cls, url: str, *, holder: str, min_size: int = 1, max_size: int = 10) -> PostgresStore:
-        """Connect a pool to `url` and migrate; an unreachable server or a refused login is a ConfigError naming
+        """Connect a pool to `url` and migrate. A server that cannot be reached now raises StoreUnavailable (the
+        caller may wait for it); a refused login, a missing database or a newer schema is a ConfigError naming
         DATABASE_URL (host:port/db, never the password)."""
         try:
             pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT,
                                              command_timeout=COMMAND_TIMEOUT, reset=_no_session_state)
         except ValueError:  # asyncpg's URL parsing: its text may quote the URL, password and all
             raise ConfigError("DATABASE_URL", f"malformed PostgreSQL URL {shown_url(url)}") from None
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, TimeoutError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+            # Not (yet) reachable: a server starting or restarting is worth waiting for (the caller retries).
+            raise StoreUnavailable(f"cannot reach the PostgreSQL database {_place(url)}: {_reason(exc)}") from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # refused login, no such database…
             raise ConfigError("DATABASE_URL", f"cannot open the PostgreSQL database {_place(url)}: "
                                               f"{_reason(exc)}") from None
         store = cls(pool, url, holder=holder)
@@ -357,10 +361,12 @@ class PostgresStore:
         return await self._tx(work)
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
-                           now: float) -> None:
-        """→ ready with the answer."""
-        await self._exec("UPDATE turns SET state='ready', answer=$1, confidence_score=$2, confidence_level=$3, "
-                         f"ready_at=$4, text=NULL WHERE id=$5 AND {_UNFINISHED}", answer, score, level, now, turn_id)
+                           now: float) -> bool:
+        """→ ready with the answer, only while this process holds the question (False: adopted by another)."""
+        return await self._exec(
+            "UPDATE turns SET state='ready', answer=$1, confidence_score=$2, confidence_level=$3, ready_at=$4, "
+            f"text=NULL WHERE id=$5 AND holder=$6 AND {_UNFINISHED}", answer, score, level, now, turn_id, self.holder,
+        ) == 1
 
     async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None:
         """→ notifying with the notice to post."""

@@ -376,12 +376,13 @@ class SqliteStore:
         )
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
-                           now: float) -> None:
-        """Keep the fetched answer so a crash before posting never needs Uppzy again."""
+                           now: float) -> bool:
+        """Keep the fetched answer so a crash before posting never needs Uppzy again (one process: always its own)."""
         await self._exec(
             "UPDATE turns SET state='ready', answer=?, confidence_score=?, confidence_level=?, ready_at=?, "
             f"text=NULL WHERE id=? AND {_UNFINISHED}", (answer, score, level, now, turn_id),
         )
+        return True
 
     async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None:
         """Posted: remember which messages carry the answer (for feedback) and drop the texts."""

@@ -17,6 +17,7 @@ from core.backoff import Backoff
 from core.config import Secret, Settings
 from core.latency import LatencyModel
 from core.models import ReplyTarget
+from core.ports import Store
 from core.relay import Relay
 from core.retry import RetryPolicy
 from core.sqlite_store import SqliteStore
@@ -88,10 +89,17 @@ def fast_settings(sim: Simulator, **overrides: Any) -> Settings:
 
 async def build(tmp_path: Path, sim: Simulator, *, db: str = "relay.db", user_id: str = "you",
                 api_key: str = "sim-key", retry: RetryPolicy | None = None,
-                clock: Callable[[], float] = time.time, tuning: Tuning = FAST, **overrides: Any) -> Harness:
-    """A started relay on a SQLite file in tmp_path; call `close(h)` when done."""
+                clock: Callable[[], float] = time.time, tuning: Tuning = FAST, pg_url: str | None = None,
+                holder: str = "replica-a", **overrides: Any) -> Harness:
+    """A started relay on a SQLite file in tmp_path (or, with `pg_url`, on PostgreSQL as replica `holder`); call
+    `close(h)` when done."""
     settings = fast_settings(sim, **overrides)
-    store = await SqliteStore.open(str(tmp_path / db))
+    if pg_url is not None:
+        from core.postgres_store import PostgresStore
+
+        store: Store = await PostgresStore.open(pg_url, holder=holder)
+    else:
+        store = await SqliteStore.open(str(tmp_path / db))
     uppzy = UppzyClient(base_url=sim.base_url, api_key=Secret(api_key), site_id="demo-site",
                         retry=retry or RetryPolicy.no_wait(), timeouts=Timeouts(1, 2, 3))
     relay = build_relay(settings, store, uppzy, clock=clock, tuning=tuning)

@@ -120,3 +120,54 @@ async def test_a_burst_never_times_out_a_request_that_was_not_polled(sim: Simula
     worst = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
     assert worst <= rate
     assert sum(1 for r in sim.requests if r.endpoint == "chat_status" and r.status == 503) > 100
+
+
+class _Outage:
+    """A shared RateBudget whose database is away for the first `down` grants, then grants everything."""
+
+    rate = 50.0
+
+    def __init__(self, down: int) -> None:
+        self.down = down
+        self.asked = 0
+
+    async def grant(self, want: int) -> int:
+        self.asked += 1
+        if self.asked <= self.down:
+            raise ConnectionError("database connection lost")
+        return want
+
+    def wait_time(self) -> float:
+        return 0.0
+
+    async def pause(self, seconds: float) -> None:
+        """Not needed here."""
+
+
+async def test_requests_wait_out_a_budget_outage_and_none_is_forgotten(sim: Simulator, uppzy: UppzyClient) -> None:
+    """Injected: the shared poll budget fails (its database is away) when the requests first fall due. Asserted:
+    they stay scheduled and are all answered once it grants again; no poll was made without a grant."""
+    done: set[int] = set()
+    finished = asyncio.Event()
+
+    async def on_done(item: PendingRequest, status: RequestStatus) -> None:
+        done.add(item.turn_id)
+        if len(done) == 5:
+            finished.set()
+
+    async def on_expired(item: PendingRequest, why: str) -> None:
+        raise AssertionError(f"request {item.turn_id} expired: {why}")
+
+    budget = _Outage(down=2)
+    poller = PollScheduler(uppzy=uppzy, on_done=on_done, on_expired=on_expired, budget=budget, interval=0.05,
+                           latency=LatencyModel(prior=(0.01,) * 6, floor=0.01), first_poll_floor=0.01)
+    now = time.time()
+    for turn_id in range(5):
+        sub = await uppzy.submit(f"s{turn_id}", "how do returns work?")
+        poller.add(turn_id, sub.request_id, "demo-site", submitted_at=now, deadline=now + 60)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(poller.run(stop))
+    await asyncio.wait_for(finished.wait(), 10)
+    stop.set()
+    await runner
+    assert budget.asked >= 3 and len(sim.calls("chat_status")) == 5
