@@ -141,6 +141,7 @@ def _run_async(coro: object) -> int:
 async def _migrate_store(settings: Settings, args: argparse.Namespace) -> int:
     """`migrate-store`: check both URLs, copy (core/store_copy.py), print what was copied and what to do next."""
     from bots.runner import prepare_postgres
+    from core.health import StoreUnavailable
     from core.setting_specs import POSTGRES_SCHEMES, SettingError, postgres_url, sqlite_path
     from core.store_copy import CopyRefused, copy_sqlite_to_postgres
 
@@ -171,6 +172,8 @@ async def _migrate_store(settings: Settings, args: argparse.Namespace) -> int:
         return refuse(f"{option}: {exc}" if option else str(exc), exc.exit_code)
     except ConfigError as exc:  # opening or migrating the target (its text names host:port/db, never a password)
         return refuse(f"--to: {str(exc).split(': ', 1)[-1]}")
+    except StoreUnavailable as exc:  # not reachable now: a one-off command does not wait for it as `run` does
+        return refuse(f"--to: {exc}")
     rows = report.rows
     print(f"Copied {path} into PostgreSQL {shown_url(target)} (the SQLite file was only read):")
     print(f"  questions: {rows['turns']} ({report.unfinished} unfinished: the first replica to start resumes them)")

@@ -210,7 +210,7 @@ async def test_bad_urls_are_one_line_each_and_never_show_the_password(tmp_path: 
         ("--to", pg_url): "is not a SQLite database file",  # DATABASE_URL's default file does not exist here
         ("--from", src, "--to", f"mysql://bot:{PASSWORD}@db/x"): "--to must be a PostgreSQL URL",
         ("--from", src, "--to", "postgresql://bot@db"): "--to must name a host and a database",
-        ("--from", src, "--to", unreachable): "--to: cannot open the PostgreSQL database 127.0.0.1:1/uppzy",
+        ("--from", src, "--to", unreachable): "--to: cannot reach the PostgreSQL database 127.0.0.1:1/uppzy",
         ("--from", f"sqlite:///{tmp_path / 'none.db'}", "--to", pg_url): "no such file",
     }
     results = await asyncio.gather(*(bot("migrate-store", *args, cwd=tmp_path) for args in cases))
