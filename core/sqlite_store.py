@@ -24,7 +24,7 @@ from core.ratelimit import LocalBudget
 from core.schema import MIGRATIONS
 from core.session_ids import session_id as make_session_id
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "exclusive_lock"]
 
 log = logging.getLogger(__name__)
 _IN_TX: contextvars.ContextVar[bool] = contextvars.ContextVar("uppzy_store_in_tx", default=False)
@@ -44,7 +44,7 @@ _TURN_COLUMNS = (
 )
 
 
-def _exclusive(path: str) -> IO[bytes]:
+def exclusive_lock(path: str) -> IO[bytes]:
     """Hold an exclusive lock beside the database file itself (symlinks and `..` resolved): two bot processes
     on one file would answer twice. SQLite serves one process; PostgreSQL is for several."""
     try:
@@ -141,7 +141,7 @@ class SqliteStore:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise _unwritable_at_start(path, exc.strerror or str(exc)) from None
-            lock_file = _exclusive(path)
+            lock_file = exclusive_lock(path)
         try:
             conn = await aiosqlite.connect(path, isolation_level=None, timeout=10.0)
         except BaseException as exc:

@@ -15,7 +15,7 @@ import asyncpg
 from core.config import ConfigError, shown_url
 from core.pg_schema import SETTINGS_CHANNEL
 from core.schema import MIGRATIONS
-from core.sqlite_store import _exclusive  # the bot's own lock: while it is held, the bot is stopped
+from core.sqlite_store import exclusive_lock  # the bot's own lock: while it is held, the bot is stopped
 
 __all__ = ["CopyFailed", "CopyRefused", "CopyReport", "copy_sqlite_to_postgres"]
 
@@ -85,7 +85,7 @@ def _source(path: str) -> Iterator[_Source]:
     if not Path(path).is_file():
         raise CopyRefused(f"{path} is not a SQLite database file (no such file)", "source")
     try:
-        lock = _exclusive(path)
+        lock = exclusive_lock(path)
     except ConfigError as exc:
         problem = str(exc).split(": ", 1)[-1]
         if "in use" in problem:
