@@ -12,14 +12,18 @@ a fresh database (PostgreSQL) or file (SQLite), and the bots as real subprocesse
 polling loop on aiohttp; it speaks Socket Mode, so it is measured the same way, with an idle FakeDiscord to log in
 to). Question i comes from user U(i mod users) in channel C(i div users): every question is its own conversation,
 so no answer waits behind another one's in-order delivery. UPPZY_POLL_RATE is 200/s (does not bind: ~120
-questions are in flight at once, each polled at most about once a second); `--poll-rate` changes it.
+questions are in flight at once, each polled at most about once a second); `--poll-rate` changes it. The opt-in
+scenario `pg-3-rate20` (`--scenarios pg-3-rate20`) runs 3 replicas at UPPZY_POLL_RATE=20, the default, where the
+budget binds: its "peak in 1 s" column shows the deployment's status calls staying within the shared budget.
 
 Figures: answered once = exactly one post in the question's thread and it is the answer; lost = no post at all by
 the end of a generous wait (`--cap`, 60 s after the last question); doubled = more than one post in the thread or
-the question submitted to Uppzy more than once. Delivery delay = the fake's receive time of the answer minus the
-simulator's ready time of that question's request (both CLOCK_MONOTONIC in this process). Bot CPU = utime+stime of
-every bot process from /proc/PID/stat, read just before stopping (or killing) it, minus the same figure once all
-were ready (start-up excluded); PostgreSQL CPU = the server's processes over the same span (bench.pg_driver).
+the question submitted to Uppzy more than once. Status polls / answer: all status calls over answered questions,
+with the most the deployment made in any one-second window. Delivery delay = the fake's receive time of the answer
+minus the simulator's ready time of that question's request (both CLOCK_MONOTONIC in this process). Bot CPU =
+utime+stime of every bot process from /proc/PID/stat, read just before stopping (or killing) it, minus the same
+figure once all were ready (start-up excluded); PostgreSQL CPU = the server's processes over the same span
+(bench.pg_driver).
 Kill run: 3 replicas with REPLICA_LEASE=5s; when half the questions have reached Uppzy, the replica holding the most
 unfinished questions (`turns.holder` contains `-<pid>-`) is SIGKILLed; reported: how many it held and the time from
 the kill until the last of them was answered. Other scenarios use the default lease (10 s).
@@ -47,7 +51,7 @@ from simulator import Simulator, SimulatorConfig
 from tests.fakes.discord_fake import FakeDiscord
 from tests.fakes.slack_fake import FakeSlack
 from tests.pg_support import PgServer
-from tests.replica_support import Replicas
+from tests.replica_support import Replicas, max_in_window
 
 KEY, SITE = "bench-key", "demo-site"
 _TAG = re.compile(r"\[q(\d+)\]")
@@ -59,11 +63,14 @@ class Scenario:
     store: str  # "sqlite", "pg" or "naive"
     replicas: int = 1
     kill: bool = False
+    poll_rate: float | None = None  # UPPZY_POLL_RATE for this scenario instead of --poll-rate
+    default: bool = True  # part of a run without --scenarios
 
 
 SCENARIOS = {s.name: s for s in (
     Scenario("sqlite", "sqlite"), Scenario("pg-1", "pg"), Scenario("pg-2", "pg", 2), Scenario("pg-3", "pg", 3),
     Scenario("naive", "naive"), Scenario("kill", "pg", 3, kill=True),
+    Scenario("pg-3-rate20", "pg", 3, poll_rate=20.0, default=False),
 )}
 
 
@@ -92,6 +99,7 @@ class Row:
     delay_p50: float
     delay_p95: float
     polls_per_answer: float
+    peak_polls: int  # status calls of the whole deployment in the busiest one-second window
     bot_cpu: float
     db_cpu: float | None
     wall: float
@@ -115,10 +123,12 @@ class Run:
         return _proc_usage(self.pids[index])[0]
 
 
-def _bot_env(sim: Simulator, slack: FakeSlack, args: argparse.Namespace, lease: str) -> dict[str, str]:
+def _bot_env(sim: Simulator, slack: FakeSlack, args: argparse.Namespace, sc: Scenario) -> dict[str, str]:
+    lease = args.lease if sc.kill else "10s"
+    poll_rate = sc.poll_rate or args.poll_rate
     return {"UPPZY_BASE_URL": sim.base_url, "UPPZY_API_KEY": KEY, "UPPZY_SITE_ID": SITE,
             "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_APP_TOKEN": slack.app_token,
-            "SLACK_API_BASE_URL": slack.api_url, "UPPZY_POLL_RATE": f"{args.poll_rate:g}", "REPLICA_LEASE": lease,
+            "SLACK_API_BASE_URL": slack.api_url, "UPPZY_POLL_RATE": f"{poll_rate:g}", "REPLICA_LEASE": lease,
             "LOG_LEVEL": "INFO", "NO_PROXY": "127.0.0.1,localhost"}
 
 
@@ -195,7 +205,7 @@ async def run_scenario(sc: Scenario, args: argparse.Namespace, server: PgServer 
         await sim.start()
         await slack.start()
         try:
-            env = _bot_env(sim, slack, args, args.lease if sc.kill else "10s")
+            env = _bot_env(sim, slack, args, sc)
             if discord is not None:
                 await discord.start()
                 env.update(DISCORD_BOT_TOKEN=discord.token, DISCORD_API_BASE_URL=discord.api_base,
@@ -283,6 +293,7 @@ def _row(sc: Scenario, args: argparse.Namespace, sim: Simulator, questions: list
         notices=sum(1 for q in questions if q.replies and not q.answers),
         delay_p50=_quantile(delays, 0.5), delay_p95=_quantile(delays, 0.95),
         polls_per_answer=len(sim.calls("chat_status")) / max(1, answered),
+        peak_polls=max_in_window([c.at for c in sim.calls("chat_status")]),
         bot_cpu=bot_cpu, db_cpu=db_cpu, wall=(max(replies) - started) if replies else float("nan"),
         answered=answered,
     )
@@ -307,12 +318,13 @@ def _label(sc: Scenario, args: argparse.Namespace) -> str:
         return "SQLite, 1 process"
     if sc.kill:
         return f"PostgreSQL, 3 replicas, one SIGKILLed (lease {args.lease})"
-    return f"PostgreSQL, {sc.replicas} replica{'s' if sc.replicas > 1 else ''}"
+    rate = f", UPPZY_POLL_RATE={sc.poll_rate:g}" if sc.poll_rate else ""
+    return f"PostgreSQL, {sc.replicas} replica{'s' if sc.replicas > 1 else ''}{rate}"
 
 
 _HEADER = ("| scenario | answered once | lost | doubled | error notices | delivery delay p50 / p95 "
-           "| status polls / answer | bot CPU / answer | PostgreSQL CPU / answer | answers per CPU-second (bot+db) "
-           "| wall | after the kill |")
+           "| status polls / answer (peak in 1 s) | bot CPU / answer | PostgreSQL CPU / answer "
+           "| answers per CPU-second (bot+db) | wall | after the kill |")
 
 
 def fmt_row(r: Row) -> str:
@@ -324,7 +336,7 @@ def fmt_row(r: Row) -> str:
         last = "NOT all answered" if r.kill_to_last is None else f"last answered {r.kill_to_last:.1f} s after the kill"
         kill = f"held {r.orphans} ({r.orphan_states or 'none'}); {last}"
     return (f"| {r.label} | {r.answered_once}/{r.questions} | {r.lost} | {r.doubled} | {r.notices} "
-            f"| {r.delay_p50 * 1000:.0f} / {r.delay_p95 * 1000:.0f} ms | {r.polls_per_answer:.2f} "
+            f"| {r.delay_p50 * 1000:.0f} / {r.delay_p95 * 1000:.0f} ms | {r.polls_per_answer:.2f} ({r.peak_polls}) "
             f"| {1000 * r.bot_cpu / max(1, r.answered):.1f} ms | {db} | {per_cpu} | {r.wall:.1f} s | {kill} |")
 
 
@@ -387,7 +399,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lease", default="5s", help="REPLICA_LEASE of the kill run")
     parser.add_argument("--cap", type=float, default=60.0, help="seconds after the last question to wait for replies")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS),
+                        default=[name for name, sc in SCENARIOS.items() if sc.default])
     parser.add_argument("--logs", metavar="DIR", help="keep every bot's log under DIR")
     args = parser.parse_args(argv)
     args.server = None
