@@ -104,8 +104,10 @@ class Row:
     db_cpu: float | None
     wall: float
     answered: int
+    lost_detail: list[str] = field(default_factory=list)  # per lost question: where its event went, acked or not
     orphans: int | None = None  # kill run: unfinished questions the killed replica held
     orphan_states: str = ""
+    orphan_notices: int = 0  # of those, how many got an error notice (a submit cut off by the kill) instead
     kill_to_last: float | None = None  # seconds from the kill until the last of them was answered
 
 
@@ -219,6 +221,7 @@ async def run_scenario(sc: Scenario, args: argparse.Namespace, server: PgServer 
             run.cpu_at_ready = {i: run.read_cpu(i) for i in run.pids}
             db0 = server_cpu(postmaster)
             questions, started = await _drive(sc, args, sim, slack, bots, run)
+            lost_detail = [_trace(slack, run, q) for q in questions if not q.replies]
             for index in run.pids:
                 if index not in run.cpu_final:  # the killed one was read just before the kill
                     run.cpu_final[index] = run.read_cpu(index)
@@ -239,7 +242,19 @@ async def run_scenario(sc: Scenario, args: argparse.Namespace, server: PgServer 
                 await server.drop_database(url)
     db_cpu = db1 - db0 if db0 is not None and db1 is not None else None
     bot_cpu = sum(run.cpu_final[i] - run.cpu_at_ready[i] for i in run.pids)
-    return _row(sc, args, sim, questions, started, bot_cpu, db_cpu, run)
+    row = _row(sc, args, sim, questions, started, bot_cpu, db_cpu, run)
+    row.lost_detail = lost_detail
+    return row
+
+
+def _trace(slack: FakeSlack, run: Run, q: Question) -> str:
+    """Where a lost question's event went: each delivery's socket, time relative to the kill, and whether acked."""
+    parts = []
+    for d in slack.deliveries_of(f"Ev{q.index:08d}"):
+        when = f"{d.at - run.killed_at:+.2f} s from the kill" if run.killed_at is not None else f"at {d.at:.2f}"
+        acked = "acked" if d.envelope_id in slack.acks else "not acked"
+        parts.append(f"socket {d.socket} {when}, attempt {d.attempt}, {acked}")
+    return f"q{q.index:05d}: " + ("; ".join(parts) or "never delivered")
 
 
 async def _drive(sc: Scenario, args: argparse.Namespace, sim: Simulator, slack: FakeSlack, bots: Any,
@@ -305,7 +320,8 @@ def _row(sc: Scenario, args: argparse.Namespace, sim: Simulator, questions: list
         for state in run.orphans.values():
             states[state] = states.get(state, 0) + 1
         row.orphan_states = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-        firsts = [q.answers[0] for q in held if q.answers]
+        firsts = [q.replies[0][0] for q in held if q.replies]  # the answer, or the crash-window apology
+        row.orphan_notices = sum(1 for q in held if q.replies and not q.answers)
         if len(firsts) == len(held):
             row.kill_to_last = max(firsts, default=run.killed_at) - run.killed_at
     return row
@@ -333,8 +349,10 @@ def fmt_row(r: Row) -> str:
     per_cpu = f"{r.answered / total:.0f}" if total > 0 else "—"
     kill = "—"
     if r.orphans is not None:
-        last = "NOT all answered" if r.kill_to_last is None else f"last answered {r.kill_to_last:.1f} s after the kill"
-        kill = f"held {r.orphans} ({r.orphan_states or 'none'}); {last}"
+        last = ("NOT all replied to" if r.kill_to_last is None
+                else f"last replied to {r.kill_to_last:.1f} s after the kill")
+        notices = f", {r.orphan_notices} of them error notices" if r.orphan_notices else ""
+        kill = f"held {r.orphans} ({r.orphan_states or 'none'}); {last}{notices}"
     return (f"| {r.label} | {r.answered_once}/{r.questions} | {r.lost} | {r.doubled} | {r.notices} "
             f"| {r.delay_p50 * 1000:.0f} / {r.delay_p95 * 1000:.0f} ms | {r.polls_per_answer:.2f} ({r.peak_polls}) "
             f"| {1000 * r.bot_cpu / max(1, r.answered):.1f} ms | {db} | {per_cpu} | {r.wall:.1f} s | {kill} |")
@@ -419,6 +437,9 @@ def main(argv: list[str] | None = None, server: PgServer | None = None) -> int:
     print(table(rows))
     print()
     print(notes(args, version))
+    for row in rows:
+        for detail in row.lost_detail:
+            print(f"lost in {row.scenario}: {detail}")
     ours = [r for r in rows if r.scenario != "naive"]
     return 0 if all(r.lost == 0 and r.doubled == 0 for r in ours) else 1
 
