@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.middleware.authorization.async_single_team_authorization import AsyncSingleTeamAuthorization
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -27,7 +28,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.slack.admin import SlackAdmin
 from bots.slack.events import SlackEvents
 from bots.slack.outbound import SlackAdapter
-from bots.slack.socket import EventsFirstSocketModeHandler
 from bots.slack.users import SlackUsers
 from core.config import ConfigError, Settings, shown_url
 from core.ports import Inbound
@@ -100,7 +100,8 @@ class SlackBot:
         secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else secrets.token_hex(32)
         self._verifier = _BytesVerifier(secret)
         # Middleware we never use is left out: every event pays for each one before it is acked.
-        self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=False,
+        # Process before responding: an event is acked once its question is in the store (see SlackEvents).
+        self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
                             name="uppzy-slack", ssl_check_enabled=self.mode == "http",
                             attaching_function_token_enabled=False, attaching_conversation_kwargs_enabled=False)
         self.users = SlackUsers(self.client, admin_ids=settings.slack_admin_user_ids)
@@ -108,14 +109,14 @@ class SlackBot:
                                     cosmetic_timeout=cosmetic_timeout, users=self.users)
         self.admin = SlackAdmin(relay=relay, adapter=self.adapter, users=self.users)
         self._session: aiohttp.ClientSession | None = None
-        self._socket: EventsFirstSocketModeHandler | None = None
+        self._socket: AsyncSocketModeHandler | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._connect_timeout = connect_timeout
         self._http_runner: web.AppRunner | None = None
         self._started = False
         self.events = SlackEvents(relay, self.adapter)
         self.events.register(self.app)
-        self.admin.register(self.app, self.events.tracked)
+        self.admin.register(self.app, self.events.detached)
         # Registered now, before relay.start(), so answers recovered after a restart can be delivered.
         relay.register(self.adapter)
 
@@ -171,8 +172,8 @@ class SlackBot:
         opened = await self._call(self.client.apps_connections_open(app_token=app_token), "SLACK_APP_TOKEN",
                                   "apps.connections.open", "could not open Socket Mode at")
         # The aiohttp Socket Mode client builds its session at construction, so it must be made in the loop.
-        self._socket = EventsFirstSocketModeHandler(self.app, app_token, web_client=self.client,
-                                                    ping_interval=self._ping_interval)
+        self._socket = AsyncSocketModeHandler(self.app, app_token, web_client=self.client,
+                                             ping_interval=self._ping_interval)
         self._socket.client.wss_uri = opened["url"]
         # The SDK retries a failing websocket forever; wait a while, then let it keep trying in the background
         # so start() (and with it the runner's shutdown handling) never hangs on a network outage.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
@@ -30,12 +31,16 @@ class SlackEvents:
         self._handlers = TaskSupervisor("slack-events")
 
     def register(self, app: AsyncApp) -> None:
-        """Attach the listeners to the bolt app (the admin surfaces attach their own, tracked the same way)."""
-        track = self.tracked
-        app.event("app_mention")(track(self._on_mention))
-        app.event("message")(track(self._on_message))
-        app.event("reaction_added")(track(self._on_reaction))
-        app.action(re.compile(r"^uppzy_feedback_(good|bad)$"))(track(self._on_feedback_button))
+        """Attach the listeners to the bolt app (the admin surfaces attach their own, detached the same way).
+
+        The app processes before it responds: a message is acked only once its question is in the store, so a
+        replica killed before that leaves the event unacked and Slack delivers it again, to another replica.
+        Everything slower (feedback, which calls Uppzy) runs detached: acked first, finished in the background.
+        """
+        app.event("app_mention")(self.tracked(self._on_mention))
+        app.event("message")(self.tracked(self._on_message))
+        app.event("reaction_added")(self.detached(self._on_reaction))
+        app.action(re.compile(r"^uppzy_feedback_(good|bad)$"))(self.detached(self._on_feedback_button))
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for listeners still running: an acked event must reach the store before it closes."""
@@ -48,6 +53,31 @@ class SlackEvents:
         async def run(**kwargs: Any) -> None:
             with self._handlers.track():
                 await handler(**kwargs)
+
+        return run
+
+    def detached(self, handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """Run a listener in the background, returning to bolt (which then answers Slack) as soon as it acked:
+        the ack, and what it carries (a modal's errors), goes out at once; the rest is tracked for stop()."""
+
+        @functools.wraps(handler)  # bolt injects arguments by the wrapped handler's parameter names
+        async def run(**kwargs: Any) -> None:
+            acked = asyncio.Event()
+            ack = kwargs.get("ack")
+            if ack is not None:
+                async def ack_then_go_on(*args: Any, **ack_kwargs: Any) -> None:
+                    try:
+                        await ack(*args, **ack_kwargs)
+                    finally:
+                        acked.set()
+
+                kwargs["ack"] = ack_then_go_on
+            else:
+                acked.set()  # an event: bolt acks it itself
+            task = self._handlers.spawn(handler(**kwargs), name=f"slack-{handler.__name__}")
+            waiter = asyncio.ensure_future(acked.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
 
         return run
 
