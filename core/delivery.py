@@ -153,9 +153,8 @@ class Delivery:
         )
         # Only a hint for recovery after a crash (an earlier copy may exist): not worth retrying if it cannot land,
         # and never written for an answer the store does not hold (the row must not look deliverable without it).
-        if stored:
-            await self._write(f"turn={turn.id} delivering",
-                              lambda: self._store.set_state(turn.id, TurnState.DELIVERING), retry=False)
+        if stored and not await self._claim(turn):
+            return
         attempts = 0
 
         async def post() -> list[str]:
@@ -181,6 +180,18 @@ class Delivery:
         log.info("answered turn=%d request_id=%s messages=%d%s", turn.id, turn.request_id, len(ids),
                  " (recovering)" if recovering else "")
         await self._after(turn)
+
+    async def _claim(self, turn: Turn) -> bool:
+        """Mark the answer as being posted, fenced: False when another replica adopted the question (it posts it).
+        Also a hint for recovery after a crash (an earlier copy may exist); if the store cannot be written now the
+        answer is posted all the same."""
+        try:
+            if await self._store.claim_delivery(turn.id):
+                return True
+        except StoreUnavailable:
+            return True
+        log.info("turn=%d is no longer this replica's to post (taken over, or already posted)", turn.id)
+        return False
 
     async def _undeliverable(self, turn: Turn, attempts: int) -> None:
         """The platform refused every attempt: try again later, or after `retry_for` end with one notice."""
@@ -227,8 +238,8 @@ class Delivery:
                 log.exception("redelivery sweep failed")
 
     async def backlog(self, platform: str) -> None:
-        """Answers that waited for this platform to connect are posted now."""
-        for turn in await self._store.active_turns():
+        """Answers of this process that waited for this platform to connect are posted now."""
+        for turn in await self._store.adopt(now=self._clock(), mine=True, orphans=False):
             if turn.target.platform == platform and turn.state in (TurnState.READY, TurnState.DELIVERING):
                 self._tasks.spawn(self.deliver(turn.id, recovering=turn.state is TurnState.DELIVERING),
                                   name="deliver")
@@ -241,9 +252,13 @@ class Delivery:
         if text is None:
             text = (await self._workspaces.get(turn.target.platform, turn.target.workspace_id)).fallback_text
         # Recorded before posting: a crash now resumes the notice instead of losing it (or adding a second). If the
-        # store cannot record it, the notice is posted all the same.
-        await self._write(f"turn={turn.id} notifying",
-                          lambda: self._store.begin_failure(turn.id, label, notice_kind.value, text))
+        # store cannot record it, the notice is posted all the same; if another replica holds it now, it tells.
+        try:
+            if not await self._store.begin_failure(turn.id, label, notice_kind.value, text):
+                log.info("turn=%d is no longer this replica's to end (taken over, or finished)", turn.id)
+                return
+        except StoreUnavailable:
+            self._later(f"turn={turn.id} notifying", lambda: self._noted(turn.id, label, notice_kind.value, text))
         await self.notify_failure(replace(turn, error_kind=label, notice_kind=notice_kind.value, notice=text))
 
     async def notify_failure(self, turn: Turn) -> None:
@@ -305,6 +320,29 @@ class Delivery:
             self._finished(then)  # the session's next question was waiting for this record
         if deliver is not None:
             self._tasks.spawn(self.deliver(deliver), name="deliver")
+
+    async def _noted(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None:
+        await self._store.begin_failure(turn_id, kind, notice_kind, notice)
+
+    async def flush(self, within: float) -> bool:
+        """Land every store write still waiting (an answer posted but not recorded…), retrying for up to `within`
+        seconds: a rejoin drops the tasks that retry them, and must not find those answers unposted. Writes are
+        idempotent, so one its retry loop also lands does no harm. True when none is left."""
+        waiting, attempt = dict(self._pending_writes), 0
+        deadline = time.monotonic() + within
+        while waiting:
+            for what, write in list(waiting.items()):
+                try:
+                    await write()
+                except StoreUnavailable:
+                    continue
+                del waiting[what]
+                log.info("%s recorded before rejoining", what)
+            attempt += 1
+            if not waiting or time.monotonic() + self._store_writes.delay(attempt) > deadline:
+                break
+            await asyncio.sleep(self._store_writes.delay(attempt))
+        return not waiting
 
     async def _after(self, turn: Turn) -> None:
         await self._platforms.clear_working(turn.target)

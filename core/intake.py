@@ -66,7 +66,8 @@ class Intake:
         if dedupe in self._refused:
             return Rejected(kind.value, duplicate=True)
         self._refused[dedupe] = None
-        await self._platforms.post_notice(msg.target, Notice(kind, text))
+        # Posted after the event is acked: a slow post must not hold the ack until Slack delivers the event again.
+        self._tasks.spawn(self._platforms.post_notice(msg.target, Notice(kind, text)), name="refusal-notice")
         return Rejected(kind.value)
 
     async def _record(self, msg: InboundMessage, route: Route) -> Accepted | Rejected:

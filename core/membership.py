@@ -49,12 +49,13 @@ class Membership:
         return self._clock() < self._lead_until.get(job, float("-inf"))
 
     async def join(self) -> list[Turn]:
-        """At start: take the lease and everything this process may work on now (its own and orphans')."""
+        """At start (and when rejoining after a lapse): take the lease and what is this process's own (with one
+        process: everything unfinished). Other replicas' questions wait for `beat`, after a whole lease."""
         now = self._clock()
         if self._store.shared:
             await self._store.renew(now=now, lease=self.lease)
             self._alive_since = now
-        return await self._store.adopt(now=now, mine=True)
+        return await self._store.adopt(now=now, mine=True, orphans=False)
 
     async def beat(self, resume: Resume, lapsed: Callable[[], None]) -> None:
         """One renewal: keep the lease, lead what is free, adopt what dead replicas left (handed to `resume`).

@@ -15,7 +15,8 @@ from typing import Any
 
 __all__ = ["VALID", "PostgresBudget"]
 
-VALID = 0.1  # seconds in which the calls of one grant start; ~1/(1 + VALID) of the rate is usable at saturation
+VALID = 0.25  # seconds in which the calls of one grant start (later: not at all); ~1/(1 + VALID) of the rate is
+# usable at saturation
 _GRANT = "SELECT granted, wait FROM uppzy_budget_grant($1, $2, $3, $4, $5)"
 
 
@@ -28,6 +29,7 @@ class PostgresBudget:
             raise ValueError("rate must be positive")
         self.name = name
         self.rate = rate
+        self.valid = VALID
         self._fetchrow = fetchrow  # the store's health-reporting fetchrow
         self._clock = clock
         self._hint = 0.0

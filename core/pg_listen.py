@@ -21,6 +21,7 @@ from core.pg_schema import SETTINGS_CHANNEL
 __all__ = ["SettingsListener"]
 
 log = logging.getLogger(__name__)
+CHECK_EVERY = 30.0  # seconds between checks that the listening connection still answers
 
 Changed = Callable[[str | None, str | None], None]
 RECONNECT = Backoff(initial=0.2, maximum=10.0, jitter=0.1)  # waits between attempts to listen again
@@ -64,6 +65,16 @@ class SettingsListener:
         platform, _, workspace = payload.partition("\t")
         self._tell(platform, workspace)
 
+    async def _alive(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Return when the connection is gone: closed (`lost`), or silently dead (a failover, a dropped NAT entry:
+        no close ever arrives), found by a trivial query every `CHECK_EVERY` seconds that must answer in time."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHECK_EVERY):
+                    await lost.wait()
+                    return
+            await conn.fetchval("SELECT 1", timeout=self._connect_timeout)
+
     async def _keep(self, ready: asyncio.Future[None]) -> None:
         attempt = 0
         while not self._stopped:
@@ -79,9 +90,9 @@ class SettingsListener:
                 attempt = 0
                 if not ready.done():
                     ready.set_result(None)
-                await lost.wait()
+                await self._alive(conn, lost)
                 self._log("settings change notices: the listening connection was lost; reconnecting")
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # whatever ends it, listening starts again (and the caches are dropped)
                 self._log("settings change notices stopped (%s); retrying", type(exc).__name__)
             finally:
                 if conn is not None:

@@ -12,6 +12,7 @@ from core.ports import ChatPlatform
 __all__ = ["Platforms"]
 
 log = logging.getLogger(__name__)
+EMAIL_WITHIN = 1.0  # seconds an email lookup may add before a question is recorded (and acked)
 
 
 class Platforms:
@@ -53,16 +54,23 @@ class Platforms:
         """Take the progress indicator away (cosmetic, like show_working)."""
         await self._cosmetic(target, "clear_working")
 
-    async def user_email(self, target: ReplyTarget) -> str | None:
-        """The asker's email from the platform's directory, or None when unknown or the lookup failed."""
+    async def user_email(self, target: ReplyTarget, *, within: float = EMAIL_WITHIN) -> str | None:
+        """The asker's email from the platform's directory, or None when unknown, the lookup failed, or it took
+        longer than `within` seconds (it runs before the event is acked: a rate-limited directory must not hold the
+        ack until Slack gives up and delivers the event again)."""
         platform = self._by_name.get(target.platform)
         lookup = getattr(platform, "user_email", None)
         if lookup is None:
             return None
         try:
-            return await lookup(target.workspace_id, target.user_id)
+            async with asyncio.timeout(within):
+                return await lookup(target.workspace_id, target.user_id)
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            log.warning("email lookup on %s took over %.1fs; this question goes to Uppzy without it", target.platform,
+                        within)
+            return None
         except Exception as exc:
             log.info("email lookup on %s failed: %s", target.platform, type(exc).__name__)
             return None

@@ -45,6 +45,7 @@ class PendingRequest:
     errors: int = 0
     late_polls: int = 0
     failing: int = 0  # polls in a row that learned nothing (errors)
+    granted: float = 0.0  # monotonic time its call was granted by the budget
 
 
 Done = Callable[[PendingRequest, RequestStatus], Awaitable[None]]
@@ -94,6 +95,7 @@ class PollScheduler:
         self._recent_429: deque[bool] = deque(maxlen=50)
         self._budget_errors = RateLimitedLog(log, logging.WARNING)
         self.status_calls = 0
+        self.late_grants = 0  # granted polls that could not start in time and waited for a fresh grant
         self.rate_limited = 0
 
     def __len__(self) -> int:
@@ -159,7 +161,9 @@ class PollScheduler:
                 if id(item) not in picked:
                     self._push(item)
             due = chosen
+        granted = time.monotonic()
         for item in due:
+            item.granted = granted
             item.due = float("inf")  # in flight
             self._in_flight += 1
             self._spawn(self._poll(item))
@@ -189,6 +193,11 @@ class PollScheduler:
                 pass
 
     async def _poll(self, item: PendingRequest) -> None:
+        if time.monotonic() - item.granted > self.budget.valid:  # started too late for the window it was granted in
+            self._in_flight -= 1
+            self.late_grants += 1
+            self._reschedule(item, self._clock())
+            return
         try:
             outcome = await self._poll_once(item)
         except Exception:  # a poll must never lose its request: look again a little later
@@ -274,5 +283,9 @@ class PollScheduler:
         self._tasks.spawn(coro, name="poll")
 
     async def aclose(self) -> None:
-        """Cancel in-flight polls (their requests stay pending in the store)."""
+        """Cancel in-flight polls and forget every request (they stay pending in the store; a start adds back what
+        is still this process's)."""
         await self._tasks.cancel_all()
+        self._items.clear()
+        self._heap.clear()
+        self._in_flight = 0

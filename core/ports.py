@@ -178,6 +178,7 @@ class RateBudget(Protocol):
     processes hands out one budget for all of them (core.ports.Store.budget)."""
 
     rate: float
+    valid: float  # a granted call must start within this many seconds of its grant, or not at all
 
     async def grant(self, want: int) -> int:
         """Up to `want` calls that may start now (0 when the window is full); each granted call starts at once."""
@@ -225,12 +226,13 @@ class Store(Protocol):
         all the same, and core resumes only what is still this process's (`adopt(mine=True)`)."""
         ...
 
-    async def adopt(self, *, now: float, mine: bool = False, limit: int | None = None) -> list[Turn]:
+    async def adopt(self, *, now: float, mine: bool = False, orphans: bool = True,
+                    limit: int | None = None) -> list[Turn]:
         """Make this process the holder of unfinished questions whose holder's lease lapsed before `now` (or who
-        stopped cleanly), and return them, oldest first; with `mine`, also every unfinished question this process
-        already holds. Never takes a question from a process whose lease runs. Concurrent callers never get the
-        same question; `limit` caps how many are taken (None: all). A store of one process returns every unfinished
-        question with `mine`, and none without."""
+        stopped cleanly) when `orphans`, and return them, oldest first; with `mine`, also every unfinished question
+        this process already holds. Never takes a question from a process whose lease runs. Concurrent callers never
+        get the same question; `limit` caps how many are taken (None: all). A store of one process returns every
+        unfinished question with `mine`, and none without."""
         ...
 
     async def lead(self, job: str, *, now: float, lease: float) -> bool:
@@ -294,8 +296,15 @@ class Store(Protocol):
         nothing, when another process holds the question now (it adopted it): that process posts the answer."""
         ...
 
-    async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None:
-        """→ NOTIFYING with the notice to post: a crash before it is posted resumes the notice, never two."""
+    async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> bool:
+        """→ NOTIFYING with the notice to post: a crash before it is posted resumes the notice, never two. False,
+        changing nothing, when the question is finished or another process holds it now (it tells the user)."""
+        ...
+
+    async def claim_delivery(self, turn_id: int) -> bool:
+        """READY or DELIVERING → DELIVERING just before a post, only while this process holds the question: False
+        when another process adopted it (it posts) or it is no longer waiting for a post."""
+        ...
 
     async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None:
         """→ ANSWERED; remembers which platform messages carry the answer (for feedback) and drops the texts.

@@ -243,8 +243,10 @@ class PostgresStore:
             return True
         return row[0] is not None and row[0] >= now
 
-    async def adopt(self, *, now: float, mine: bool = False, limit: int | None = None) -> list[Turn]:
-        """Take unfinished questions whose holder's lease lapsed or is gone (and with `mine` our own), oldest first.
+    async def adopt(self, *, now: float, mine: bool = False, orphans: bool = True,
+                    limit: int | None = None) -> list[Turn]:
+        """Take unfinished questions whose holder's lease lapsed or is gone (with `orphans`; and with `mine` our own),
+        oldest first.
 
         One statement; SKIP LOCKED keeps concurrent adopters apart, and the holder test is a subquery on the row
         itself, so a row re-checked after another adopter's commit sees its new, live holder."""
@@ -252,9 +254,9 @@ class PostgresStore:
             "fetch",
             f"UPDATE turns SET holder=$1 WHERE id IN (SELECT t.id FROM turns t WHERE t.{_UNFINISHED} AND "
             "((t.holder = $1 AND $3::boolean) OR (t.holder IS DISTINCT FROM $1 AND NOT EXISTS "
-            "(SELECT 1 FROM replicas r WHERE r.id = t.holder AND r.lease_until >= $2))) "
+            "(SELECT 1 FROM replicas r WHERE r.id = t.holder AND r.lease_until >= $2) AND $5::boolean)) "
             "ORDER BY t.id LIMIT $4 FOR UPDATE OF t SKIP LOCKED) "
-            f"RETURNING {_COLUMNS}", self.holder, now, mine, limit,
+            f"RETURNING {_COLUMNS}", self.holder, now, mine, limit, orphans,
         )
         return sorted((_turn(r) for r in rows), key=lambda t: t.id)
 
@@ -368,10 +370,17 @@ class PostgresStore:
             f"text=NULL WHERE id=$5 AND holder=$6 AND {_UNFINISHED}", answer, score, level, now, turn_id, self.holder,
         ) == 1
 
-    async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None:
-        """→ notifying with the notice to post."""
-        await self._exec("UPDATE turns SET state='notifying', error_kind=$1, notice_kind=$2, notice=$3, text=NULL, "
-                         f"answer=NULL WHERE id=$4 AND {_UNFINISHED}", kind, notice_kind, notice, turn_id)
+    async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> bool:
+        """→ notifying with the notice to post, only while this process holds the question."""
+        return await self._exec(
+            "UPDATE turns SET state='notifying', error_kind=$1, notice_kind=$2, notice=$3, text=NULL, answer=NULL "
+            f"WHERE id=$4 AND holder=$5 AND {_UNFINISHED}", kind, notice_kind, notice, turn_id, self.holder,
+        ) == 1
+
+    async def claim_delivery(self, turn_id: int) -> bool:
+        """ready/delivering → delivering, only while this process holds the question."""
+        return await self._exec("UPDATE turns SET state='delivering' WHERE id=$1 AND holder=$2 AND "
+                                "state IN ('ready','delivering')", turn_id, self.holder) == 1
 
     async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None:
         """→ answered with the answer's messages, and the session's activity refreshed: one statement."""

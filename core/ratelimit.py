@@ -48,11 +48,6 @@ class TokenBucket:
         self._refill()
         return max(0.0, (count - self._tokens) / self.rate)
 
-    async def acquire(self) -> None:
-        """Wait for a token and spend it."""
-        while not self.take():  # noqa: ASYNC110 - the wait is computed, not polled blindly
-            await asyncio.sleep(max(0.005, self.wait_time()))
-
     def penalize(self, seconds: float) -> None:
         """Stop spending for about `seconds` (the server said slow down)."""
         self._refill()
@@ -62,6 +57,8 @@ class TokenBucket:
 class LocalBudget:
     """core.ports.RateBudget of one process: a bucket refilling at 90% of `rate` that saves up 10% at most, so no
     one-second window holds more than `rate` calls (a full bucket's burst plus a second of refill)."""
+
+    valid = 0.25  # a granted call starts within this, or not at all (the window arithmetic assumes it starts now)
 
     def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from core import messages
 from core.errors import UppzyAuthError, UppzyError, UppzyForbidden, UppzyNotFound
+from core.health import RateLimitedLog, StoreUnavailable
 from core.models import Notice, NoticeKind, SessionRow
 from core.ports import RateBudget, Store
 from core.ratelimit import LocalBudget, acquire
@@ -51,6 +52,7 @@ class IdleReaper:
         # the store is shared (the composition root passes the store's budget). Users' /end closes count too.
         self.pace = pace or LocalBudget(close_rate)
         self._leading = leading  # several replicas: only the leader reaps (closes are claimed all the same)
+        self._store_errors = RateLimitedLog(log, logging.WARNING)
         self.closed = 0
         self._last_prune = 0.0
 
@@ -124,6 +126,8 @@ class IdleReaper:
             try:
                 if self._leading():
                     await self.reap_once()
+            except StoreUnavailable as exc:  # the database is away: said once a minute, tried every pass
+                self._store_errors("idle reaper pass skipped: %s", exc)
             except Exception:
                 log.exception("idle reaper pass failed")
             try:

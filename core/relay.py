@@ -71,6 +71,7 @@ class Relay:
         self._reaping = True
         self._watching = False
         self._rejoin: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # Read-only views for the composition root, benchmarks and tests; adapters use only the Inbound port.
     @property
@@ -157,6 +158,7 @@ class Relay:
         refused, the replica lease (with replicas) and the idle reaper (which runs on the leading replica)."""
         parts = self.parts
         self._stop.clear()
+        self._stopping = False
         self._reaping = reaper
         parts.intake.stopping = parts.submission.stopping = False
         if not self._watching:  # another replica's admin change must reach this one's caches
@@ -176,8 +178,12 @@ class Relay:
             self._rejoin = asyncio.create_task(self._restart(), name="replica-rejoin")
 
     async def _restart(self) -> None:
-        await self.stop(drain=1.5)
-        await self.start(reaper=self._reaping)
+        # Posts already made must be recorded before their questions are resumed from the store, or they go twice.
+        if not await self.parts.delivery.flush(within=self.parts.membership.lease):
+            log.error("rejoining with store writes that could not land: an answer may be posted twice")
+        await self._stop_loops(drain=1.5)
+        if not self._stopping:  # a shutdown meanwhile wins
+            await self.start(reaper=self._reaping)
 
     async def stop(self, drain: float = 0.0) -> None:
         """Stop loops and in-flight work; every unfinished question stays in the store for the next start.
@@ -186,6 +192,14 @@ class Relay:
         mid-call may or may not have reached Uppzy, and the next start can only apologise for it. No new submit
         starts once stopping; queued questions wait in the store.
         """
+        self._stopping = True
+        rejoin, self._rejoin = self._rejoin, None
+        if rejoin is not None and rejoin is not asyncio.current_task() and not rejoin.done():
+            rejoin.cancel()
+            await asyncio.gather(rejoin, return_exceptions=True)
+        await self._stop_loops(drain)
+
+    async def _stop_loops(self, drain: float) -> None:
         self._stop.set()
         self.parts.intake.stopping = self.parts.submission.stopping = True
         if drain > 0:

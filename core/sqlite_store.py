@@ -329,7 +329,8 @@ class SqliteStore:
         """Nobody else can take this process's questions."""
         return True
 
-    async def adopt(self, *, now: float, mine: bool = False, limit: int | None = None) -> list[Turn]:
+    async def adopt(self, *, now: float, mine: bool = False, orphans: bool = True,
+                    limit: int | None = None) -> list[Turn]:
         """Every unfinished question is this process's: all of them with `mine`, none to take from others."""
         return (await self.active_turns())[:limit] if mine else []
 
@@ -361,12 +362,19 @@ class SqliteStore:
         cur = await self._exec("UPDATE turns SET state='submitting' WHERE id=? AND state='queued'", (turn_id,))
         return cur.rowcount == 1
 
-    async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> None:
+    async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> bool:
         """Record that a question ends with this notice, before it is posted (so a crash resumes it)."""
-        await self._exec(
+        cur = await self._exec(
             "UPDATE turns SET state='notifying', error_kind=?, notice_kind=?, notice=?, text=NULL, answer=NULL "
             f"WHERE id=? AND {_UNFINISHED}", (kind, notice_kind, notice, turn_id),
         )
+        return cur.rowcount == 1
+
+    async def claim_delivery(self, turn_id: int) -> bool:
+        """ready/delivering → delivering (one process: always its own while the answer waits)."""
+        cur = await self._exec("UPDATE turns SET state='delivering' WHERE id=? AND state IN ('ready','delivering')",
+                               (turn_id,))
+        return cur.rowcount == 1
 
     async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None:
         """Uppzy accepted the question: keep its request_id before anything else happens."""

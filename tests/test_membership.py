@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from core.health import StoreUnavailable
 from simulator import Simulator
 from tests.relay_support import Build
 
@@ -73,3 +74,60 @@ async def test_an_admin_change_through_one_replica_reaches_the_others_cache(harn
     while not await seen():
         assert time.monotonic() < deadline, "replica B still reads its old cached settings"
         await asyncio.sleep(0.02)
+
+
+def _failing_answered_records(monkeypatch: pytest.MonkeyPatch, store: object, down: list[bool]) -> None:
+    """The store refuses to record answers as posted while `down[0]` (the database away for those writes)."""
+    real = store.mark_answered  # type: ignore[attr-defined]
+
+    async def mark_answered(*args: object, **kwargs: object) -> None:
+        if down[0]:
+            raise StoreUnavailable("the database cannot be reached (test)")
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "mark_answered", mark_answered)
+
+
+async def test_a_rejoin_records_posted_answers_before_resuming_and_posts_none_twice(
+    harness: Build, sim: Simulator, pg_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Injected: replica A posts an answer while the database cannot record it, then A's lease lapses (an outage
+    longer than the lease) and the database comes back. Asserted: A records the posted answer before resuming its
+    questions from the store, so the answer is not posted a second time."""
+    caplog.set_level(logging.INFO)
+    sim.script("q", "answer q", latency=0.2)
+    skew, down = [0.0], [True]
+    a = await harness(pg_url=pg_url, holder="replica-a", replica_lease=LEASE, clock=lambda: time.time() + skew[0])
+    _failing_answered_records(monkeypatch, a.store, down)
+    await a.ask("q")
+    await a.until(lambda: len(a.console.answers()) == 1, timeout=10)
+    skew[0] = 60.0  # the next renewal finds the lease lapsed
+    await a.until(lambda: "lease lapsed" in caplog.text, timeout=5)
+    down[0] = False  # the database is back (the renewal just reached it)
+    await a.until(lambda: a.relay._rejoin is not None and a.relay._rejoin.done(), timeout=10)
+    await a.relay.wait_idle()  # nothing in flight and nothing unfinished in the store: a second post would be done
+    assert [text for _, text in a.console.answers()] == ["answer q"]
+
+
+async def test_a_rejoining_replica_does_not_take_live_replicas_questions(
+    harness: Build, sim: Simulator, pg_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Injected: replica B has posted an answer it cannot record yet; replica A rejoins after its own lease lapsed
+    (seen from A, every lease looks lapsed, as after an outage). Asserted: rejoining, A resumes only its own
+    questions, not B's, so B's answer is posted once (and recorded by B when the database is back)."""
+    caplog.set_level(logging.INFO)
+    sim.script("q", "answer q", latency=0.2)
+    skew, down = [0.0], [True]
+    a = await harness(pg_url=pg_url, holder="replica-a", replica_lease=LEASE, clock=lambda: time.time() + skew[0])
+    b = await harness(pg_url=pg_url, holder="replica-b", replica_lease=LEASE)
+    _failing_answered_records(monkeypatch, b.store, down)
+    await b.ask("q")
+    await b.until(lambda: len(b.console.answers()) == 1, timeout=10)
+    skew[0] = 60.0
+    await a.until(lambda: "lease lapsed" in caplog.text, timeout=5)
+    await a.until(lambda: a.relay._rejoin is not None and a.relay._rejoin.done(), timeout=10)
+    skew[0] = 0.0  # A's clock agrees again; it adopts others' questions only a whole lease after rejoining
+    down[0] = False
+    await b.relay.wait_idle()  # B recorded its answer: nothing unfinished is left for anyone to resume
+    await a.relay.wait_idle()
+    assert [text for _, text in b.console.answers()] == ["answer q"] and a.console.answers() == []

@@ -151,6 +151,24 @@ async def test_claim_submit_across_replicas_makes_the_winner_the_holder(open_sto
     assert (await loser.get_turn(turn.id)).state is TurnState.READY  # type: ignore[union-attr]
 
 
+async def test_only_the_holder_may_keep_post_or_end_a_question(open_store: Opener) -> None:
+    """Once B adopted A's question (A stalled past its lease), A can neither keep an answer for it, nor claim its
+    post, nor end it with a notice: each returns False and changes nothing; B can."""
+    a, b = await _two(open_store)
+    turn = await ask(a, "1")
+    assert turn is not None and await a.claim_submit(turn.id)
+    await a.mark_submitted(turn.id, "req", now=T0)
+    await b.renew(now=T0 + 100, lease=10)  # B lives on (its own lease had lapsed too: renewed all the same)
+    assert [t.id for t in await b.adopt(now=T0 + 100)] == [turn.id]  # A's lease (from _two) lapsed long ago
+    assert not await a.store_answer(turn.id, "stale", None, None, now=T0 + 101)
+    assert await b.store_answer(turn.id, "answer", None, None, now=T0 + 101)
+    assert not await a.claim_delivery(turn.id)
+    assert not await a.begin_failure(turn.id, "timeout", "timeout", "sorry")
+    assert (await b.get_turn(turn.id)).state is TurnState.READY  # type: ignore[union-attr]
+    assert await b.claim_delivery(turn.id)
+    assert (await b.get_turn(turn.id)).state is TurnState.DELIVERING  # type: ignore[union-attr]
+
+
 # ---- the shared budget -------------------------------------------------------------------------------------------
 
 

@@ -79,7 +79,8 @@ async def test_empty_and_oversized_questions_get_a_clear_notice(harness: Build, 
     empty, _ = await h.ask("   \n\t ")
     huge, _ = await h.ask("x" * 40_000)
     assert isinstance(empty, Rejected) and isinstance(huge, Rejected)
-    assert [k for k, _, _ in h.console.notices()] == ["empty", "too_long"]
+    await h.until(lambda: len(h.console.notices()) == 2)  # posted after the event is acked
+    assert sorted(k for k, _, _ in h.console.notices()) == ["empty", "too_long"]
     assert "4,000" in h.console.notices("too_long")[0][2]
     assert sim.calls("chat_async") == []
 

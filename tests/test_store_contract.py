@@ -366,7 +366,8 @@ async def test_a_finished_question_never_changes_state_again(store: Store) -> No
     await store.mark_answered(answered.id, ["A1"], now=T0 + 1)
     await store.mark_failed(failed.id, "timeout", now=T0 + 1)
     for turn in (answered, failed):
-        await store.begin_failure(turn.id, "late", "failed", "Sorry")
+        assert not await store.begin_failure(turn.id, "late", "failed", "Sorry")  # nobody is told twice
+        assert not await store.claim_delivery(turn.id)  # nothing is posted again
         await store.store_answer(turn.id, "late answer", None, None, now=T0 + 2)
         await store.mark_submitted(turn.id, "req-late", now=T0 + 2)
         await store.set_state(turn.id, TurnState.DELIVERING)
