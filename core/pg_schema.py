@@ -198,4 +198,9 @@ MIGRATIONS: tuple[str, ...] = (
         wait := CASE WHEN used < cap THEN 0 ELSE greatest(0, oldest + span - now_s) END;
     END $$;
     """,
+    # 4: when a session's close was claimed: only a close claimed a while ago is resumed (one in flight on another
+    # replica is not closed twice).
+    """
+    ALTER TABLE sessions ADD COLUMN closing_at double precision;
+    """,
 )

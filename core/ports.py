@@ -366,13 +366,14 @@ class Store(Protocol):
         """Up to `limit` open sessions whose last activity + idle timeout is before `now`, stalest first."""
         ...
 
-    async def claim_for_close(self, session_id: str, *, idle_at: float | None) -> bool:
-        """open → closing if still open, idle at `idle_at` (None: regardless) and without an unfinished question;
-        True for exactly one caller."""
+    async def claim_for_close(self, session_id: str, *, idle_at: float | None, now: float | None = None) -> bool:
+        """open → closing (claimed at `now`) if still open, idle at `idle_at` (None: regardless) and without an
+        unfinished question; True for exactly one caller."""
         ...
 
-    async def closing_sessions(self, limit: int = 500) -> list[SessionRow]:
-        """Sessions whose close was claimed but not confirmed (resumed after a crash or a failed call)."""
+    async def closing_sessions(self, limit: int = 500, *, before: float | None = None) -> list[SessionRow]:
+        """Sessions whose close was claimed (before `before`, when given) but not confirmed: resumed after a crash
+        or a failed call, never while it may still be in flight (in another process)."""
         ...
 
     async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None:

@@ -487,17 +487,18 @@ class PostgresStore:
         return await self._sessions("s.state='open' AND s.last_activity + s.idle_timeout < $1 "
                                     "ORDER BY s.last_activity + s.idle_timeout LIMIT $2", now, limit)
 
-    async def claim_for_close(self, session_id: str, *, idle_at: float | None) -> bool:
-        """open → closing if idle at `idle_at` and without an unfinished question: compare-and-set."""
+    async def claim_for_close(self, session_id: str, *, idle_at: float | None, now: float | None = None) -> bool:
+        """open → closing (at `now`) if idle at `idle_at` and without an unfinished question: compare-and-set."""
         return await self._exec(
-            "UPDATE sessions SET state='closing' WHERE id=$1 AND state='open' AND ($2::float8 IS NULL OR "
-            "last_activity + idle_timeout < $2) AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id=sessions.id "
-            "AND t.state NOT IN ('answered','failed'))", session_id, idle_at,
+            "UPDATE sessions SET state='closing', closing_at=$3 WHERE id=$1 AND state='open' AND ($2::float8 IS NULL "
+            "OR last_activity + idle_timeout < $2) AND NOT EXISTS (SELECT 1 FROM turns t WHERE "
+            "t.session_id=sessions.id AND t.state NOT IN ('answered','failed'))", session_id, idle_at, now,
         ) == 1
 
-    async def closing_sessions(self, limit: int = 500) -> list[SessionRow]:
-        """Sessions whose close was claimed but not confirmed."""
-        return await self._sessions("s.state='closing' ORDER BY s.last_activity LIMIT $1", limit)
+    async def closing_sessions(self, limit: int = 500, *, before: float | None = None) -> list[SessionRow]:
+        """Sessions whose close was claimed (before `before`) but not confirmed."""
+        return await self._sessions("s.state='closing' AND ($2::float8 IS NULL OR s.closing_at IS NULL OR "
+                                    "s.closing_at < $2) ORDER BY s.last_activity LIMIT $1", limit, before)
 
     async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None:
         """→ closed; the first reason and time stay."""

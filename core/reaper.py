@@ -21,6 +21,7 @@ __all__ = ["IdleReaper"]
 log = logging.getLogger(__name__)
 
 Notify = Callable[[SessionRow, Notice], Awaitable[None]]
+CLOSE_IN_FLIGHT = 120.0  # a claimed close not confirmed after this long is taken to have failed (or crashed)
 RETENTION = 30 * 86400.0  # finished questions and closed sessions are forgotten this long after they ended
 
 
@@ -60,7 +61,8 @@ class IdleReaper:
         """Close every session that is idle as of `now`; returns how many were closed."""
         now = self._clock() if now is None else now
         closed = 0
-        for row in await self._store.closing_sessions(self._batch):  # started before a crash or a failed call
+        # Closes claimed a while ago and never confirmed (a crash, a failed call); one in flight now is left alone.
+        for row in await self._store.closing_sessions(self._batch, before=now - CLOSE_IN_FLIGHT):
             await acquire(self.pace)
             outcome = await self._finish(row, "idle", None)
             if outcome < 0:
@@ -70,7 +72,7 @@ class IdleReaper:
             if not self._leading():
                 return closed  # leadership moved to another replica mid-pass: it carries on
             await acquire(self.pace)
-            if not await self._store.claim_for_close(row.id, idle_at=now):
+            if not await self._store.claim_for_close(row.id, idle_at=now, now=self._clock()):
                 continue  # became active or has a question in flight
             direct = row.last_target is not None and row.last_target.is_dm
             notice = Notice(NoticeKind.IDLE_CLOSED, messages.idle_closed(row.idle_timeout, direct=direct))
@@ -87,7 +89,7 @@ class IdleReaper:
 
     async def close_now(self, row: SessionRow, reason: str) -> bool:
         """Close one session at once (a user ended it); False if a question is still in flight."""
-        if not await self._store.claim_for_close(row.id, idle_at=None):
+        if not await self._store.claim_for_close(row.id, idle_at=None, now=self._clock()):
             return False
         await acquire(self.pace)
         await self._finish(row, reason, None)  # if Uppzy is down the close is finished by a later pass

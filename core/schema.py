@@ -98,4 +98,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (platform, workspace_id, channel_id)
     );
     """,
+    # 3: when a session's close was claimed: only a close claimed a while ago is resumed (one in flight is not).
+    """
+    ALTER TABLE sessions ADD COLUMN closing_at REAL;
+    """,
 )

@@ -498,14 +498,14 @@ class SqliteStore:
             "LIMIT ?", (now, limit),
         )
 
-    async def claim_for_close(self, session_id: str, *, idle_at: float | None) -> bool:
-        """Atomically mark a session 'closing' if it is open, idle at `idle_at` (None: any) and not busy."""
+    async def claim_for_close(self, session_id: str, *, idle_at: float | None, now: float | None = None) -> bool:
+        """Atomically mark a session 'closing' (at `now`) if it is open, idle at `idle_at` (None: any) and not busy."""
         cur = await self._exec(
-            "UPDATE sessions SET state='closing' WHERE id=? AND state='open' "
+            "UPDATE sessions SET state='closing', closing_at=? WHERE id=? AND state='open' "
             "AND (? IS NULL OR last_activity + idle_timeout < ?) "
             "AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id=sessions.id "
             "AND t.state NOT IN ('answered','failed'))",
-            (session_id, idle_at, idle_at),
+            (now, session_id, idle_at, idle_at),
         )
         return cur.rowcount == 1
 
@@ -516,9 +516,12 @@ class SqliteStore:
             (seconds, platform, workspace_id),
         )
 
-    async def closing_sessions(self, limit: int = 500) -> list[SessionRow]:
-        """Sessions whose close was started but not confirmed (resumed after a restart or a failed call)."""
-        return await self._session_rows("s.state='closing' ORDER BY s.last_activity LIMIT ?", (limit,))
+    async def closing_sessions(self, limit: int = 500, *, before: float | None = None) -> list[SessionRow]:
+        """Sessions whose close was started (before `before`) but not confirmed: resumed after a crash or a failed
+        call."""
+        return await self._session_rows(
+            "s.state='closing' AND (? IS NULL OR s.closing_at IS NULL OR s.closing_at < ?) ORDER BY s.last_activity "
+            "LIMIT ?", (before, before, limit))
 
     async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None:
         """Uppzy confirmed the close."""

@@ -434,3 +434,15 @@ async def test_a_budget_grants_at_most_its_rate_in_a_second_and_pause_stops_it(s
     await other.pause(5.0)
     assert await other.grant(1) == 0
     assert other.wait_time() > 0
+
+
+async def test_a_close_in_flight_is_not_resumed_until_it_is_old(store: Store) -> None:
+    """closing_sessions(before=…) lists a claimed close only once it was claimed before that time: a close another
+    process has in flight right now is not sent to Uppzy a second time."""
+    turn = await ask(store, "1")
+    assert turn is not None
+    await store.mark_answered(turn.id, ["A1"], now=T0)
+    assert await store.claim_for_close(turn.session_id, idle_at=None, now=T0 + 10)
+    assert await store.closing_sessions(before=T0 + 10) == []
+    assert [r.id for r in await store.closing_sessions(before=T0 + 11)] == [turn.session_id]
+    assert [r.id for r in await store.closing_sessions()] == [turn.session_id]
