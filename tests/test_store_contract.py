@@ -382,11 +382,18 @@ async def test_a_finished_question_never_changes_state_again(store: Store) -> No
 # ---- holders, leases, singleton jobs and budgets ---------------------------------------------------------------
 
 
-async def test_a_reopened_store_adopts_every_unfinished_question(backend: tuple[str, str]) -> None:
+@pytest.fixture(params=[name for name in sorted(STORES) if name != "sqlite-memory"])
+def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """The implementations whose database outlives the process (an in-memory one does not)."""
+    if request.param == "postgres":
+        return request.param, request.getfixturevalue("pg_url")
+    return request.param, str(tmp_path / "contract.db")
+
+
+async def test_a_reopened_store_adopts_every_unfinished_question(durable_backend: tuple[str, str]) -> None:
     """After a clean stop, the next process start (a new holder) gets every unfinished question with `mine`,
     oldest first; finished ones stay finished."""
-    if backend[0] == "sqlite-memory":
-        pytest.skip("an in-memory database does not outlive its process")
+    backend = durable_backend
     first = await STORES[backend[0]](backend[1], "contract-1")
     assert await first.renew(now=T0, lease=10.0)
     asked = [await ask(first, str(i), key=f"k{i}") for i in range(3)]
