@@ -96,18 +96,21 @@ class Intake:
                  target.platform, target.workspace_id, len(msg.text))
         # Progress is cosmetic: a slow or rate-limited reaction must never delay the question itself.
         self._tasks.spawn(self._platforms.show_working(turn.target), name="show-working")
-        self._tasks.spawn(self.advance(turn.session_id), name="advance")
+        # The first question of a new session is its head: no need to read the store to find it.
+        self._tasks.spawn(self.advance(turn.session_id, turn if turn.opened_session else None), name="advance")
         return Accepted(turn.id, turn.session_id)
 
-    async def advance(self, session_id: str) -> None:
-        """Submit the session's oldest waiting question unless an earlier one is still in flight."""
+    async def advance(self, session_id: str, head: Turn | None = None) -> None:
+        """Submit the session's oldest waiting question unless an earlier one is still in flight (`head`: that
+        question, when the caller knows it)."""
         if self.stopping:
             return  # the question stays queued in the store and the next start submits it
         lock, users = self._locks.setdefault(session_id, (asyncio.Lock(), [0]))
         users[0] += 1  # the lock is forgotten only when nobody holds or waits for it
         try:
             async with lock:
-                head = await self._store.head_turn(session_id)
+                if head is None:
+                    head = await self._store.head_turn(session_id)
                 if head is not None and head.state is TurnState.QUEUED and not self.stopping:
                     await self._submit(head)
         finally:
