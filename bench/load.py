@@ -139,6 +139,7 @@ class Conversation:
     offset: float
     redeliver: float | None  # seconds after the first delivery, or None
     key: str = ""  # Slack ts / Discord message id: what answers point back to
+    sent_at: float = 0.0  # monotonic time its event was sent
     replies: list[tuple[float, bool]] = field(default_factory=list)  # (arrived at the fake, is an answer)
 
     @property
@@ -150,14 +151,16 @@ class Conversation:
         return [at for at, answer in self.replies if answer]
 
 
-def plan(n: int, duration: float, seed: int) -> list[Conversation]:
-    """Alternate Slack and Discord, evenly spaced; ~1% of each platform's (at least one) delivered twice."""
+def plan(n: int, duration: float, seed: int, *, slack_only: bool = False, redeliver: bool = True
+         ) -> list[Conversation]:
+    """Alternate Slack and Discord (or Slack only), evenly spaced; ~1% of each platform's (at least one) delivered
+    twice unless `redeliver` is off."""
     rng = random.Random(seed)
-    per_side = max(1, round(n * 0.01))
+    per_side = max(1, round(n * 0.01)) if redeliver else 0
     twice = {i for side in (range(0, n, 2), range(1, n, 2)) for i in rng.sample(side, min(len(side), per_side))}
     convs = []
     for i in range(n):
-        slack = i % 2 == 0
+        slack = slack_only or i % 2 == 0
         user = f"U{i:06d}" if slack else str(USER_BASE + i)
         channel = f"C{i % CHANNELS:03d}" if slack else str(CHANNEL_BASE + i % CHANNELS)
         convs.append(Conversation(i, "slack" if slack else "discord", user, channel, i * duration / n,
@@ -209,6 +212,7 @@ class Variant:
     name: str
     kind: str  # "ours" or "naive"
     poll_rate: float | None = None  # UPPZY_POLL_RATE for ours; None = the default
+    env: dict[str, str] = field(default_factory=dict)  # more settings of the bot process
 
 
 @dataclass
@@ -233,6 +237,8 @@ class Row:
     exit_code: int
     answered: int = 0  # conversations with at least one answer
     delays_matched: int = 0  # of those, how many were matched to a simulator request (should be all)
+    e2e_p50: float = float("nan")  # seconds from the event sent to its first answer
+    e2e_p95: float = float("nan")
 
 
 async def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -269,6 +275,7 @@ def _bot_env(variant: Variant, sim_port: int, slack: FakeSlack, discord: FakeDis
     )
     if variant.poll_rate is not None:
         env["UPPZY_POLL_RATE"] = f"{variant.poll_rate:g}"
+    env.update(variant.env)
     return env
 
 
@@ -368,7 +375,8 @@ async def _wait_ready(variant: Variant, bot: subprocess.Popen[bytes], slack: Fak
 async def _drive(args: argparse.Namespace, slack: FakeSlack, discord: FakeDiscord,
                  sim_port: int) -> tuple[list[Conversation], list[str], float]:
     """Send every conversation on schedule, then wait until each has ended and late duplicates had their chance."""
-    convs = plan(args.conversations, args.duration, args.seed)
+    convs = plan(args.conversations, args.duration, args.seed, slack_only=getattr(args, "slack_only", False),
+                 redeliver=getattr(args, "redeliver", True))
     tracker = Tracker(slack, discord)
     acks: list[str] = []
     later: set[asyncio.Task[Any]] = set()
@@ -377,6 +385,7 @@ async def _drive(args: argparse.Namespace, slack: FakeSlack, discord: FakeDiscor
         wait = started + conv.offset - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
+        conv.sent_at = time.monotonic()
         await _send(conv, slack, discord, acks, later)
         tracker.by_key[conv.key] = conv
         tracker.update()
@@ -410,6 +419,7 @@ def _row(variant: Variant, convs: list[Conversation], ack_ms: list[float], recor
         if ready_at:
             delays.append(answers[0] - min(ready_at))
     answered = sum(1 for c in convs if c.answers)
+    e2e = [c.answers[0] - c.sent_at for c in convs if c.answers and c.sent_at]
     calls = record["calls"]
     polls = sum(1 for c in calls if c["endpoint"] == "chat_status")
     return Row(
@@ -423,6 +433,7 @@ def _row(variant: Variant, convs: list[Conversation], ack_ms: list[float], recor
         uppzy_calls=len(calls), uppzy_failed=sum(1 for c in calls if c["status"] >= 429),
         polls_per_answer=polls / max(1, answered), cpu_ms=1000 * cpu / max(1, answered), rss_mb=rss,
         last_reply=last_reply, exit_code=exit_code, answered=answered, delays_matched=len(delays),
+        e2e_p50=_quantile(e2e, 0.5), e2e_p95=_quantile(e2e, 0.95),
     )
 
 

@@ -52,6 +52,9 @@ class GuideClient:
         self.base = f"{base_url.rstrip('/')}/m2m/sites/{site_id}"
         self.http = aiohttp.ClientSession(headers={"X-API-Key": api_key})
 
+    async def close(self) -> None:
+        await self.http.close()
+
     async def ask(self, session_id: str, message: str) -> str:
         async with self.http.post(f"{self.base}/chat/async", json={"session_id": session_id, "message": message}) as r:
             submitted = await r.json()
@@ -67,12 +70,39 @@ class GuideClient:
         raise TimeoutError("Chat polling timed out")
 
 
+class HttpxGuideClient(GuideClient):
+    """The same loop on httpx (NAIVE_HTTP_CLIENT=httpx): shows what the HTTP client alone costs per answer."""
+
+    def __init__(self, base_url: str, api_key: str, site_id: str) -> None:
+        import httpx
+
+        self.base = f"{base_url.rstrip('/')}/m2m/sites/{site_id}"
+        self.httpx = httpx.AsyncClient(headers={"X-API-Key": api_key}, timeout=30)
+
+    async def ask(self, session_id: str, message: str) -> str:
+        submitted = (await self.httpx.post(f"{self.base}/chat/async",
+                                           json={"session_id": session_id, "message": message})).json()
+        request_id = submitted["request_id"]
+        for _ in range(120):
+            status = (await self.httpx.get(f"{self.base}/chat/requests/{request_id}")).json()
+            if status.get("status") == "completed":
+                return str(status["answer"])
+            if status.get("status") == "failed":
+                raise RuntimeError(f"Chat failed: {status.get('error')}")
+            await asyncio.sleep(1)
+        raise TimeoutError("Chat polling timed out")
+
+    async def close(self) -> None:
+        await self.httpx.aclose()
+
+
 class NaiveBot:
     """One Slack app and one Discord client; every question is a fire-and-forget task."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
-        self.uppzy = GuideClient(env["UPPZY_BASE_URL"], env["UPPZY_API_KEY"], env["UPPZY_SITE_ID"])
+        client = HttpxGuideClient if env.get("NAIVE_HTTP_CLIENT") == "httpx" else GuideClient
+        self.uppzy = client(env["UPPZY_BASE_URL"], env["UPPZY_API_KEY"], env["UPPZY_SITE_ID"])
         self.tasks: set[asyncio.Task[None]] = set()
         self.slack = AsyncApp(client=AsyncWebClient(base_url=env["SLACK_API_BASE_URL"], token=env["SLACK_BOT_TOKEN"]))
         self.slack.event("app_mention")(self.on_slack_mention)
@@ -145,7 +175,7 @@ class NaiveBot:
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-            await self.uppzy.http.close()
+            await self.uppzy.close()
 
 
 def main() -> None:

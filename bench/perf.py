@@ -1,0 +1,132 @@
+"""The performance table: the real bot against the guide's 1-s polling loop (on aiohttp, and the same loop on httpx
+so the HTTP client's own cost stays visible), side by side in one run.
+
+Run: `python -m bench.perf` (a 400-mention burst through Slack Socket Mode, answers ready 2-6 s after submit, the
+poll budget not binding; about 2 minutes) or `python -m bench.perf --big` (adds the 5,000-mention burst; about 5
+more minutes). Each variant runs in its own process against a fresh simulator and Slack fake (bench/load.py does
+the driving and measuring: CPU from "connected" to just before SIGTERM, divided by answered messages; delivery delay
+from the simulator's ready time to the answer reaching the fake; ack latency from the envelope sent to its ack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import signal
+import sys
+from dataclasses import dataclass
+
+from bench.load import Processes, Row, Variant, _interrupt, run_variant
+
+CEILING = "200"  # UPPZY_POLL_RATE for the bot: not binding for these bursts
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One line of the table: how to read it from a Row, how to show it, and the target against the aiohttp loop."""
+
+    name: str
+    value: str  # Row attribute
+    unit: str
+    scale: float
+    target: float | None  # bot / loop(aiohttp) must be at most this (None: no ratio target)
+    absolute: float | None = None  # or the bot's value must be at most this
+
+
+FIGURES = (
+    Figure("CPU per answered message", "cpu_ms", "ms", 1.0, 1.5),
+    Figure("status calls per answer", "polls_per_answer", "", 1.0, 0.5),
+    Figure("delivery delay after ready, p50", "delay_p50", "s", 1.0, None),
+    Figure("delivery delay after ready, p95", "delay_p95", "s", 1.0, 1.0),
+    Figure("Slack ack p99", "ack_p99", "ms", 1.0, None, absolute=10.0),
+    Figure("mention → answer, p50", "e2e_p50", "s", 1.0, None),
+    Figure("mention → answer, p95", "e2e_p95", "s", 1.0, None),
+    Figure("peak RSS", "rss_mb", "MB", 1.0, None),
+)
+
+
+def _fmt(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "—"
+    digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+    return f"{value:.{digits}f}{(' ' + unit) if unit else ''}"
+
+
+def table(ours: Row, loop: Row, loop_httpx: Row) -> str:
+    """Bot, loop on aiohttp, loop on httpx, the ratio bot/loop, the target and whether it is met."""
+    lines = ["| figure | bot | 1-s loop (aiohttp) | 1-s loop (httpx) | bot / loop (aiohttp) | target | met |",
+             "|---|---|---|---|---|---|---|"]
+    for f in FIGURES:
+        a, b, c = (getattr(r, f.value) * f.scale for r in (ours, loop, loop_httpx))
+        ratio = a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
+        if f.absolute is not None:
+            target, met = f"≤ {f.absolute:g} {f.unit}", a <= f.absolute
+        elif f.target is not None:
+            target, met = f"≤ {f.target:g}× the loop", ratio <= f.target
+        else:
+            target, met = "", None
+        shown = "" if met is None else ("yes" if met else "no")
+        lines.append(f"| {f.name} | {_fmt(a, f.unit)} | {_fmt(b, f.unit)} | {_fmt(c, f.unit)} "
+                     f"| {'—' if math.isnan(ratio) else f'{ratio:.2f}×'} | {target} | {shown} |")
+    lines.append(f"| answered once / lost / doubled | {ours.answered_once} / {ours.lost} / {ours.duplicates} "
+                 f"| {loop.answered_once} / {loop.lost} / {loop.duplicates} "
+                 f"| {loop_httpx.answered_once} / {loop_httpx.lost} / {loop_httpx.duplicates} | | nothing lost or "
+                 f"doubled | {'yes' if ours.lost == ours.duplicates == 0 else 'no'} |")
+    return "\n".join(lines)
+
+
+async def burst(mentions: int, args: argparse.Namespace, procs: Processes) -> tuple[Row, Row, Row]:
+    """The three variants on the same burst, one after the other."""
+    run = argparse.Namespace(conversations=mentions, duration=args.spread, failure_rate=0.0, latency=args.latency,
+                             seed=args.seed, cap=args.cap, logs=args.logs, slack_only=True, redeliver=False)
+    rows = []
+    for variant in (Variant("bot", "ours", env={"UPPZY_POLL_RATE": CEILING}),
+                    Variant("1-s loop (aiohttp)", "naive"),
+                    Variant("1-s loop (httpx)", "naive", env={"NAIVE_HTTP_CLIENT": "httpx"})):
+        print(f"{mentions} mentions: running {variant.name} …", file=sys.stderr, flush=True)
+        rows.append(await run_variant(variant, run, procs))
+    return rows[0], rows[1], rows[2]
+
+
+async def run_all(args: argparse.Namespace, procs: Processes) -> list[tuple[int, tuple[Row, Row, Row]]]:
+    sizes = [args.mentions] + ([5000] if args.big else [])
+    return [(n, await burst(n, args, procs)) for n in sizes]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
+    parser.add_argument("--mentions", type=int, default=400)
+    parser.add_argument("--spread", type=float, default=1.0, help="seconds over which the burst is sent")
+    parser.add_argument("--latency", default="2-6", help="simulated answer latency MIN-MAX seconds")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--cap", type=float, default=180.0, help="seconds to wait for every answer")
+    parser.add_argument("--big", action="store_true", help="also the 5,000-mention burst")
+    parser.add_argument("--logs", metavar="DIR", help="keep every process's log under DIR")
+    args = parser.parse_args(argv)
+    procs = Processes()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        results = asyncio.run(run_all(args, procs))
+    except KeyboardInterrupt:
+        print("interrupted; subprocesses stopped", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"bench.perf: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        procs.close()
+    clean = True
+    for mentions, (ours, loop, loop_httpx) in results:
+        print(f"\n{mentions} mentions over {args.spread:g} s through Slack Socket Mode, answer latency "
+              f"{args.latency} s, no faults, UPPZY_POLL_RATE={CEILING} (not binding), seed {args.seed}, "
+              f"{os.cpu_count()} CPUs; each variant a separate process on its own fresh simulator and fake.\n")
+        print(table(ours, loop, loop_httpx))
+        clean = clean and ours.lost == 0 and ours.duplicates == 0
+    return 0 if clean else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
