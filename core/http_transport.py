@@ -36,9 +36,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """Send `request`, read the whole answer, and return it as an httpx.Response (httpx decodes it)."""
         session = self._session or self._open()
         timeout = request.extensions.get("timeout") or {}
+        url = request.url
+        if url.userinfo:  # httpx already turned them into an Authorization header, which aiohttp won't combine
+            url = url.copy_with(userinfo=b"")
         try:
             async with session.request(
-                request.method, URL(str(request.url), encoded=True), headers=request.headers.multi_items(),
+                request.method, URL(str(url), encoded=True), headers=request.headers.multi_items(),
                 data=request.content or None, allow_redirects=False, compress=None,
                 timeout=aiohttp.ClientTimeout(connect=timeout.get("pool"), sock_connect=timeout.get("connect"),
                                               sock_read=timeout.get("read")),

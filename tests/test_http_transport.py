@@ -157,3 +157,11 @@ async def test_cookies_are_neither_kept_nor_sent(raw) -> None:  # type: ignore[n
     assert len(server.requests) == 2
     assert b"cookie" not in server.requests[1].lower()
     assert all(SIM_KEY.encode() in request for request in server.requests)
+
+
+async def test_credentials_in_the_base_url_become_basic_auth(raw) -> None:  # type: ignore[no-untyped-def]
+    """As with httpx's own transport: user:password in UPPZY_BASE_URL is sent as an Authorization header."""
+    server, base = await raw(answer())
+    async with client_for(base.replace("http://", "http://user:pw@")) as client:
+        await client.status("r1", retry=False)
+    assert b"authorization: basic dxnlcjpwdw==" in server.requests[0].lower()
