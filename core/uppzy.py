@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -14,6 +15,7 @@ import httpx
 
 from core.config import Secret
 from core.errors import UppzyError, UppzyTimeout, UppzyUnavailable, error_for_status
+from core.http_transport import AiohttpTransport
 from core.retry import Repeatable, RetryPolicy, backoff_hook, parse_retry_after
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+URL_CACHE = 4096  # parsed URLs kept: a status path is polled several times, the other paths are per site
 
 Rating = Literal["good", "bad"]
 TERMINAL_STATUSES = frozenset({"completed", "failed"})
@@ -153,8 +156,19 @@ def _text(data: Mapping[str, Any], key: str, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+class _NoCookies(CookieJar):
+    """Uppzy authenticates by key, never by cookie: skip httpx's per-response cookie parsing (an email.Message)."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None
+
+
 class UppzyClient:
-    """Async Uppzy M2M client on one pooled httpx.AsyncClient; the key lives only in request headers."""
+    """Async Uppzy M2M client: the httpx API on aiohttp's connection pool (core.http_transport), the key only in
+    request headers. `transport` replaces the pool (tests pass httpx.MockTransport)."""
 
     def __init__(
         self,
@@ -175,12 +189,13 @@ class UppzyClient:
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.observer = observer
+        self._urls: dict[str, httpx.URL] = {}
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(self.timeouts.default, connect=self.timeouts.connect),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"Accept": "application/json", "User-Agent": "uppzy-chat-bot/0.1"},
-            transport=transport,
+            transport=transport if transport is not None else AiohttpTransport(max_connections=max_connections),
+            cookies=_NoCookies(),
             trust_env=False,
         )
 
@@ -316,11 +331,24 @@ class UppzyClient:
     def _site(self, site_id: str | None) -> str:
         return quote(site_id or self.site_id, safe="")
 
+    def _url(self, path: str) -> httpx.URL:
+        """The absolute URL of `path`, parsed once (httpx parses a relative one twice per request)."""
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= URL_CACHE:
+                del self._urls[next(iter(self._urls))]
+            url = self._urls[path] = httpx.URL(str(self._http.base_url) + path)
+        return url
+
     async def _call(
         self, method: str, path: str, endpoint: str, repeatable: Repeatable, *,
         json: Mapping[str, Any] | None = None, params: Mapping[str, str] | None = None,
         timeout: float | None = None, request_id: str | None = None,
     ) -> Mapping[str, Any]:
+        timeout = timeout or self.timeouts.default
+        if repeatable is Repeatable.NEVER:  # the caller re-schedules: no retry context at all (status polls)
+            return await self._attempt(method, path, endpoint, 1, json=json, params=params, timeout=timeout,
+                                       request_id=request_id)
         policy = self.retry
         deadline = time.monotonic() + (policy.budget or float("inf"))
         attempt = 0
@@ -329,7 +357,7 @@ class UppzyClient:
                 attempt += 1
                 return await self._attempt(
                     method, path, endpoint, attempt, json=json, params=params,
-                    timeout=timeout or self.timeouts.default, request_id=request_id,
+                    timeout=timeout, request_id=request_id,
                 )
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
@@ -343,7 +371,7 @@ class UppzyClient:
             try:
                 async with asyncio.timeout(timeout):
                     response = await self._http.request(
-                        method, path, json=json, params=params,
+                        method, self._url(path), json=json, params=params,
                         headers={"X-API-Key": self._api_key.reveal()},
                         timeout=httpx.Timeout(timeout, connect=min(self.timeouts.connect, timeout)),
                     )
