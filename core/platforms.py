@@ -61,11 +61,14 @@ class Platforms:
         it saves the platform calls that show and clear it). Cosmetic: a failure is logged and never delays or
         breaks an answer."""
         key = _key(target)
-        if self.working_after > 0:
+        # An adapter whose indicator costs no platform call (the console's line) may say `working_after = 0`.
+        after = getattr(self._by_name.get(target.platform), "working_after", None)
+        after = self.working_after if after is None else after
+        if after > 0:
             loop = asyncio.get_running_loop()
             due: asyncio.Future[bool] = loop.create_future()
             self._waiting[key] = due
-            timer = loop.call_later(self.working_after, _resolve, due, True)
+            timer = loop.call_later(after, _resolve, due, True)
             try:
                 if not await due:
                     return  # answered (or ended) first: nothing was shown, nothing to take away
