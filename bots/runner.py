@@ -162,7 +162,7 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
     metrics = metrics or Metrics()
     tasks = TaskSupervisor("relay")
     workspaces = WorkspaceSettingsService(store, settings, clock=clock)
-    platforms = Platforms(tuning.notice)
+    platforms = Platforms(tuning.notice, working_after=tuning.working_after)
     sequencer: list[Intake] = []  # intake and delivery call each other: bound once both exist
 
     def finished(session_id: str) -> None:

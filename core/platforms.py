@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from cachetools import LRUCache
+
 from core.backoff import Backoff
 from core.models import Notice, ReplyTarget
 from core.ports import ChatPlatform
@@ -13,14 +15,22 @@ __all__ = ["Platforms"]
 
 log = logging.getLogger(__name__)
 EMAIL_WITHIN = 1.0  # seconds an email lookup may add before a question is recorded (and acked)
+WORKING_AFTER = 2.0  # seconds before a progress indicator is shown: Tuning.working_after sets it
+_SHOWING, _SHOWN, _CLEARED = "showing", "shown", "cleared"  # an indicator's life once its moment has come
 
 
 class Platforms:
     """Routes each conversation to its platform's adapter; a platform not yet connected simply is not there."""
 
-    def __init__(self, notice_backoff: Backoff) -> None:
+    def __init__(self, notice_backoff: Backoff, *, working_after: float = WORKING_AFTER) -> None:
         self._by_name: dict[str, ChatPlatform] = {}
         self.notice_backoff = notice_backoff
+        self.working_after = working_after
+        # Questions whose indicator is not due yet: clear_working wakes the waiter with False (never shown).
+        self._waiting: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
+        # Indicators shown (or being shown) by this process. Bounded: an entry whose question is finished elsewhere
+        # (another replica, a kept answer) is forgotten in time, and a forgotten one is cleared the old way.
+        self._working: LRUCache[tuple[str, str, str], str] = LRUCache(maxsize=50_000)
 
     def add(self, platform: ChatPlatform) -> None:
         """Attach (or replace) the adapter for `platform.platform`."""
@@ -47,11 +57,48 @@ class Platforms:
         return True
 
     async def show_working(self, target: ReplyTarget) -> None:
-        """The progress indicator: cosmetic, so a failure is logged and never delays or breaks an answer."""
-        await self._cosmetic(target, "show_working")
+        """The progress indicator, once `working_after` seconds passed without the answer (a fast answer needs none:
+        it saves the platform calls that show and clear it). Cosmetic: a failure is logged and never delays or
+        breaks an answer."""
+        key = _key(target)
+        # An adapter whose indicator costs no platform call (the console's line) may say `working_after = 0`.
+        after = getattr(self._by_name.get(target.platform), "working_after", None)
+        after = self.working_after if after is None else after
+        if after > 0:
+            loop = asyncio.get_running_loop()
+            due: asyncio.Future[bool] = loop.create_future()
+            self._waiting[key] = due
+            timer = loop.call_later(after, _resolve, due, True)
+            try:
+                if not await due:
+                    return  # answered (or ended) first: nothing was shown, nothing to take away
+            finally:
+                timer.cancel()
+                if self._waiting.get(key) is due:
+                    del self._waiting[key]
+        self._working[key] = _SHOWING
+        try:
+            await self._cosmetic(target, "show_working")
+        finally:
+            if self._working.get(key) == _CLEARED:  # the answer came while the indicator was on its way
+                self._working.pop(key, None)
+                await self._cosmetic(target, "clear_working")
+            elif key in self._working:
+                self._working[key] = _SHOWN
 
     async def clear_working(self, target: ReplyTarget) -> None:
-        """Take the progress indicator away (cosmetic, like show_working)."""
+        """Take the progress indicator away, if it was shown (cosmetic, like show_working)."""
+        key = _key(target)
+        due = self._waiting.pop(key, None)
+        if due is not None:
+            _resolve(due, False)
+            return
+        state = self._working.get(key)
+        if state == _SHOWING:
+            self._working[key] = _CLEARED  # show_working takes it away as soon as its call returns
+            return
+        self._working.pop(key, None)
+        # Shown here, or by a process this one does not know of (before a restart, another replica): clear it.
         await self._cosmetic(target, "clear_working")
 
     async def user_email(self, target: ReplyTarget, *, within: float = EMAIL_WITHIN) -> str | None:
@@ -85,3 +132,13 @@ class Platforms:
             raise
         except Exception as exc:
             log.debug("%s failed on %s: %s", method, target.platform, type(exc).__name__)
+
+
+def _key(target: ReplyTarget) -> tuple[str, str, str]:
+    """One question's indicator: the platform, and where the question's message is."""
+    return target.platform, target.message_channel_id, target.message_id
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from core.backoff import Backoff
 from core.latency import LatencyModel
+from core.platforms import WORKING_AFTER
 
 __all__ = ["Tuning"]
 
@@ -29,4 +30,7 @@ class Tuning:
     poll_errors: Backoff = field(default_factory=lambda: Backoff(attempts=0, initial=1.0, maximum=30.0))
     # A state write the store refused (disk full) is tried again on this schedule until it lands.
     store_writes: Backoff = field(default_factory=lambda: Backoff(attempts=0, initial=0.5, maximum=10.0))
+    # The ⏳ (Slack) / typing (Discord) only for an answer not posted this long after its question was recorded:
+    # a fast answer is its own sign of life and saves the two calls that show and clear the indicator.
+    working_after: float = WORKING_AFTER  # 2 s: see README, "How it behaves"
     latency: LatencyModel | None = None  # prior answer latencies; None learns from the production prior

@@ -80,6 +80,7 @@ class DiscordHarness:
         self.bot: DiscordBot | None = None
         self.errors = _ErrorLog()
         self.allow_errors = False
+        self.working_after: float | None = None  # Tuning's delay before typing starts; production's unless set
 
     async def start(self, **bot_kwargs: Any) -> DiscordHarness:
         """Open the store, start the relay (reaper driven by hand) and connect a bot."""
@@ -93,7 +94,8 @@ class DiscordHarness:
         self.store = await SqliteStore.open(self.db_path)
         self.relay = build_relay(self.settings, self.store, self.uppzy, tuning=Tuning(  # the simulator answers at once
             poll_interval=0.05, delivery=Backoff(attempts=3, initial=0.05, maximum=0.05),
-            latency=LatencyModel(prior=(0.05,))))
+            latency=LatencyModel(prior=(0.05,)),
+            **({} if self.working_after is None else {"working_after": self.working_after})))
 
     async def restart_process(self, *, down_for: float = 0.0) -> None:
         """Stop bot, relay and store, then start them the way `uppzy-bot run` does (bot built, relay, connect)."""

@@ -130,10 +130,12 @@ RigFactory = Callable[..., Awaitable[SlackRig]]
 
 @pytest.fixture
 async def make_rig(fake: FakeSlack, sim: Simulator, uppzy: UppzyClient, tmp_path: Path) -> AsyncIterator[RigFactory]:
-    """Factory: ``await make_rig(http=False, admins=("U9",), **Settings overrides)`` starts the real bot."""
+    """Factory: ``await make_rig(http=False, admins=("U9",), working_after=None, **Settings overrides)`` starts the
+    real bot (`working_after`: Tuning's delay before the ⏳, production's by default)."""
     started: list[tuple[SlackBot, Relay, SqliteStore]] = []
 
-    async def factory(*, http: bool = False, admins: tuple[str, ...] = (), **overrides: Any) -> SlackRig:
+    async def factory(*, http: bool = False, admins: tuple[str, ...] = (), working_after: float | None = None,
+                      **overrides: Any) -> SlackRig:
         settings = Settings(**{
             "uppzy_api_key": Secret(SIM_KEY), "uppzy_site_id": SITE_ID,
             "slack_bot_token": Secret(fake.bot_token),
@@ -145,7 +147,8 @@ async def make_rig(fake: FakeSlack, sim: Simulator, uppzy: UppzyClient, tmp_path
         # The simulator answers at once, so poll early and often; retry a failed post quickly.
         relay = build_relay(settings, store, uppzy, tuning=Tuning(
             poll_interval=0.05, delivery=Backoff(attempts=3, initial=0.2, maximum=0.5),
-            latency=LatencyModel(prior=(0.05,), floor=0.05), first_poll_floor=0.05))
+            latency=LatencyModel(prior=(0.05,), floor=0.05), first_poll_floor=0.05,
+            **({} if working_after is None else {"working_after": working_after})))
         bot = SlackBot(settings, relay, ping_interval=1.0)
         await relay.start(reaper=False)
         started.append((bot, relay, store))

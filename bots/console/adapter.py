@@ -23,6 +23,7 @@ class ConsoleAdapter:
 
     platform = "console"
     feedback_emoji = (("good",), ("bad",))
+    working_after = 0.0  # the "… thinking" line costs no platform call: core shows it at once
 
     def __init__(self, out: TextIO | None = None, *, color: bool | None = None, user_id: str = "you",
                  screen: Screen | None = None) -> None:

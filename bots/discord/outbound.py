@@ -149,7 +149,7 @@ class DiscordAdapter:
     # ---- ChatPlatform ----
 
     async def show_working(self, target: ReplyTarget) -> None:
-        """Open the thread now (users see it at once) and keep the typing indicator alive until cleared."""
+        """Open the thread now (core calls this only once an answer is late) and keep typing alive until cleared."""
         dest = await self.destination(target)
         client = await self.client()
         key = target.message_id

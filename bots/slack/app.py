@@ -104,7 +104,9 @@ class SlackBot:
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
                             name="uppzy-slack", ssl_check_enabled=self.mode == "http",
                             attaching_function_token_enabled=False, attaching_conversation_kwargs_enabled=False)
-        self.users = SlackUsers(self.client, admin_ids=settings.slack_admin_user_ids)
+        # Email lookups run before a question is acked: they use the twin that never waits out a 429.
+        self.users = SlackUsers(self.client, admin_ids=settings.slack_admin_user_ids,
+                                quick_client=self._cosmetic_client)
         self.adapter = SlackAdapter(self.client, cosmetic_client=self._cosmetic_client,
                                     cosmetic_timeout=cosmetic_timeout, users=self.users)
         self.admin = SlackAdmin(relay=relay, adapter=self.adapter, users=self.users)

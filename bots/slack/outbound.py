@@ -63,7 +63,7 @@ class SlackAdapter:
     async def _cosmetic(self, method: str, ignore: tuple[str, ...] = (), **kwargs: Any) -> None:
         """A progress call that must never delay an answer: no 429 waits, bounded in time, errors only logged.
 
-        core submits the question only after show_working returns, so a rate-limited reaction is skipped.
+        Core asks for progress only once an answer is late, so a rate-limited reaction is skipped: late is useless.
         """
         try:
             async with asyncio.timeout(self._cosmetic_timeout):
@@ -75,7 +75,8 @@ class SlackAdapter:
             log.debug("%s failed: %s", method, type(exc).__name__)
 
     async def show_working(self, target: ReplyTarget) -> None:
-        """An hourglass on the question; the 'is thinking…' status in AI assistant threads."""
+        """An hourglass on the question; the 'is thinking…' status in AI assistant threads (core calls this only
+        for an answer not there within Tuning.working_after)."""
         await self._cosmetic("reactions_add", ("already_reacted",), channel=target.message_channel_id,
                              timestamp=target.message_id, name=WORKING_REACTION)
         if target.extra("assistant"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -15,27 +16,56 @@ __all__ = ["SlackUsers"]
 
 log = logging.getLogger(__name__)
 _MISSING = object()
+_PASSING = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 
 
 class SlackUsers:
-    """Cached users.info lookups: admin checks and (only when a workspace allows it) email addresses."""
+    """Cached users.info lookups: admin checks and (only when a workspace allows it) email addresses.
+
+    The email is looked up before a question is acked, so it goes through `quick_client` (no 429 waits: a
+    rate-limited directory answers "unknown" at once instead of holding the ack), and concurrent lookups of one
+    user share one call (a burst from one person asks Slack once).
+    """
 
     def __init__(self, client: AsyncWebClient, *, admin_ids: frozenset[str] = frozenset(), ttl: float = 300.0,
-                 size: int = 2000, clock: Callable[[], float] = time.monotonic) -> None:
+                 size: int = 2000, clock: Callable[[], float] = time.monotonic,
+                 quick_client: AsyncWebClient | None = None) -> None:
         self._client = client
+        self._quick = quick_client or client
         self._admin_ids = admin_ids
         self._cache: TTLCache[str, dict[str, Any] | None] = TTLCache(maxsize=size, ttl=ttl, timer=clock)
+        self._asking: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
 
-    async def info(self, user_id: str) -> dict[str, Any] | None:
-        """The user object, or None if Slack would not say (unknown user, missing scope, outage)."""
+    async def info(self, user_id: str, *, quick: bool = False) -> dict[str, Any] | None:
+        """The user object, or None if Slack would not say (unknown user, missing scope, outage, rate limit)."""
         cached = self._cache.get(user_id, _MISSING)  # one lookup: an entry may expire between two
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
+        asking = self._asking.get(user_id)
+        if asking is not None:
+            return await asyncio.shield(asking)
+        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self._asking[user_id] = future
         try:
-            response = await self._client.users_info(user=user_id)
+            found = await self._ask(user_id, self._quick if quick else self._client)
+        except BaseException:
+            future.set_result(None)  # whoever shares this lookup learns nothing, and the next one asks again
+            raise
+        else:
+            future.set_result(found)
+        finally:
+            del self._asking[user_id]
+        return found
+
+    async def _ask(self, user_id: str, client: AsyncWebClient) -> dict[str, Any] | None:
+        try:
+            response = await client.users_info(user=user_id)
             user = response.get("user")
         except SlackApiError as exc:
-            log.warning("users.info for user=%s failed: %s", user_id, exc.response.get("error"))
+            error = exc.response.get("error")
+            log.warning("users.info for user=%s failed: %s", user_id, error)
+            if error in _PASSING or getattr(exc.response, "status_code", 200) >= 429:
+                return None  # passing trouble: not remembered, the next question asks again
             user = None
         except Exception as exc:  # network trouble: do not cache, try again next time
             log.warning("users.info for user=%s failed: %s", user_id, type(exc).__name__)
@@ -53,7 +83,7 @@ class SlackUsers:
 
     async def email(self, user_id: str) -> str | None:
         """The profile email (needs users:read.email); None when hidden or unknown."""
-        user = await self.info(user_id)
+        user = await self.info(user_id, quick=True)
         profile = (user or {}).get("profile") or {}
         email = profile.get("email")
         return email if isinstance(email, str) and "@" in email else None
