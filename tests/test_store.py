@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
+from functools import partial
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 from core.models import InboundMessage, ReplyTarget
 from core.schema import MIGRATIONS
 from core.sqlite_store import SqliteStore
+from core.sqlite_thread import DbThread
 
 
 def _question(event: str, user: str = "U1") -> InboundMessage:
@@ -21,8 +24,7 @@ def _question(event: str, user: str = "U1") -> InboundMessage:
 async def test_old_file_is_upgraded_in_place_keeping_its_data(tmp_path: Path) -> None:
     """A database written by the first schema version opens under the newest one with its data intact."""
     path = str(tmp_path / "old.db")
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    old = SqliteStore(conn)
+    old = SqliteStore(await DbThread.start(partial(sqlite3.connect, path, isolation_level=None)))
     assert await old.migrate(target=1) == 1
     turn = await old.record_question(_question("1.0"), key="slack-user-U1-C1", site_id="s", idle_timeout=60,
                                      now=time.time())
@@ -31,10 +33,8 @@ async def test_old_file_is_upgraded_in_place_keeping_its_data(tmp_path: Path) ->
 
     store = await SqliteStore.open(path)
     try:
-        async with store._db.execute("PRAGMA user_version") as cur:
-            assert (await cur.fetchone())[0] == len(MIGRATIONS)  # type: ignore[index]
-        async with store._db.execute("PRAGMA journal_mode") as cur:
-            assert (await cur.fetchone())[0] == "wal"  # type: ignore[index]
+        assert (await store._one("PRAGMA user_version"))[0] == len(MIGRATIONS)
+        assert (await store._one("PRAGMA journal_mode"))[0] == "wal"
         kept = await store.get_turn(turn.id)
         assert kept is not None and kept.session_id == "slack-user-U1-C1"
         await store.put_channel_mode("slack", "T1", "C1", "all", by="U9", now=time.time())
@@ -46,9 +46,8 @@ async def test_old_file_is_upgraded_in_place_keeping_its_data(tmp_path: Path) ->
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     """A file from a newer release is not silently downgraded or corrupted."""
     path = str(tmp_path / "new.db")
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
-    await conn.close()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
     with pytest.raises(RuntimeError, match="newer than this program"):
         await SqliteStore.open(path)
 
