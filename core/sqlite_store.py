@@ -171,23 +171,34 @@ def _record_one(c: sqlite3.Connection, q: _Question) -> Turn | None:
     live = c.execute("SELECT id FROM sessions WHERE key=? AND state='open'", (q.key,)).fetchone()
     session_id = live[0] if live else _new_session(c, q.key, t.platform, t.workspace_id, q.site_id,
                                                    q.idle_timeout, q.now)
+    extras = json.dumps(t.extras)
     turn_id = c.execute(
         "INSERT INTO turns (platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, "
         "user_id, is_dm, extras, event_key, session_id, site_id, email, text, state, created_at) "
         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (t.platform, t.workspace_id, t.channel_id, t.message_channel_id, t.message_id, t.thread_id, t.user_id,
-         int(t.is_dm), json.dumps(t.extras), q.msg.event_key, session_id, q.site_id, q.msg.email, q.msg.text,
+         int(t.is_dm), extras, q.msg.event_key, session_id, q.site_id, q.msg.email, q.msg.text,
          TurnState.QUEUED.value, q.now),
     ).lastrowid
     c.execute("UPDATE sessions SET last_activity=?, last_turn_id=? WHERE id=?", (q.now, turn_id, session_id))
-    turn = _get_turn(c, turn_id)  # type: ignore[arg-type]
-    return replace(turn, opened_session=live is None) if turn is not None else None
+    # The row as get_turn would read it back (REAL column: a float), without reading it.
+    row = (turn_id, t.platform, t.workspace_id, t.channel_id, t.message_channel_id, t.message_id, t.thread_id,
+           t.user_id, int(t.is_dm), extras, session_id, q.site_id, TurnState.QUEUED.value, q.msg.text, q.msg.email,
+           None, float(q.now), None, None, None, None, None, None, None)
+    return replace(_turn(row), opened_session=live is None)
 
 
 def _record_batch(c: sqlite3.Connection, batch: list[_Question]) -> list[Turn | Exception | None]:
     """Every question of a group commit in one transaction, each in its own savepoint: one that fails (a bug, a
     constraint) gets its own error and the others are still recorded. A database that cannot be written (an
     OperationalError) fails them all."""
+    if len(batch) == 1:  # the transaction is this question's alone: no savepoint needed
+        try:
+            return [_in_tx(c, partial(_record_one, q=batch[0]))]
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:  # as below
+            return [None if isinstance(exc, sqlite3.IntegrityError) and _seen(c, batch[0]) else exc]
 
     def work(c: sqlite3.Connection) -> list[Turn | Exception | None]:
         results: list[Turn | Exception | None] = []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -109,3 +111,56 @@ async def test_the_same_file_under_another_name_is_still_one_process(tmp_path: P
         await first.close()
     second = await SqliteStore.open(str(other))  # free again once the first has closed
     await second.close()
+
+
+async def test_a_burst_of_questions_is_recorded_in_a_few_transactions(tmp_path: Path) -> None:
+    """Group commit: 100 questions at once are committed in at most two transactions (one each before), and every
+    caller still gets its own Turn."""
+    store = await SqliteStore.open(str(tmp_path / "burst.db"))
+    try:
+        begins: list[str] = []
+        await store._db.run(lambda c: c.set_trace_callback(
+            lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None))
+        turns = await asyncio.gather(*(
+            store.record_question(_question(f"{i}.0", user=f"U{i}"), key=f"k{i}", site_id="s", idle_timeout=60,
+                                  now=1.0) for i in range(100)))
+        assert [t.target.message_id for t in turns if t is not None] == [f"{i}.0" for i in range(100)]
+        assert 1 <= len(begins) <= 2, begins
+    finally:
+        await store.close()
+
+
+async def test_cancelled_callers_leave_no_transaction_open(tmp_path: Path) -> None:
+    """A caller cancelled while its group commit runs: the question is recorded (the transaction finishes on the
+    database thread); one cancelled before its commit started is not; either way no transaction is left open, the
+    next question is recorded, and a close waits for the commit in flight."""
+    path = str(tmp_path / "cancel.db")
+    store = await SqliteStore.open(path)
+    gate = threading.Event()
+    busy = asyncio.ensure_future(store._db.run(lambda c: gate.wait(5)))  # holds the thread
+    first = asyncio.create_task(store.record_question(_question("1.0"), key="k1", site_id="s", idle_timeout=60,
+                                                      now=1.0))
+    await asyncio.sleep(0)  # its commit is queued behind `busy`
+    second = asyncio.create_task(store.record_question(_question("2.0"), key="k2", site_id="s", idle_timeout=60,
+                                                       now=1.0))
+    await asyncio.sleep(0)  # waiting for the next group commit
+    first.cancel()
+    second.cancel()
+    gate.set()
+    await busy
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert first.cancelled() and second.cancelled()
+    third = await store.record_question(_question("3.0"), key="k3", site_id="s", idle_timeout=60, now=1.0)
+    assert third is not None
+    assert await store._db.run(lambda c: c.in_transaction) is False
+    assert [t.target.message_id for t in await store.active_turns()] == ["1.0", "3.0"]
+    late = asyncio.create_task(store.record_question(_question("4.0"), key="k4", site_id="s", idle_timeout=60,
+                                                     now=1.0))
+    await asyncio.sleep(0)
+    await store.close()  # the question handed over before the close is kept
+    again = await SqliteStore.open(path)
+    try:
+        assert (await late) is not None
+        assert [t.target.message_id for t in await again.active_turns()] == ["1.0", "3.0", "4.0"]
+    finally:
+        await again.close()
