@@ -9,6 +9,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,3 +165,32 @@ async def test_cancelled_callers_leave_no_transaction_open(tmp_path: Path) -> No
         assert [t.target.message_id for t in await again.active_turns()] == ["1.0", "3.0", "4.0"]
     finally:
         await again.close()
+
+
+async def test_each_operation_is_one_round_trip_to_the_database_thread(tmp_path: Path) -> None:
+    """Every call an answered question makes hands the database thread one function (a whole transaction), not
+    one per statement."""
+    store = await SqliteStore.open(str(tmp_path / "trips.db"))
+    trips: list[str] = []
+    real = store._db.submit
+
+    def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return real(fn, *args, **kwargs)
+
+    store._db.submit = counted  # type: ignore[method-assign]
+    try:
+        turn = await store.record_question(_question("1.0"), key="k", site_id="s", idle_timeout=60, now=1.0)
+        assert turn is not None
+        calls = [store.get_turn(turn.id), store.head_turn(turn.session_id), store.claim_submit(turn.id),
+                 store.mark_submitted(turn.id, "r1", now=2.0), store.store_answer(turn.id, "a", 0.9, "high", now=3.0),
+                 store.claim_delivery(turn.id), store.mark_answered(turn.id, ["9.0"], now=4.0),
+                 store.rebind_session(turn.id, now=5.0), store.counts(), store.prune(0.0),
+                 store.claim_feedback(turn.id, "good", "U1", "button", now=6.0)]
+        for call in calls:
+            before = len(trips)
+            await call
+            assert len(trips) == before + 1, trips[before:]
+        assert len(trips) == 1 + len(calls)
+    finally:
+        await store.close()
