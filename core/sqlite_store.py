@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -252,6 +253,7 @@ class SqliteStore:
 
     shared = False  # one process per file (the lock file): it holds every question and leads every job
     holder = "local"
+    group_max = 1000  # questions per group commit: bounds one transaction's time under a huge burst
 
     def __init__(self, db: DbThread, lock_file: IO[bytes] | None = None, *, path: str | None = None) -> None:
         self._db = db
@@ -260,7 +262,7 @@ class SqliteStore:
         self._path = path
         self._identity = _file_identity(path) if path is not None else None  # (st_dev, st_ino) at open
         self._probes = 0
-        self._waiting: list[_Question] = []  # record_question calls for the next group commit
+        self._waiting: deque[_Question] = deque()  # record_question calls for the next group commit
         self._recording: asyncio.Future[Any] | None = None  # the group commit in flight
 
     @classmethod
@@ -366,9 +368,13 @@ class SqliteStore:
         return await done
 
     def _record_waiting(self) -> None:
-        """Start the next group commit with every question waiting (a cancelled caller's question is skipped)."""
-        batch = [q for q in self._waiting if not q.done.done()]
-        self._waiting = []
+        """Start the next group commit with the questions waiting, oldest first, up to `group_max` (a cancelled
+        caller's question is skipped)."""
+        batch: list[_Question] = []
+        while self._waiting and len(batch) < self.group_max:
+            q = self._waiting.popleft()
+            if not q.done.done():
+                batch.append(q)
         if not batch:
             self._recording = None
             return
