@@ -1,21 +1,25 @@
-"""The SQLite (WAL) implementation of core.ports.Store on aiosqlite: the zero-setup default."""
+"""The SQLite (WAL) implementation of core.ports.Store: the zero-setup default.
+
+Every operation is one function run on the connection's own thread (core.sqlite_thread), a whole transaction at
+once; questions that arrive while one is being recorded are recorded together in the next transaction (group
+commit), each in its own savepoint.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import fcntl
 import json
 import logging
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
-
-import aiosqlite
+from typing import IO, Any, NamedTuple
 
 from core.config import ConfigError
 from core.health import StoreHealth, StoreUnavailable
@@ -23,11 +27,11 @@ from core.models import Counts, FeedbackClaim, InboundMessage, ReplyTarget, Sess
 from core.ratelimit import LocalBudget
 from core.schema import MIGRATIONS
 from core.session_ids import session_id as make_session_id
+from core.sqlite_thread import DbThread
 
 __all__ = ["SqliteStore", "exclusive_lock"]
 
 log = logging.getLogger(__name__)
-_IN_TX: contextvars.ContextVar[bool] = contextvars.ContextVar("uppzy_store_in_tx", default=False)
 # What SQLite says when the database cannot be written now (as opposed to a bug in a statement).
 _UNWRITABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN,
                sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CORRUPT,
@@ -91,42 +95,175 @@ def _turn(row: Sequence[Any]) -> Turn:
     )
 
 
+# ---- run on the database thread -------------------------------------------------------------------------------
+
+
+class _Unwritten(NamedTuple):
+    """A write operation's result when nothing was written (a constraint said no): says nothing of the disk."""
+
+    value: Any
+
+
+def _rowcount(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
+    return c.execute(sql, params).rowcount
+
+
+def _fetchone(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
+    return c.execute(sql, params).fetchone()
+
+
+def _fetchall(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return c.execute(sql, params).fetchall()
+
+
+def _in_tx(c: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    """`work` in one IMMEDIATE transaction: committed, or rolled back whatever it raised."""
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(c)
+        c.execute("COMMIT")  # in WAL mode a full disk shows here
+    except BaseException:
+        if c.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _get_turn(c: sqlite3.Connection, turn_id: int) -> Turn | None:
+    row = c.execute(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id=?", (turn_id,)).fetchone()
+    return _turn(row) if row else None
+
+
+def _new_session(c: sqlite3.Connection, key: str, platform: str, workspace_id: str, site_id: str,
+                 idle_timeout: float, now: float, *, stamped: bool = False) -> str:
+    # Generations never repeat while a key's sessions are kept; after a prune core may ask for a stamped id.
+    row = c.execute("SELECT MAX(generation) FROM sessions WHERE key=?", (key,)).fetchone()
+    generation = (row[0] or 0) + 1
+    session_id = make_session_id(key, generation, stamp=now if stamped else None)
+    c.execute(
+        "INSERT INTO sessions (id, key, generation, platform, workspace_id, site_id, state, created_at, "
+        "last_activity, idle_timeout) VALUES (?,?,?,?,?,?,'open',?,?,?)",
+        (session_id, key, generation, platform, workspace_id, site_id, now, now, idle_timeout),
+    )
+    return session_id
+
+
+class _Question(NamedTuple):
+    """One record_question call waiting for the next group commit."""
+
+    msg: InboundMessage
+    key: str
+    site_id: str
+    idle_timeout: float
+    now: float
+    done: asyncio.Future[Turn | None]
+
+
+def _seen(c: sqlite3.Connection, q: _Question) -> bool:
+    return c.execute("SELECT 1 FROM turns WHERE platform=? AND event_key=?",
+                     (q.msg.target.platform, q.msg.event_key)).fetchone() is not None
+
+
+def _record_one(c: sqlite3.Connection, q: _Question) -> Turn | None:
+    if _seen(c, q):
+        return None
+    t = q.msg.target
+    live = c.execute("SELECT id FROM sessions WHERE key=? AND state='open'", (q.key,)).fetchone()
+    session_id = live[0] if live else _new_session(c, q.key, t.platform, t.workspace_id, q.site_id,
+                                                   q.idle_timeout, q.now)
+    extras = json.dumps(t.extras)
+    turn_id = c.execute(
+        "INSERT INTO turns (platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, "
+        "user_id, is_dm, extras, event_key, session_id, site_id, email, text, state, created_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (t.platform, t.workspace_id, t.channel_id, t.message_channel_id, t.message_id, t.thread_id, t.user_id,
+         int(t.is_dm), extras, q.msg.event_key, session_id, q.site_id, q.msg.email, q.msg.text,
+         TurnState.QUEUED.value, q.now),
+    ).lastrowid
+    c.execute("UPDATE sessions SET last_activity=?, last_turn_id=? WHERE id=?", (q.now, turn_id, session_id))
+    # The row as get_turn would read it back (REAL column: a float), without reading it.
+    row = (turn_id, t.platform, t.workspace_id, t.channel_id, t.message_channel_id, t.message_id, t.thread_id,
+           t.user_id, int(t.is_dm), extras, session_id, q.site_id, TurnState.QUEUED.value, q.msg.text, q.msg.email,
+           None, float(q.now), None, None, None, None, None, None, None)
+    return replace(_turn(row), opened_session=live is None)
+
+
+def _record_batch(c: sqlite3.Connection, batch: list[_Question]) -> list[Turn | Exception | None]:
+    """Every question of a group commit in one transaction, each in its own savepoint: one that fails (a bug, a
+    constraint) gets its own error and the others are still recorded. A database that cannot be written (an
+    OperationalError) fails them all."""
+    if len(batch) == 1:  # the transaction is this question's alone: no savepoint needed
+        try:
+            return [_in_tx(c, partial(_record_one, q=batch[0]))]
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:  # as below
+            return [None if isinstance(exc, sqlite3.IntegrityError) and _seen(c, batch[0]) else exc]
+
+    def work(c: sqlite3.Connection) -> list[Turn | Exception | None]:
+        results: list[Turn | Exception | None] = []
+        for q in batch:
+            c.execute("SAVEPOINT question")
+            try:
+                results.append(_record_one(c, q))
+            except sqlite3.OperationalError:
+                raise
+            except Exception as exc:  # this caller's error, not the batch's
+                c.execute("ROLLBACK TO question")
+                # An IntegrityError on a copy of an event already stored is a duplicate; anything else is an error.
+                results.append(None if isinstance(exc, sqlite3.IntegrityError) and _seen(c, q) else exc)
+            c.execute("RELEASE question")
+        return results
+
+    return _in_tx(c, work)  # type: ignore[no-any-return]
+
+
+def _migrate(c: sqlite3.Connection, target: int) -> int:
+    version = c.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"database schema v{version} is newer than this program (v{len(MIGRATIONS)})")
+    for number in range(version, target):
+
+        def step(c: sqlite3.Connection, number: int = number) -> None:
+            for statement in MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    c.execute(statement)
+            c.execute(f"PRAGMA user_version={number + 1}")
+
+        _in_tx(c, step)
+        log.info("store migrated to schema v%d", number + 1)
+    return max(version, target)
+
+
+def _prepare(c: sqlite3.Connection) -> None:
+    c.execute("PRAGMA journal_mode=WAL")
+    c.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash
+    c.execute("PRAGMA busy_timeout=10000")
+    c.execute("PRAGMA foreign_keys=ON")
+
+
+def _prepare_probe(c: sqlite3.Connection) -> None:
+    c.execute(_PROBE_TABLE)
+    c.execute("INSERT OR REPLACE INTO store_probe (id, n) VALUES (1, 0)")  # a real write
+
+
 class SqliteStore:
-    """One aiosqlite connection in WAL mode; every multi-step change is one transaction."""
+    """One sqlite3 connection in WAL mode on its own thread; every multi-step change is one transaction there."""
 
     shared = False  # one process per file (the lock file): it holds every question and leads every job
     holder = "local"
+    group_max = 1000  # questions per group commit: bounds one transaction's time under a huge burst
 
-    def __init__(self, conn: aiosqlite.Connection, lock_file: IO[bytes] | None = None, *,
-                 path: str | None = None) -> None:
-        self._db = conn
+    def __init__(self, db: DbThread, lock_file: IO[bytes] | None = None, *, path: str | None = None) -> None:
+        self._db = db
         self._lock_file = lock_file
-        self._lock = asyncio.Lock()  # one connection: a transaction must not interleave with other statements
         self.health = StoreHealth()
         self._path = path
         self._identity = _file_identity(path) if path is not None else None  # (st_dev, st_ino) at open
         self._probes = 0
-
-    def _guard(self) -> contextlib.AbstractAsyncContextManager[object]:
-        return contextlib.nullcontext() if _IN_TX.get() else self._lock  # type: ignore[return-value]
-
-    async def _exec(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
-        """One write; outside a transaction its outcome is the store's health."""
-        if _IN_TX.get():
-            return await self._db.execute(sql, tuple(params))
-        async with self._lock:
-            try:
-                cursor = await self._db.execute(sql, tuple(params))
-            except sqlite3.OperationalError as exc:
-                raise self._write_failed(exc) from exc
-        self.health.succeeded()
-        return cursor
-
-    def _write_failed(self, exc: sqlite3.OperationalError) -> BaseException:
-        if not _unwritable(exc):
-            return exc
-        self.health.failed(str(exc))
-        return StoreUnavailable(f"the database cannot be written: {exc}")
+        self._waiting: deque[_Question] = deque()  # record_question calls for the next group commit
+        self._recording: asyncio.Future[Any] | None = None  # the group commit in flight
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
@@ -143,7 +280,7 @@ class SqliteStore:
                 raise _unwritable_at_start(path, exc.strerror or str(exc)) from None
             lock_file = exclusive_lock(path)
         try:
-            conn = await aiosqlite.connect(path, isolation_level=None, timeout=10.0)
+            db = await DbThread.start(partial(sqlite3.connect, path, isolation_level=None, timeout=10.0))
         except BaseException as exc:
             if lock_file is not None:
                 lock_file.close()
@@ -151,16 +288,12 @@ class SqliteStore:
                 raise _unwritable_at_start(path, str(exc)) from None
             raise
         try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash
-            await conn.execute("PRAGMA busy_timeout=10000")
-            await conn.execute("PRAGMA foreign_keys=ON")
-            store = cls(conn, lock_file, path=None if path == ":memory:" else path)
+            await db.run(_prepare)
+            store = cls(db, lock_file, path=None if path == ":memory:" else path)
             await store.migrate()
-            await conn.execute(_PROBE_TABLE)
-            await conn.execute("INSERT OR REPLACE INTO store_probe (id, n) VALUES (1, 0)")  # a real write
+            await db.run(_prepare_probe)
         except BaseException as exc:
-            await conn.close()
+            await db.close()
             if lock_file is not None:
                 lock_file.close()
             if isinstance(exc, sqlite3.DatabaseError):
@@ -170,151 +303,131 @@ class SqliteStore:
 
     async def migrate(self, target: int | None = None) -> int:
         """Apply the migrations this file has not had yet; returns the resulting schema version."""
-        target = len(MIGRATIONS) if target is None else target
-        async with self._db.execute("PRAGMA user_version") as cur:
-            version = (await cur.fetchone())[0]  # type: ignore[index]
-        if version > len(MIGRATIONS):
-            raise RuntimeError(f"database schema v{version} is newer than this program (v{len(MIGRATIONS)})")
-        for number in range(version, target):
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        await self._db.execute(statement)
-                await self._db.execute(f"PRAGMA user_version={number + 1}")
-                await self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        await self._db.execute("ROLLBACK")
-                raise
-            log.info("store migrated to schema v%d", number + 1)
-        return max(version, target)
+        return await self._db.run(_migrate, len(MIGRATIONS) if target is None else target)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Close the connection (WAL contents stay durable) and let another process have the file.
 
-        Waits for a transaction still running: `_tx` shields it from its caller's cancellation (a stop), so it
-        may outlive the caller, and closing under it ended in "no active connection" tracebacks.
+        Waits for the questions still being recorded, and the thread runs every operation queued before the close
+        (a transaction always finishes there, even if its caller was cancelled by a stop).
         """
-        async with self._lock:
-            await self._db.close()
+        while self._recording is not None:
+            await asyncio.wait([self._recording])
+        await self._db.close()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
 
-    async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        async with self._guard(), self._db.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+    # ---- one round trip per operation -----------------------------------------------------------------
 
-    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        async with self._guard(), self._db.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+    def _health(self, result: Any, error: BaseException | None) -> tuple[Any, BaseException | None]:
+        """A write's outcome is the store's health; one that cannot be written now becomes StoreUnavailable."""
+        if error is None:
+            if isinstance(result, _Unwritten):
+                return result.value, None
+            self.health.succeeded()
+            return result, None
+        if isinstance(error, sqlite3.OperationalError) and _unwritable(error):
+            self.health.failed(str(error))
+            unavailable = StoreUnavailable(f"the database cannot be written: {error}")
+            unavailable.__cause__ = error
+            return None, unavailable
+        return None, error
 
-    async def _tx(self, work: Any) -> Any:
-        # Shielded: a cancellation mid-transaction must not leave the one shared connection inside BEGIN.
-        return await asyncio.shield(self._run_tx(work))
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return await self._db.run(_fetchone, sql, params)
 
-    async def _run_tx(self, work: Any) -> Any:
-        async with self._lock:
-            token = _IN_TX.set(True)
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = await work()
-                    await self._db.execute("COMMIT")  # in WAL mode a full disk shows here
-                except BaseException:
-                    if self._db.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
-                        with contextlib.suppress(sqlite3.Error):
-                            await self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.OperationalError as exc:
-                raise self._write_failed(exc) from exc
-            finally:
-                _IN_TX.reset(token)
-        self.health.succeeded()
-        return result
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self._db.run(_fetchall, sql, params)  # type: ignore[no-any-return]
+
+    async def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One write; its outcome is the store's health. Returns the number of rows changed."""
+        return await self._db.run(_rowcount, sql, params, after=self._health)  # type: ignore[no-any-return]
+
+    async def _write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`work` (statements outside a transaction) on the thread; its outcome is the store's health."""
+        return await self._db.run(work, after=self._health)
+
+    async def _tx(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`work` as one transaction on the thread; its outcome is the store's health."""
+        return await self._db.run(_in_tx, work, after=self._health)
 
     # ---- questions --------------------------------------------------------------------------------
 
     async def record_question(self, msg: InboundMessage, *, key: str, site_id: str, idle_timeout: float,
                               now: float) -> Turn | None:
-        """Store a question under its conversation's live session (opening one if needed); None if seen before."""
-        t = msg.target
+        """Store a question under its conversation's live session (opening one if needed); None if seen before.
 
-        async def work() -> Turn | None:
-            if await self._one("SELECT 1 FROM turns WHERE platform=? AND event_key=?", (t.platform, msg.event_key)):
-                return None
-            live = await self._one("SELECT 1 FROM sessions WHERE key=? AND state='open'", (key,))
-            session_id = await self._live_or_new_session(key, t.platform, t.workspace_id, site_id, idle_timeout, now)
-            cur = await self._exec(
-                "INSERT INTO turns (platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, "
-                "user_id, is_dm, extras, event_key, session_id, site_id, email, text, state, created_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (t.platform, t.workspace_id, t.channel_id, t.message_channel_id, t.message_id, t.thread_id,
-                 t.user_id, int(t.is_dm), json.dumps(t.extras), msg.event_key, session_id, site_id, msg.email,
-                 msg.text, TurnState.QUEUED.value, now),
-            )
-            turn_id = cur.lastrowid
-            await self._exec(
-                "UPDATE sessions SET last_activity=?, last_turn_id=? WHERE id=?", (now, turn_id, session_id)
-            )
-            turn = await self.get_turn(turn_id)  # type: ignore[arg-type]
-            return replace(turn, opened_session=live is None) if turn is not None else None
+        Group commit: calls that arrive while a commit is in flight are recorded together in the next one, so a
+        burst costs a few transactions rather than one each; every caller still gets its own Turn, None or error.
+        """
+        done: asyncio.Future[Turn | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Question(msg, key, site_id, idle_timeout, now, done))
+        if self._recording is None:
+            self._record_waiting()
+        return await done
 
+    def _record_waiting(self) -> None:
+        """Start the next group commit with the questions waiting, oldest first, up to `group_max` (a cancelled
+        caller's question is skipped)."""
+        batch: list[_Question] = []
+        while self._waiting and len(batch) < self.group_max:
+            q = self._waiting.popleft()
+            if not q.done.done():
+                batch.append(q)
+        if not batch:
+            self._recording = None
+            return
         try:
-            return await self._tx(work)
-        except sqlite3.IntegrityError:
-            # A concurrent copy of the same event won the race; anything else is a real error.
-            if await self._one("SELECT 1 FROM turns WHERE platform=? AND event_key=?", (t.platform, msg.event_key)):
-                return None
-            raise
+            self._recording = self._db.submit(_record_batch, batch, after=partial(self._recorded, batch))
+        except Exception as exc:  # closed
+            self._recording = None
+            for q in batch:
+                q.done.set_exception(exc)
 
-    async def _live_or_new_session(self, key: str, platform: str, workspace_id: str, site_id: str,
-                                   idle_timeout: float, now: float) -> str:
-        row = await self._one("SELECT id, state FROM sessions WHERE key=? AND state='open'", (key,))
-        if row:
-            return row[0]
-        return await self._new_session(key, platform, workspace_id, site_id, idle_timeout, now)
-
-    async def _new_session(self, key: str, platform: str, workspace_id: str, site_id: str, idle_timeout: float,
-                           now: float, *, stamped: bool = False) -> str:
-        # Generations never repeat while a key's sessions are kept; after a prune core may ask for a stamped id.
-        row = await self._one("SELECT MAX(generation) FROM sessions WHERE key=?", (key,))
-        generation = (row[0] or 0) + 1
-        session_id = make_session_id(key, generation, stamp=now if stamped else None)
-        await self._exec(
-            "INSERT INTO sessions (id, key, generation, platform, workspace_id, site_id, state, created_at, "
-            "last_activity, idle_timeout) VALUES (?,?,?,?,?,?,'open',?,?,?)",
-            (session_id, key, generation, platform, workspace_id, site_id, now, now, idle_timeout),
-        )
-        return session_id
+    def _recorded(self, batch: list[_Question], results: list[Turn | Exception | None] | None,
+                  error: BaseException | None) -> tuple[None, None]:
+        """A group commit ended (on the loop): answer its callers, then start the next one."""
+        failed = self._health(None, error)[1] if error is not None else None  # one failed write, once
+        for i, q in enumerate(batch):
+            outcome = results[i] if results is not None else None
+            if q.done.done():
+                continue
+            if isinstance(failed, StoreUnavailable):  # each caller its own exception (tracebacks differ)
+                q.done.set_exception(StoreUnavailable(*failed.args))
+            elif failed is not None:
+                q.done.set_exception(failed)
+            elif isinstance(outcome, Exception):
+                q.done.set_exception(outcome)
+            else:
+                q.done.set_result(outcome)
+        if error is None:
+            self.health.succeeded()
+        self._record_waiting()
+        return None, None
 
     async def rebind_session(self, turn_id: int, *, now: float, stamped: bool = False) -> str:
         """Uppzy says the session is closed: retire it and move this question to a fresh session id."""
-        turn = await self.get_turn(turn_id)
-        assert turn is not None
-        old = await self._one("SELECT key, idle_timeout FROM sessions WHERE id=?", (turn.session_id,))
-        key, idle_timeout = old[0], old[1]
 
-        async def work() -> str:
-            await self._exec(
-                "UPDATE sessions SET state='closed', closed_at=?, close_reason='closed_upstream' WHERE id=?",
-                (now, turn.session_id),
-            )
-            session_id = await self._new_session(key, turn.target.platform, turn.target.workspace_id,
-                                                 turn.site_id, idle_timeout, now, stamped=stamped)
-            await self._exec("UPDATE turns SET session_id=? WHERE session_id=? AND state IN ('queued',"
-                                   "'submitting')", (session_id, turn.session_id))
-            await self._exec("UPDATE sessions SET last_turn_id=? WHERE id=?", (turn_id, session_id))
+        def work(c: sqlite3.Connection) -> str:
+            turn = _get_turn(c, turn_id)
+            assert turn is not None
+            key, idle_timeout = c.execute("SELECT key, idle_timeout FROM sessions WHERE id=?",
+                                          (turn.session_id,)).fetchone()
+            c.execute("UPDATE sessions SET state='closed', closed_at=?, close_reason='closed_upstream' WHERE id=?",
+                      (now, turn.session_id))
+            session_id = _new_session(c, key, turn.target.platform, turn.target.workspace_id, turn.site_id,
+                                      idle_timeout, now, stamped=stamped)
+            c.execute("UPDATE turns SET session_id=? WHERE session_id=? AND state IN ('queued','submitting')",
+                      (session_id, turn.session_id))
+            c.execute("UPDATE sessions SET last_turn_id=? WHERE id=?", (turn_id, session_id))
             return session_id
 
-        return await self._tx(work)
+        return await self._tx(work)  # type: ignore[no-any-return]
 
     async def get_turn(self, turn_id: int) -> Turn | None:
         """One question by id."""
-        row = await self._one(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id=?", (turn_id,))
-        return _turn(row) if row else None
+        return await self._db.run(_get_turn, turn_id)  # type: ignore[no-any-return]
 
     async def active_turns(self) -> list[Turn]:
         """Every question not yet answered or failed, oldest first (for resuming after a restart)."""
@@ -359,22 +472,22 @@ class SqliteStore:
 
     async def claim_submit(self, turn_id: int) -> bool:
         """Move a question from queued to submitting; False if someone else already did (never submit twice)."""
-        cur = await self._exec("UPDATE turns SET state='submitting' WHERE id=? AND state='queued'", (turn_id,))
-        return cur.rowcount == 1
+        changed = await self._exec("UPDATE turns SET state='submitting' WHERE id=? AND state='queued'", (turn_id,))
+        return changed == 1
 
     async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> bool:
         """Record that a question ends with this notice, before it is posted (so a crash resumes it)."""
-        cur = await self._exec(
+        changed = await self._exec(
             "UPDATE turns SET state='notifying', error_kind=?, notice_kind=?, notice=?, text=NULL, answer=NULL "
             f"WHERE id=? AND {_UNFINISHED}", (kind, notice_kind, notice, turn_id),
         )
-        return cur.rowcount == 1
+        return changed == 1
 
     async def claim_delivery(self, turn_id: int) -> bool:
         """ready/delivering → delivering (one process: always its own while the answer waits)."""
-        cur = await self._exec("UPDATE turns SET state='delivering' WHERE id=? AND state IN ('ready','delivering')",
+        changed = await self._exec("UPDATE turns SET state='delivering' WHERE id=? AND state IN ('ready','delivering')",
                                (turn_id,))
-        return cur.rowcount == 1
+        return changed == 1
 
     async def mark_submitted(self, turn_id: int, request_id: str, *, now: float) -> None:
         """Uppzy accepted the question: keep its request_id before anything else happens."""
@@ -395,18 +508,18 @@ class SqliteStore:
     async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None:
         """Posted: remember which messages carry the answer (for feedback) and drop the texts."""
 
-        async def work() -> None:
-            turn = await self._one("SELECT platform, session_id, message_channel_id FROM turns WHERE id=?", (turn_id,))
-            await self._db.executemany(
+        def work(c: sqlite3.Connection) -> None:
+            turn = c.execute("SELECT platform, session_id, message_channel_id FROM turns WHERE id=?",
+                             (turn_id,)).fetchone()
+            if turn is None:
+                return
+            c.executemany(
                 "INSERT OR REPLACE INTO answer_messages (platform, message_id, channel_id, turn_id) VALUES (?,?,?,?)",
                 [(turn[0], mid, turn[2], turn_id) for mid in message_ids],
             )
-            await self._exec(
-                f"UPDATE turns SET state='answered', done_at=?, text=NULL, answer=NULL WHERE id=? AND {_UNFINISHED}",
-                (now, turn_id),
-            )
-            await self._exec("UPDATE sessions SET last_activity=MAX(last_activity, ?) WHERE id=?",
-                                   (now, turn[1]))
+            c.execute(f"UPDATE turns SET state='answered', done_at=?, text=NULL, answer=NULL WHERE id=? AND "
+                      f"{_UNFINISHED}", (now, turn_id))
+            c.execute("UPDATE sessions SET last_activity=MAX(last_activity, ?) WHERE id=?", (now, turn[1]))
 
         await self._tx(work)
 
@@ -448,26 +561,28 @@ class SqliteStore:
     async def claim_feedback(self, turn_id: int, rating: str, user_id: str, source: str, *,
                              now: float) -> FeedbackClaim | None:
         """Reserve the one rating of an answer; returns the claim already there if there is one."""
-        try:
-            await self._exec(
-                "INSERT INTO feedback (turn_id, rating, user_id, source, state, at) VALUES (?,?,?,?,'sending',?)",
-                (turn_id, rating, user_id, source, now),
-            )
-            return None
-        except sqlite3.IntegrityError:
-            row = await self._one("SELECT rating, state, at FROM feedback WHERE turn_id=?", (turn_id,))
-            if row is None:  # freed between the insert and the read (a failed send): report it as in use
-                return FeedbackClaim(rating, "sending", now)  # type: ignore[arg-type]
-            return FeedbackClaim(row[0], row[1], row[2])
+
+        def work(c: sqlite3.Connection) -> FeedbackClaim | _Unwritten | None:
+            try:
+                c.execute("INSERT INTO feedback (turn_id, rating, user_id, source, state, at) VALUES (?,?,?,?,"
+                          "'sending',?)", (turn_id, rating, user_id, source, now))
+                return None
+            except sqlite3.IntegrityError:
+                row = c.execute("SELECT rating, state, at FROM feedback WHERE turn_id=?", (turn_id,)).fetchone()
+            if row is None:  # no claim to show (the question is gone): report it as in use, as a race would
+                return _Unwritten(FeedbackClaim(rating, "sending", now))  # type: ignore[arg-type]
+            return _Unwritten(FeedbackClaim(row[0], row[1], row[2]))
+
+        return await self._write(work)  # type: ignore[no-any-return]
 
     async def take_over_feedback(self, turn_id: int, *, seen_at: float, rating: str, user_id: str, source: str,
                                  now: float) -> bool:
         """Replace a `sending` claim still stamped `seen_at` (compare-and-set)."""
-        cur = await self._exec(
+        changed = await self._exec(
             "UPDATE feedback SET rating=?, user_id=?, source=?, at=? WHERE turn_id=? AND state='sending' AND at=?",
             (rating, user_id, source, now, turn_id, seen_at),
         )
-        return cur.rowcount == 1
+        return changed == 1
 
     async def finish_feedback(self, turn_id: int, *, sent: bool) -> None:
         """Confirm a rating Uppzy took, or free the slot so the user can try again."""
@@ -500,14 +615,14 @@ class SqliteStore:
 
     async def claim_for_close(self, session_id: str, *, idle_at: float | None, now: float | None = None) -> bool:
         """Atomically mark a session 'closing' (at `now`) if it is open, idle at `idle_at` (None: any) and not busy."""
-        cur = await self._exec(
+        changed = await self._exec(
             "UPDATE sessions SET state='closing', closing_at=? WHERE id=? AND state='open' "
             "AND (? IS NULL OR last_activity + idle_timeout < ?) "
             "AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id=sessions.id "
             "AND t.state NOT IN ('answered','failed'))",
             (now, session_id, idle_at, idle_at),
         )
-        return cur.rowcount == 1
+        return changed == 1
 
     async def set_idle_timeout(self, platform: str, workspace_id: str, seconds: float) -> None:
         """A workspace changed its idle timeout: open sessions follow it from now on."""
@@ -535,10 +650,13 @@ class SqliteStore:
         scope, params = "", ()
         if platform is not None:
             scope, params = " AND platform=? AND workspace_id=?", (platform, workspace_id)
-        pending = await self._one(f"SELECT COUNT(*) FROM turns WHERE state NOT IN ('answered','failed'){scope}",
-                                  params)
-        sessions = await self._one(f"SELECT COUNT(*) FROM sessions WHERE state='open'{scope}", params)
-        return Counts(pending[0], sessions[0])
+        def read(c: sqlite3.Connection) -> Counts:
+            pending = c.execute(f"SELECT COUNT(*) FROM turns WHERE state NOT IN ('answered','failed'){scope}",
+                                params).fetchone()
+            sessions = c.execute(f"SELECT COUNT(*) FROM sessions WHERE state='open'{scope}", params).fetchone()
+            return Counts(pending[0], sessions[0])
+
+        return await self._db.run(read)  # type: ignore[no-any-return]
 
     async def ping(self) -> None:
         """One trivial read: raises if the database cannot be read."""
@@ -621,17 +739,13 @@ class SqliteStore:
     async def prune(self, done_before: float) -> int:
         """Forget finished questions (and their answer-message links) older than the retention window."""
 
-        async def work() -> int:
-            await self._exec(
-                "DELETE FROM answer_messages WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)",
-                (done_before,),
-            )
-            await self._exec(
-                "DELETE FROM feedback WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)", (done_before,)
-            )
-            cur = await self._exec("DELETE FROM turns WHERE done_at < ?", (done_before,))
+        def work(c: sqlite3.Connection) -> int:
+            c.execute("DELETE FROM answer_messages WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)",
+                      (done_before,))
+            c.execute("DELETE FROM feedback WHERE turn_id IN (SELECT id FROM turns WHERE done_at < ?)", (done_before,))
+            gone = c.execute("DELETE FROM turns WHERE done_at < ?", (done_before,)).rowcount
             # Closed sessions go too (a returning key starts at generation 1 again; core rebinds on a 409).
-            await self._exec("DELETE FROM sessions WHERE state='closed' AND closed_at < ?", (done_before,))
-            return cur.rowcount
+            c.execute("DELETE FROM sessions WHERE state='closed' AND closed_at < ?", (done_before,))
+            return gone
 
-        return await self._tx(work)
+        return await self._tx(work)  # type: ignore[no-any-return]

@@ -27,8 +27,7 @@ async def test_a_pruned_user_comes_back_and_is_answered_without_an_error(harness
     h = await harness()
     assert [await _ask_and_end(h) for _ in range(2)] == ["console-user-you-terminal", "console-user-you-terminal-2"]
     assert await h.store.prune(time.time() + 1) == 2
-    async with h.store._db.execute("SELECT COUNT(*) FROM sessions") as cur:
-        assert (await cur.fetchone())[0] == 0  # type: ignore[index]
+    assert (await h.store._one("SELECT COUNT(*) FROM sessions"))[0] == 0
     _, qid = await h.ask("and exchanges?")
     await h.until(lambda: len(h.console.answers()) == 3)
     await h.relay.wait_idle()

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
+import threading
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-import aiosqlite
 import pytest
 
 from core.models import InboundMessage, ReplyTarget
 from core.schema import MIGRATIONS
 from core.sqlite_store import SqliteStore
+from core.sqlite_thread import DbThread
 
 
 def _question(event: str, user: str = "U1") -> InboundMessage:
@@ -21,8 +27,7 @@ def _question(event: str, user: str = "U1") -> InboundMessage:
 async def test_old_file_is_upgraded_in_place_keeping_its_data(tmp_path: Path) -> None:
     """A database written by the first schema version opens under the newest one with its data intact."""
     path = str(tmp_path / "old.db")
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    old = SqliteStore(conn)
+    old = SqliteStore(await DbThread.start(partial(sqlite3.connect, path, isolation_level=None)))
     assert await old.migrate(target=1) == 1
     turn = await old.record_question(_question("1.0"), key="slack-user-U1-C1", site_id="s", idle_timeout=60,
                                      now=time.time())
@@ -31,10 +36,8 @@ async def test_old_file_is_upgraded_in_place_keeping_its_data(tmp_path: Path) ->
 
     store = await SqliteStore.open(path)
     try:
-        async with store._db.execute("PRAGMA user_version") as cur:
-            assert (await cur.fetchone())[0] == len(MIGRATIONS)  # type: ignore[index]
-        async with store._db.execute("PRAGMA journal_mode") as cur:
-            assert (await cur.fetchone())[0] == "wal"  # type: ignore[index]
+        assert (await store._one("PRAGMA user_version"))[0] == len(MIGRATIONS)
+        assert (await store._one("PRAGMA journal_mode"))[0] == "wal"
         kept = await store.get_turn(turn.id)
         assert kept is not None and kept.session_id == "slack-user-U1-C1"
         await store.put_channel_mode("slack", "T1", "C1", "all", by="U9", now=time.time())
@@ -46,9 +49,8 @@ async def test_old_file_is_upgraded_in_place_keeping_its_data(tmp_path: Path) ->
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     """A file from a newer release is not silently downgraded or corrupted."""
     path = str(tmp_path / "new.db")
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
-    await conn.close()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
     with pytest.raises(RuntimeError, match="newer than this program"):
         await SqliteStore.open(path)
 
@@ -110,3 +112,85 @@ async def test_the_same_file_under_another_name_is_still_one_process(tmp_path: P
         await first.close()
     second = await SqliteStore.open(str(other))  # free again once the first has closed
     await second.close()
+
+
+async def test_a_burst_of_questions_is_recorded_in_a_few_transactions(tmp_path: Path) -> None:
+    """Group commit: 100 questions at once are committed in at most two transactions (one each before), and every
+    caller still gets its own Turn."""
+    store = await SqliteStore.open(str(tmp_path / "burst.db"))
+    try:
+        begins: list[str] = []
+        await store._db.run(lambda c: c.set_trace_callback(
+            lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None))
+        turns = await asyncio.gather(*(
+            store.record_question(_question(f"{i}.0", user=f"U{i}"), key=f"k{i}", site_id="s", idle_timeout=60,
+                                  now=1.0) for i in range(100)))
+        assert [t.target.message_id for t in turns if t is not None] == [f"{i}.0" for i in range(100)]
+        assert 1 <= len(begins) <= 2, begins
+    finally:
+        await store.close()
+
+
+async def test_cancelled_callers_leave_no_transaction_open(tmp_path: Path) -> None:
+    """A caller cancelled while its group commit runs: the question is recorded (the transaction finishes on the
+    database thread); one cancelled before its commit started is not; either way no transaction is left open, the
+    next question is recorded, and a close waits for the commit in flight."""
+    path = str(tmp_path / "cancel.db")
+    store = await SqliteStore.open(path)
+    gate = threading.Event()
+    busy = asyncio.ensure_future(store._db.run(lambda c: gate.wait(5)))  # holds the thread
+    first = asyncio.create_task(store.record_question(_question("1.0"), key="k1", site_id="s", idle_timeout=60,
+                                                      now=1.0))
+    await asyncio.sleep(0)  # its commit is queued behind `busy`
+    second = asyncio.create_task(store.record_question(_question("2.0"), key="k2", site_id="s", idle_timeout=60,
+                                                       now=1.0))
+    await asyncio.sleep(0)  # waiting for the next group commit
+    first.cancel()
+    second.cancel()
+    gate.set()
+    await busy
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert first.cancelled() and second.cancelled()
+    third = await store.record_question(_question("3.0"), key="k3", site_id="s", idle_timeout=60, now=1.0)
+    assert third is not None
+    assert await store._db.run(lambda c: c.in_transaction) is False
+    assert [t.target.message_id for t in await store.active_turns()] == ["1.0", "3.0"]
+    late = asyncio.create_task(store.record_question(_question("4.0"), key="k4", site_id="s", idle_timeout=60,
+                                                     now=1.0))
+    await asyncio.sleep(0)
+    await store.close()  # the question handed over before the close is kept
+    again = await SqliteStore.open(path)
+    try:
+        assert (await late) is not None
+        assert [t.target.message_id for t in await again.active_turns()] == ["1.0", "3.0", "4.0"]
+    finally:
+        await again.close()
+
+
+async def test_each_operation_is_one_round_trip_to_the_database_thread(tmp_path: Path) -> None:
+    """Every call an answered question makes hands the database thread one function (a whole transaction), not
+    one per statement."""
+    store = await SqliteStore.open(str(tmp_path / "trips.db"))
+    trips: list[str] = []
+    real = store._db.submit
+
+    def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return real(fn, *args, **kwargs)
+
+    store._db.submit = counted  # type: ignore[method-assign]
+    try:
+        turn = await store.record_question(_question("1.0"), key="k", site_id="s", idle_timeout=60, now=1.0)
+        assert turn is not None
+        calls = [store.get_turn(turn.id), store.head_turn(turn.session_id), store.claim_submit(turn.id),
+                 store.mark_submitted(turn.id, "r1", now=2.0), store.store_answer(turn.id, "a", 0.9, "high", now=3.0),
+                 store.claim_delivery(turn.id), store.mark_answered(turn.id, ["9.0"], now=4.0),
+                 store.rebind_session(turn.id, now=5.0), store.counts(), store.prune(0.0),
+                 store.claim_feedback(turn.id, "good", "U1", "button", now=6.0)]
+        for call in calls:
+            before = len(trips)
+            await call
+            assert len(trips) == before + 1, trips[before:]
+        assert len(trips) == 1 + len(calls)
+    finally:
+        await store.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,35 @@ async def test_a_redelivered_event_is_stored_once_even_when_concurrent(store: St
     assert sum(r is not None for r in results) == 1
     assert len(await store.active_turns()) == 1
     assert await ask(store, "dup") is None
+
+
+async def test_concurrent_questions_keep_sessions_and_duplicates_exact(store: Store) -> None:
+    """At once: five questions of one conversation, two copies of one event and one other conversation's question
+    (recorded together where the store groups commits): one session per conversation, opened once, one Turn per
+    event."""
+    results = await asyncio.gather(*(ask(store, f"a{i}") for i in range(5)), ask(store, "dup"), ask(store, "dup"),
+                                   ask(store, "b", key="slack-user-U2-C1", user="U2"))
+    turns = [r for r in results if r is not None]
+    assert len(turns) == 7 and results[5:7].count(None) == 1
+    mine = [t for t in turns if t.target.user_id == "U1"]
+    assert {t.session_id for t in mine} == {session_id("slack-user-U1-C1", 1)}
+    assert sum(t.opened_session for t in mine) == 1 and results[7].opened_session  # type: ignore[union-attr]
+    assert len({t.id for t in turns}) == 7 and len(await store.active_turns()) == 7
+    for turn in turns:  # each caller's Turn is the row as stored
+        assert replace(turn, opened_session=False) == await store.get_turn(turn.id)
+
+
+async def test_a_question_that_cannot_be_stored_fails_alone(store: Store) -> None:
+    """A question the database refuses (a NULL workspace) raises for its caller only: the questions sent with it
+    are recorded, and its conversation has no session left behind."""
+    bad = InboundMessage(target=ReplyTarget("slack", None, "C9", "C9", "x", "U9"),  # type: ignore[arg-type]
+                         text="hi", event_key="C9:x")
+    results = await asyncio.gather(
+        ask(store, "1"), store.record_question(bad, key="bad", site_id="site", idle_timeout=60.0, now=T0),
+        ask(store, "2", key="slack-user-U2-C1", user="U2"), return_exceptions=True)
+    assert isinstance(results[0], Turn) and isinstance(results[2], Turn)
+    assert isinstance(results[1], Exception)
+    assert await store.live_session("bad") is None and len(await store.active_turns()) == 2
 
 
 async def test_claim_submit_is_compare_and_set(store: Store) -> None:

@@ -28,6 +28,7 @@ from bots.runner import run_bot
 from core import messages
 from core.config import ConfigError, Secret, Settings
 from core.health import StoreUnavailable
+from core.models import InboundMessage, ReplyTarget
 from core.sqlite_store import SqliteStore
 from simulator import Simulator
 from tests.fakes.slack_fake import FakeSlack
@@ -378,3 +379,29 @@ async def test_a_posted_answer_awaiting_its_record_is_not_swept_again(harness: B
     assert await h.relay.parts.delivery.sweep() == 0  # it is READY in the store, but already posted
     await h.relay.wait_idle()
     assert [q for q, _ in h.console.answers()] == [qid] and await h.store.active_turns() == []
+
+
+async def test_a_group_commit_on_a_full_disk_fails_each_caller_with_store_unavailable(disk: Disk) -> None:
+    """Twenty questions at once on a full disk (recorded in one or two group commits): every caller gets its own
+    StoreUnavailable, health fails, no transaction is left open; once space is back the next question is recorded
+    and health is ok again."""
+    store = await SqliteStore.open(str(disk.path / "bot.db"))
+    try:
+        disk.fill()
+        big = "x" * 200_000  # more than the few bytes left: the write itself must fail
+        results = await asyncio.gather(*(
+            store.record_question(_message(f"{i}.0", big), key=f"k{i}", site_id="s", idle_timeout=60, now=1.0)
+            for i in range(20)), return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert len({id(r) for r in results}) == 20  # not one shared exception object
+        assert not store.health.ok and 1 <= store.health.failures <= 2
+        assert await store._db.run(lambda c: c.in_transaction) is False
+        disk.free()
+        turn = await store.record_question(_message("late", "hello"), key="k", site_id="s", idle_timeout=60, now=2.0)
+        assert turn is not None and store.health.ok
+    finally:
+        await store.close()
+
+
+def _message(event: str, text: str) -> InboundMessage:
+    return InboundMessage(target=ReplyTarget("slack", "T1", "C1", "C1", event, "U1"), text=text, event_key=event)
