@@ -6,15 +6,17 @@ the rate it has learned (replicas see the same 429s and backlog, so they learn a
 never lets the total exceed the rate of whichever replica asks).
 
 - Additive increase, only while there is a backlog (a grant gave less than was asked: due polls wait for budget)
-  and no 429 came in the last `holdoff` seconds: quickly (25% of the rate per second) up to 90% of the rate at
+  and no 429 came in the last `holdoff` seconds: quickly (50% of the rate per second) up to 90% of the rate at
   which the last 429 came (the last known limit; the ceiling before any), slowly (0.5% per second) above it, probing.
-- Multiplicative decrease on a 429: the rate times `decrease`, once per `holdoff` (the 429s of calls already
+- Multiplicative decrease on a 429: the calls granted in the last second (at most the rate) times `decrease`, once
+  per `holdoff` (the 429s of calls already
   granted at the old rate count once), and the whole budget pauses for Retry-After.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 from core.ports import RateBudget
@@ -25,7 +27,7 @@ __all__ = ["AdaptiveBudget"]
 class AdaptiveBudget:
     """core.ports.RateBudget whose rate adapts (see the module docstring); `rate` is the current one."""
 
-    FAST = 0.25  # share of the rate added per second of backlog below the last known limit
+    FAST = 0.5  # share of the rate added per second of backlog below the last known limit
     SLOW = 0.005  # ... above it
     KNOWN = 0.9  # the last known limit: this share of the rate at which the last 429 came
 
@@ -43,6 +45,7 @@ class AdaptiveBudget:
         self._known = ceiling  # below this the rate grows fast
         self._at = clock()
         self._backlog = False
+        self._granted: deque[tuple[float, int]] = deque()  # the grants of the last second
         self._calm_from = float("-inf")  # no increase (nor a second decrease) before this
         self.decreases = 0
         inner.rate = self._rate
@@ -59,11 +62,14 @@ class AdaptiveBudget:
 
     def _advance(self) -> None:
         now = self._clock()
-        elapsed = min(1.0, max(0.0, now - self._at))
+        elapsed = min(1.0, max(0.0, now - max(self._at, self._calm_from)))
         self._at = now
         if self._backlog and now >= self._calm_from and self._rate < self.ceiling:
-            share = self.FAST if self._rate < self._known else self.SLOW
-            self._rate = min(self.ceiling, self._rate + max(0.1, share * self._rate) * elapsed)
+            if self._rate < self._known:  # fast, but not past the last known limit
+                grown = min(self._known, self._rate + max(0.1, self.FAST * self._rate) * elapsed)
+            else:
+                grown = self._rate + max(0.1, self.SLOW * self._rate) * elapsed
+            self._rate = min(self.ceiling, grown)
             if self._rate >= self._known * 1.2:
                 self._known = self.ceiling  # the limit went up: grow fast again
         self.inner.rate = self._rate
@@ -73,7 +79,14 @@ class AdaptiveBudget:
         self._advance()
         granted = await self.inner.grant(want)
         self._backlog = granted < want
+        if granted > 0:
+            self._granted.append((self._clock(), granted))
         return granted
+
+    def _last_second(self, now: float) -> int:
+        while self._granted and self._granted[0][0] <= now - 1.0:
+            self._granted.popleft()
+        return sum(count for _, count in self._granted)
 
     def wait_time(self) -> float:
         """As the inner budget's."""
@@ -90,8 +103,10 @@ class AdaptiveBudget:
         self._advance()
         if now < self._calm_from:
             return
-        self._known = max(self.floor, self._rate * self.KNOWN)
-        self._rate = max(self.floor, self._rate * self.decrease)
+        # The limit is about what was really spent when the 429 came (a budget need not spend its whole rate).
+        base = min(self._rate, max(self.floor, float(self._last_second(now))))
+        self._known = max(self.floor, base * self.KNOWN)
+        self._rate = max(self.floor, base * self.decrease)
         self._calm_from = now + max(self.holdoff, seconds)
         self.decreases += 1
         self.inner.rate = self._rate

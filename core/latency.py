@@ -33,7 +33,7 @@ class LatencyModel:
         self._prior = sorted(prior)
         self._floor = floor
         self.gap = gap
-        self._first = max(floor, self._prior[0])
+        self._first = self.quantile(self.SLACK) + gap  # where the controller starts: one gap after the earliest
 
     def fresh(self, *, gap: float | None = None) -> LatencyModel:
         """A new model with this one's prior and settings and nothing learned (one per site)."""
