@@ -8,8 +8,8 @@ never lets the total exceed the rate of whichever replica asks).
 - Additive increase, only while there is a backlog (a grant gave less than was asked: due polls wait for budget)
   and no 429 came in the last `holdoff` seconds: quickly (50% of the rate per second) up to 90% of the rate at
   which the last 429 came (the last known limit; the ceiling before any), slowly (0.5% per second) above it, probing.
-- Multiplicative decrease on a 429: the calls granted in the last second (at most the rate) times `decrease`, once
-  per `holdoff` (the 429s of calls already
+- Multiplicative decrease on a 429: the calls granted in the last second (between half the rate and the rate) times
+  `decrease`, once per `holdoff` (the 429s of calls already
   granted at the old rate count once), and the whole budget pauses for Retry-After.
 """
 
@@ -103,8 +103,9 @@ class AdaptiveBudget:
         self._advance()
         if now < self._calm_from:
             return
-        # The limit is about what was really spent when the 429 came (a budget need not spend its whole rate).
-        base = min(self._rate, max(self.floor, float(self._last_second(now))))
+        # The limit is about what was really spent when the 429 came (a budget need not spend its whole rate), but a
+        # 429 while little is spent (a stray one, or another client's load) takes the rate down by half at most.
+        base = min(self._rate, max(self.floor, float(self._last_second(now)), 0.5 * self._rate))
         self._known = max(self.floor, base * self.KNOWN)
         self._rate = max(self.floor, base * self.decrease)
         self._calm_from = now + max(self.holdoff, seconds)

@@ -274,8 +274,9 @@ async def test_adaptive_budget_grows_only_under_a_backlog_and_within_the_ceiling
 
 async def test_adaptive_budget_cuts_on_429_once_honours_retry_after_and_keeps_its_floor() -> None:
     """A 429 (pause with Retry-After): the rate drops to 0.7x what was granted in the last second (at most the
-    rate), the inner budget pauses for Retry-After; more 429s within the holdoff (calls granted before the cut) do
-    not cut again; growth resumes after it, fast only up to 90% of the rate the 429 came at. Never below the floor."""
+    rate, at least half of it), the inner budget pauses for Retry-After; more 429s within the holdoff (calls
+    granted before the cut) do not cut again; growth resumes after it, fast only up to 90% of the rate the 429 came
+    at. Never below the floor."""
     now = [0.0]
     inner = _Inner(room=1)  # always a backlog
     budget = AdaptiveBudget(inner, ceiling=200.0, start=50.0, floor=5.0, clock=lambda: now[0])
@@ -294,9 +295,13 @@ async def test_adaptive_budget_cuts_on_429_once_honours_retry_after_and_keeps_it
         now[0] += 0.5
         await budget.grant(10)
     assert 0.9 * 50 <= budget.rate < 0.9 * 50 + 3.0  # fast to the last known limit, then slowly (10 s)
+    now[0] += 3.0
+    before = budget.rate
+    await budget.pause(1.0)  # nothing granted lately (a stray 429): the cut starts from half the rate at least
+    assert budget.rate == pytest.approx(0.7 * 0.5 * before, rel=0.02)  # (after a little growth first)
     for _ in range(40):
         now[0] += 3.0
-        await budget.pause(1.0)  # nothing granted lately: the cut starts from the floor
+        await budget.pause(1.0)
     assert budget.rate == 5.0
 
 
