@@ -48,6 +48,8 @@ class LatencyModel:
         if len(self._recent) > self._window:
             old = self._recent.popleft()
             del self._sorted[bisect.bisect_left(self._sorted, old)]
+        if len(self._sorted) == 20 and len(self._recent) == 20:  # the prior gives way: start again from what is seen
+            self._first = self.quantile(self.SLACK) + self.gap
 
     def first_poll_offset(self) -> float:
         """How long after submit to poll a request the first time (see the class docstring)."""
@@ -55,21 +57,28 @@ class LatencyModel:
         high = max(low, self.quantile(0.95))
         return min(high, max(low, self._first))
 
-    def first_poll_result(self, ready: bool, age: float | None = None) -> None:
+    def first_poll_result(self, ready: bool, age: float | None = None, planned: float | None = None) -> None:
         """A first poll made on time (at about `first_poll_offset()`, `age` seconds after submit) found the answer
         ready or not. Ready: it was ready some time before `age` (recorded one gap earlier, the low end)."""
         if ready:
-            self._move(-(1.0 - self.SLACK))
+            self._move(-(1.0 - self.SLACK), planned)
             if age is not None:
                 self.observe(age - self.gap)
 
-    def second_poll_result(self, ready: bool) -> None:
+    def second_poll_result(self, ready: bool, planned: float | None = None) -> None:
         """The poll one gap after a first poll made on time (which missed) found the answer ready or not."""
-        self._move(1.0 + self.SLACK if ready else self.SLACK)
+        self._move(1.0 + self.SLACK if ready else self.SLACK, planned)
 
-    def _move(self, units: float) -> None:
+    def _move(self, units: float, planned: float | None) -> None:
         step = self.STEP * max(0.2, self.gap)
-        self._first = max(self._floor, self.first_poll_offset() + units * step)
+        low = max(self._floor, self.quantile(self.SLACK))
+        high = max(low, self.quantile(0.95))
+        moved = self._first + units * step
+        if planned is not None:  # what a request says holds near where it was planned: a burst polled at once moves
+            # the first poll a quarter gap at most (its many outcomes would all push the same way, far past the mark)
+            edge = 0.25 * self.gap
+            moved = min(max(moved, min(self._first, planned - edge)), max(self._first, planned + edge))
+        self._first = min(high, max(low, moved))
 
     @property
     def samples(self) -> int:

@@ -289,10 +289,11 @@ class PollScheduler:
         if item.polls == 1:
             on_time = age - item.planned <= max(0.25, 0.25 * self.interval)
             if on_time:
-                model.first_poll_result(ready, age)
+                model.first_poll_result(ready, age, item.planned)
             item.first_age = age if on_time and not ready else -1.0
-        elif item.polls == 2 and item.first_age >= 0 and age - item.first_age <= 1.25 * self.interval:
-            model.second_poll_result(ready)
+        elif item.polls == 2 and item.first_age >= 0:  # (a late second poll is counted too: dropping it would
+            # count only the first polls' hits, which pull the first poll earlier and earlier)
+            model.second_poll_result(ready, item.planned)
         if ready and item.polls > 1:
             model.observe((item.last_age + age) / 2)
 
