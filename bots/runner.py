@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from bots.connect import Connector
+from core.adaptive_budget import AdaptiveBudget
 from core.backoff import Backoff
 from core.config import ConfigError, Settings
 from core.conversations import Conversations
@@ -31,6 +32,7 @@ from core.models import Notice, SessionRow
 from core.platforms import Platforms
 from core.poller import PollScheduler
 from core.ports import Store
+from core.ratelimit import LocalBudget
 from core.reaper import IdleReaper
 from core.relay import Components, Relay
 from core.retry import RetryPolicy
@@ -179,9 +181,14 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
                         store_writes=tuning.store_writes)
     # With replicas (a shared store) both budgets are the whole deployment's, kept in the database.
     shared = store.shared
+    ceiling = settings.uppzy_poll_rate  # the status budget learns Uppzy's limit below it (core/adaptive_budget.py)
+    ticks = time.monotonic if clock is time.time else clock  # a virtual clock (tests) drives the budget too
+    inner = store.budget("uppzy-status", ceiling) if shared else LocalBudget(ceiling, clock=ticks)
+    status_budget = AdaptiveBudget(inner, ceiling=ceiling, start=tuning.poll_rate_start, floor=tuning.poll_rate_floor,
+                                   clock=ticks)
+    metrics.poll_rate.set_function(lambda: status_budget.rate)
     poller = PollScheduler(uppzy=uppzy, on_done=delivery.on_status, on_expired=delivery.on_expired,
-                           budget=store.budget("uppzy-status", settings.uppzy_poll_rate) if shared else None,
-                           rate=settings.uppzy_poll_rate, interval=tuning.poll_interval, clock=clock,
+                           budget=status_budget, interval=tuning.poll_interval, clock=clock,
                            latency=tuning.latency or LatencyModel(floor=tuning.first_poll_floor),
                            first_poll_floor=tuning.first_poll_floor, error_backoff=tuning.poll_errors)
     submission = Submitter(store=store, uppzy=uppzy, poller=poller, fail=delivery.fail, later=later, tasks=tasks,

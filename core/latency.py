@@ -1,4 +1,4 @@
-"""What we have learned about how long Uppzy takes to answer, to poll when answers are likely ready."""
+"""What we have learned about how long Uppzy takes to answer (one model per site), to poll when answers are ready."""
 
 from __future__ import annotations
 
@@ -9,21 +9,36 @@ __all__ = ["LatencyModel"]
 
 
 class LatencyModel:
-    """Empirical distribution of recent answer latencies (seconds), with a prior until enough are seen."""
+    """Empirical distribution of recent answer latencies (seconds), with a prior until enough are seen, and the age
+    of a request's first poll.
 
-    # First-poll controller: a miss pushes the first poll later a little, a hit pulls it earlier more, so about
-    # a quarter of first polls find the answer ready (ln(1.01) * misses = -ln(0.97) * hits at equilibrium).
-    MISS_STEP = 1.01
-    HIT_STEP = 0.97
+    Polls follow a fixed grid: the first at `first_poll_offset()`, then every `gap` seconds. An answer ready before
+    `first - gap` waits longer than one gap; the first poll is placed so that about `SLACK` of answers do (the rest
+    wait less than a gap: with gap 0.95 s, p95 of the delay after ready stays under a second with the fewest polls).
+    That share cannot be seen (a first poll that finds the answer says only "ready by now"), so it is estimated by
+    mirroring: answers found by the first poll minus answers found one gap later (by the second poll) is about the
+    share ready before `first - gap` where the density is smooth. The controller moves the first poll earlier when
+    that estimate is above SLACK, later when below; the learned distribution bounds it from below (Q(SLACK)) and
+    above (Q(0.95)).
+    """
+
+    SLACK = 0.03  # share of answers allowed to wait longer than one re-poll gap after they are ready
+    STEP = 0.025  # seconds the first poll moves per first-poll outcome (scaled by the gap)
 
     def __init__(self, *, window: int = 500, prior: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 6.0, 9.0),
-                 floor: float = 0.25) -> None:
+                 floor: float = 0.25, gap: float = 0.95) -> None:
         self._window = window
         self._recent: deque[float] = deque()
         self._sorted: list[float] = []
         self._prior = sorted(prior)
         self._floor = floor
-        self._first = max(floor, self._prior[0])
+        self.gap = gap
+        self._first = self.quantile(self.SLACK) + gap  # where the controller starts: one gap after the earliest
+
+    def fresh(self, *, gap: float | None = None) -> LatencyModel:
+        """A new model with this one's prior and settings and nothing learned (one per site)."""
+        return LatencyModel(window=self._window, prior=tuple(self._prior), floor=self._floor,
+                            gap=self.gap if gap is None else gap)
 
     def observe(self, seconds: float) -> None:
         """Record one latency (the midpoint of the last 'not ready' and the first 'ready' poll)."""
@@ -33,16 +48,37 @@ class LatencyModel:
         if len(self._recent) > self._window:
             old = self._recent.popleft()
             del self._sorted[bisect.bisect_left(self._sorted, old)]
+        if len(self._sorted) == 20 and len(self._recent) == 20:  # the prior gives way: start again from what is seen
+            self._first = self.quantile(self.SLACK) + self.gap
 
     def first_poll_offset(self) -> float:
-        """How long after submit to poll a request the first time: tuned by how often first polls hit."""
-        return self._first
+        """How long after submit to poll a request the first time (see the class docstring)."""
+        low = max(self._floor, self.quantile(self.SLACK))
+        high = max(low, self.quantile(0.95))
+        return min(high, max(low, self._first))
 
-    def first_poll_result(self, ready: bool) -> None:
-        """Tell the controller whether a first poll found the answer ready."""
-        ceiling = max(self._floor, self.quantile(0.5))
-        step = self.HIT_STEP if ready else self.MISS_STEP
-        self._first = min(ceiling, max(self._floor, self._first * step))
+    def first_poll_result(self, ready: bool, age: float | None = None, planned: float | None = None) -> None:
+        """A first poll made on time (at about `first_poll_offset()`, `age` seconds after submit) found the answer
+        ready or not. Ready: it was ready some time before `age` (recorded one gap earlier, the low end)."""
+        if ready:
+            self._move(-(1.0 - self.SLACK), planned)
+            if age is not None:
+                self.observe(age - self.gap)
+
+    def second_poll_result(self, ready: bool, planned: float | None = None) -> None:
+        """The poll one gap after a first poll made on time (which missed) found the answer ready or not."""
+        self._move(1.0 + self.SLACK if ready else self.SLACK, planned)
+
+    def _move(self, units: float, planned: float | None) -> None:
+        step = self.STEP * max(0.2, self.gap)
+        low = max(self._floor, self.quantile(self.SLACK))
+        high = max(low, self.quantile(0.95))
+        moved = self._first + units * step
+        if planned is not None:  # what a request says holds near where it was planned: a burst polled at once moves
+            # the first poll a quarter gap at most (its many outcomes would all push the same way, far past the mark)
+            edge = 0.25 * self.gap
+            moved = min(max(moved, min(self._first, planned - edge)), max(self._first, planned + edge))
+        self._first = min(high, max(low, moved))
 
     @property
     def samples(self) -> int:

@@ -55,6 +55,9 @@ class Metrics:
                                         ["platform"], buckets=(1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120, 180),
                                         registry=r)
         self.pending = Gauge("uppzy_bot_pending_requests", "Requests waiting for Uppzy's answer", registry=r)
+        self.poll_rate = Gauge("uppzy_bot_poll_rate",
+                               "Status polls per second the budget allows now (adapts up to UPPZY_POLL_RATE)",
+                               registry=r)
         self.feedback = Counter("uppzy_bot_feedback_total", "Ratings sent to Uppzy",
                                 ["platform", "workspace", "rating"], registry=r)
         self.sessions_opened = Counter("uppzy_bot_sessions_opened_total", "Uppzy sessions started",
@@ -84,4 +87,5 @@ METRIC_NAMES = (
     "uppzy_bot_answers_delivered_total", "uppzy_bot_answers_failed_total", "uppzy_bot_answer_timeouts_total",
     "uppzy_bot_answer_seconds", "uppzy_bot_pending_requests", "uppzy_bot_feedback_total",
     "uppzy_bot_sessions_opened_total", "uppzy_bot_sessions_closed_total", "uppzy_bot_platform_connected",
+    "uppzy_bot_poll_rate",
 )

@@ -1,5 +1,9 @@
 """One scheduler polls every pending request, within a global status-call budget, when answers are likely ready.
 
+Each site has its own latency model (core/latency.py): a request is polled first when its answer is likely ready,
+then every `interval` (0.95 s) while answers usually arrive, so p95 of the delay after ready stays under a second.
+A 429 slows the whole budget down when it adapts (core/adaptive_budget.py).
+
 A request is declared late only by a poll at or after its deadline that says "not done": under a burst above the
 budget, requests nearing (or past) their deadline are polled first, and none expires without being looked at.
 """
@@ -16,6 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from core.adaptive_budget import AdaptiveBudget
 from core.backoff import Backoff
 from core.errors import UppzyError, UppzyRateLimited, UppzyRejected
 from core.health import RateLimitedLog
@@ -46,6 +51,8 @@ class PendingRequest:
     late_polls: int = 0
     failing: int = 0  # polls in a row that learned nothing (errors)
     granted: float = 0.0  # monotonic time its call was granted by the budget
+    planned: float = 0.0  # the age its first poll was planned for
+    first_age: float = -1.0  # the age of its first poll, when that poll was on time and missed (else -1)
 
 
 Done = Callable[[PendingRequest, RequestStatus], Awaitable[None]]
@@ -62,7 +69,7 @@ class PollScheduler:
         on_done: Done,
         on_expired: Expired,
         rate: float = 20.0,
-        interval: float = 1.2,
+        interval: float = 0.95,
         latency: LatencyModel | None = None,
         clock: Callable[[], float] = time.time,
         concurrency: int = 32,
@@ -76,13 +83,14 @@ class PollScheduler:
         self._on_done = on_done
         self._on_expired = on_expired
         self.interval = interval
-        self.latency = latency or LatencyModel(floor=first_poll_floor)
+        # A template: every site learns its own latencies (a model of its own, from this one's prior).
+        self.latency = latency or LatencyModel(floor=first_poll_floor, gap=interval)
+        self._models: dict[str, LatencyModel] = {}
         self._clock = clock
         # No one-second window holds more than `rate` polls: of this process (LocalBudget), or of every replica
         # together when the store is shared (the composition root passes the store's budget).
         # An injected clock drives a local budget too (tests on virtual time); the real one uses monotonic time.
         self.budget = budget or LocalBudget(rate, clock=time.monotonic if clock is time.time else clock)
-        self.rate = self.budget.rate
         self._items: dict[int, PendingRequest] = {}
         self._heap: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
@@ -101,10 +109,26 @@ class PollScheduler:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def rate(self) -> float:
+        """Status calls per second the budget allows now (it may adapt)."""
+        return self.budget.rate
+
+    def model(self, site_id: str) -> LatencyModel:
+        """What this process has learned about `site_id`'s answer latencies."""
+        found = self._models.get(site_id)
+        if found is None:
+            found = self._models[site_id] = self.latency.fresh(gap=self.interval)
+        return found
+
+    def _first_offset(self, site_id: str) -> float:
+        return max(self._floor, self.model(site_id).first_poll_offset())
+
     def add(self, turn_id: int, request_id: str, site_id: str, *, submitted_at: float, deadline: float) -> None:
         """Start watching a request; its first poll waits until an answer could plausibly be ready."""
         item = PendingRequest(turn_id, request_id, site_id, submitted_at, deadline)
-        item.due = submitted_at + max(self._floor, self.latency.first_poll_offset())
+        item.planned = self._first_offset(site_id)
+        item.due = submitted_at + item.planned
         self._items[turn_id] = item
         self._push(item)
         self._wake.set()
@@ -114,7 +138,7 @@ class PollScheduler:
 
     def _next_gap(self, age: float, item: PendingRequest) -> float:
         """Poll every `interval` while answers usually arrive; back off past the slowest seen."""
-        if age <= self.latency.quantile(0.98) * 1.25:
+        if age <= self.model(item.site_id).quantile(0.98) * 1.25:
             return self.interval
         item.late_polls += 1
         return min(5.0, self.interval * 1.5 ** item.late_polls)
@@ -126,9 +150,10 @@ class PollScheduler:
             item = self._items.get(turn_id)
             if item is None or item.due != when:
                 continue
-            first = item.submitted_at + max(self._floor, self.latency.first_poll_offset())
-            if item.polls == 0 and first > now + 0.01:  # learned since it was added: its first poll moves
-                item.due = first
+            if item.polls == 0 and item.submitted_at + self._first_offset(item.site_id) > now + 0.01:
+                # learned since it was added: its first poll moves later
+                item.planned = self._first_offset(item.site_id)
+                item.due = item.submitted_at + item.planned
                 self._push(item)
                 continue
             due.append(item)
@@ -139,6 +164,8 @@ class PollScheduler:
         now = self._clock()
         free = self._concurrency - self._in_flight
         if self._heap and self._heap[0][0] <= now and (free <= 0 or self.budget.wait_time() > 0):
+            if free > 0 and isinstance(self.budget, AdaptiveBudget):
+                self.budget.backlog()  # due polls wait for budget: it may grow
             return max(0.01, self.budget.wait_time()) if free > 0 else 0.02  # nothing can start now
         due = self._due_items(now)
         # A call is granted only when a poll can start now (the budget counts it from the grant).
@@ -175,7 +202,7 @@ class PollScheduler:
         """Bigger is sooner: within `horizon` of the deadline, earliest deadline first; else likeliest answer."""
         if item.deadline - now < horizon:
             return (1.0, -item.deadline, 0.0)
-        return (0.0, self.latency.hazard(item.last_age, now - item.submitted_at), now - item.submitted_at)
+        return (0.0, self.model(item.site_id).hazard(item.last_age, now - item.submitted_at), now - item.submitted_at)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop` is set; in-flight polls are left to finish or be resumed after restart."""
@@ -230,7 +257,9 @@ class PollScheduler:
             wait = exc.retry_after if exc.retry_after is not None else 2.0
             self.rate_limited += 1
             self._recent_429.append(True)
-            if len(self._recent_429) >= 10 and sum(self._recent_429) / len(self._recent_429) >= 0.2:
+            if isinstance(self.budget, AdaptiveBudget):  # it slows down at once (once per holdoff) and pauses
+                await self.budget.pause(wait)
+            elif len(self._recent_429) >= 10 and sum(self._recent_429) / len(self._recent_429) >= 0.2:
                 log.warning("sustained 429s from Uppzy status polls; pausing polling %.1fs", wait)
                 await self.budget.pause(wait)
                 self._recent_429.clear()
@@ -243,11 +272,9 @@ class PollScheduler:
             return self._failed_poll(item, self._errors.delay(item.errors + 1))
         self._recent_429.append(False)
         item.failing = 0
-        if item.polls == 1:
-            self.latency.first_poll_result(status.done)
+        self._learn(item, age, status.done)
         if status.done:
             self._items.pop(item.turn_id, None)
-            self.latency.observe((item.last_age + age) / 2)
             return self._on_done, item, status
         item.last_age = age
         if now >= item.deadline:  # this poll was the last look: not done by the deadline
@@ -255,6 +282,20 @@ class PollScheduler:
             return self._on_expired, item, "timeout"
         self._reschedule(item, min(now + self._next_gap(age, item), item.deadline))  # the last look at the deadline
         return None
+
+    def _learn(self, item: PendingRequest, age: float, ready: bool) -> None:
+        """Tell the site's model what this poll found; first and second polls only when made on schedule."""
+        model = self.model(item.site_id)
+        if item.polls == 1:
+            on_time = age - item.planned <= max(0.25, 0.25 * self.interval)
+            if on_time:
+                model.first_poll_result(ready, age, item.planned)
+            item.first_age = age if on_time and not ready else -1.0
+        elif item.polls == 2 and item.first_age >= 0:  # (a late second poll is counted too: dropping it would
+            # count only the first polls' hits, which pull the first poll earlier and earlier)
+            model.second_poll_result(ready, item.planned)
+        if ready and item.polls > 1:
+            model.observe((item.last_age + age) / 2)
 
     def _failed_poll(self, item: PendingRequest, wait: float, *, throttled: bool = False
                      ) -> tuple[Expired, PendingRequest, str] | None:

@@ -48,6 +48,12 @@ class TokenBucket:
         self._refill()
         return max(0.0, (count - self._tokens) / self.rate)
 
+    def retune(self, rate: float, *, burst: float) -> None:
+        """Refill at `rate` from now on, saving up `burst` at most (tokens saved so far are kept up to it)."""
+        self._refill()  # what was saved so far was earned at the old rate
+        self.rate, self.burst = rate, burst
+        self._tokens = min(self._tokens, burst)
+
     def penalize(self, seconds: float) -> None:
         """Stop spending for about `seconds` (the server said slow down)."""
         self._refill()
@@ -61,8 +67,23 @@ class LocalBudget:
     valid = 0.25  # a granted call starts within this, or not at all (the window arithmetic assumes it starts now)
 
     def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
+        self._rate = rate
         self.bucket = TokenBucket(rate * 0.9, burst=max(1.0, rate * 0.1), clock=clock)
+        self._batch = max(1, int(rate * 0.1))
+
+    @property
+    def rate(self) -> float:
+        """Calls per second at most (core.adaptive_budget changes it as it learns the server's limit)."""
+        return self._rate
+
+    @rate.setter
+    def rate(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        if rate == self._rate:
+            return
+        self._rate = rate
+        self.bucket.retune(rate * 0.9, burst=max(1.0, rate * 0.1))
         self._batch = max(1, int(rate * 0.1))
 
     async def grant(self, want: int) -> int:

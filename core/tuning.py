@@ -15,7 +15,9 @@ __all__ = ["Tuning"]
 class Tuning:
     """Defaults are the production values; the composition root passes one Tuning to every component."""
 
-    poll_interval: float = 1.2  # re-poll gap while answers usually arrive
+    poll_interval: float = 0.95  # re-poll gap while answers usually arrive (p95 of the delay after ready < 1 s)
+    poll_rate_start: float = 20.0  # the adaptive status budget starts here (at most UPPZY_POLL_RATE, its ceiling)
+    poll_rate_floor: float = 1.0  # ... and never goes below this
     first_poll_floor: float = 0.25  # never poll a request sooner than this after submitting it
     submit_concurrency: int = 32  # async submits in flight at once
     max_chars: int = 4000  # longest question taken

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 import uuid
@@ -41,6 +42,9 @@ class SimulatorConfig:
     fail_rate: float = 0.0  # share of async requests that end with status "failed"
     forbidden: bool = False  # the key is valid but the plan lacks M2M: every call gets 403
     fault_endpoints: frozenset[str] | None = None  # None: random faults may hit every endpoint
+    # A hidden limit: status calls above this many in any one-second window (sliding; only answered calls count)
+    # are answered 429 with Retry-After (whole seconds until the window has room). None: no limit.
+    status_rate_limit: float | None = None
 
 
 @dataclass(slots=True)
@@ -124,6 +128,7 @@ class Simulator:
         self.sessions: dict[tuple[str, str], _Session] = {}
         self.chats: dict[str, _Request] = {}
         self._scripts: list[_Script] = []
+        self._status_window: deque[float] = deque()  # when the status calls of the last second were answered
         self._runner: web.AppRunner | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -244,10 +249,25 @@ class Simulator:
                 return self._fault_response(429, None if cfg.retry_after is None else f"{cfg.retry_after:g}")
             elif roll < cfg.stall_rate + cfg.rate_limit_rate + cfg.error_rate:
                 return self._fault_response(self.rng.choice((500, 502, 503)), None)
+        if endpoint == "chat_status" and self.config.status_rate_limit is not None:
+            limited = self._over_status_limit(self.config.status_rate_limit)
+            if limited is not None:
+                return self._fault_response(429, limited)
         site = request.match_info.get("site")
         if site is not None and site not in self.config.sites:
             return _json(404, {"error": "site not found"})
         return await handler(request)
+
+    def _over_status_limit(self, limit: float) -> str | None:
+        """None when a status call fits the hidden limit (and is counted), else its Retry-After."""
+        now = time.monotonic()
+        window = self._status_window
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) >= max(1, int(limit)):
+            return str(max(1, math.ceil(window[0] + 1.0 - now)))
+        window.append(now)
+        return None
 
     def _random_faults_apply(self, endpoint: str) -> bool:
         endpoints = self.config.fault_endpoints

@@ -345,6 +345,22 @@ async def test_rate_limit_without_retry_after_omits_the_header(make_sim: MakeSim
     assert response.status_code == 429 and "Retry-After" not in response.headers
 
 
+async def test_status_rate_limit_answers_429_above_the_hidden_limit(make_sim: MakeSim) -> None:
+    """status_rate_limit=3: of ten status calls at once, three are answered and the rest get 429 with a whole-second
+    Retry-After; answered calls never exceed three in a one-second window; other endpoints are not limited."""
+    limited = await make_sim(status_rate_limit=3.0)
+    async with raw_client(limited) as client:
+        rid = await submit(client)
+        responses = await asyncio.gather(*(client.get(f"{SITE}/chat/requests/{rid}") for _ in range(10)))
+        others = [(await client.get(SITE)).status_code for _ in range(5)]
+    assert others == [200] * 5
+    codes = [r.status_code for r in responses]
+    assert codes.count(200) == 3 and codes.count(429) == 7
+    assert {r.headers["Retry-After"] for r in responses if r.status_code == 429} == {"1"}
+    answered = sorted(r.at for r in limited.calls("chat_status") if r.status == 200)
+    assert max(sum(1 for t in answered if s <= t < s + 1.0) for s in answered) <= 3
+
+
 async def test_fault_endpoints_limit_random_faults(make_sim: MakeSim) -> None:
     """With fault_endpoints set, random faults hit only those endpoints."""
     partial = await make_sim(error_rate=1.0, fault_endpoints=frozenset({"chat_async"}))
