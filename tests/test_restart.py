@@ -99,7 +99,7 @@ def _demo(db: Path, sim: Simulator, *, stdin: int | None) -> subprocess.Popen[st
 async def test_kill_9_mid_flight_then_restart_answers_each_question_once(tmp_path: Path, sim: Simulator) -> None:
     """A real process killed with SIGKILL mid-flight: the restarted one answers every question exactly once."""
     sim.script("alpha", "answer alpha", latency=0.0)
-    sim.script("beta", "answer beta", latency=1.5)
+    sim.script("beta", "answer beta", latency=5.0)  # still pending at its first poll, wherever that is planned
     sim.script("gamma", "answer gamma", latency=0.0)
     db = tmp_path / "kill.db"
     proc = _demo(db, sim, stdin=subprocess.PIPE)
