@@ -59,7 +59,7 @@ class Settings:
     uppzy_chat_timeout: float = 75.0
     uppzy_max_attempts: int = 4
     uppzy_retry_budget: float = 30.0
-    uppzy_poll_rate: float = 20.0
+    uppzy_poll_rate: float = 100.0  # a ceiling: the budget starts lower and learns Uppzy's limit below it
     uppzy_answer_timeout: float = 120.0
     uppzy_answer_max_chars: int = 12000
     uppzy_send_email: bool = False
