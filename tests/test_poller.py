@@ -305,6 +305,30 @@ async def test_adaptive_budget_cuts_on_429_once_honours_retry_after_and_keeps_it
     assert budget.rate == 5.0
 
 
+async def test_adaptive_budget_slow_starts_until_the_first_429_then_grows_additively() -> None:
+    """Before any 429 a backlog doubles the rate every 0.25 s (a sudden burst gets its budget within a second, not
+    after seconds of additive ramp); the first 429 cuts from what was granted in the last second (the rate just
+    doubled and was never spent for a whole second) and ends slow start: growth is additive after it."""
+    now = [0.0]
+    inner = _Inner(room=1)  # always a backlog
+    budget = AdaptiveBudget(inner, ceiling=1000.0, start=20.0, clock=lambda: now[0])
+    assert budget.slow_start
+    for _ in range(20):
+        now[0] += 0.05
+        await budget.grant(10)
+    assert budget.rate == pytest.approx(20.0 * 2 ** (0.95 / 0.25), rel=0.01)  # 1 s of backlog: x13.9
+    granted_last_second = 20  # one call granted per step (room=1), at 0.05 ... 1.0 s: all within the last second
+    await budget.pause(1.0)
+    assert not budget.slow_start and inner.paused == [1.0]
+    assert budget.rate == pytest.approx(0.7 * granted_last_second)
+    now[0] += 1.0  # past the holdoff
+    before = budget.rate
+    for _ in range(20):
+        now[0] += 0.05
+        await budget.grant(10)
+    assert budget.rate <= before * 1.5 + 1e-9  # additive now: at most +50% in a second
+
+
 async def test_local_budget_follows_its_adapted_rate() -> None:
     """LocalBudget retuned to a lower rate grants no more than that rate in a second (virtual clock)."""
     now = [0.0]
