@@ -241,7 +241,8 @@ async def test_discord_malformed_events_are_dropped_and_the_bot_keeps_answering(
     for content, without an author and with a non-numeric channel id; asserted: each is a logged drop (the gateway
     reconnects on a new session if discord.py cannot parse one), and a normal question afterwards is answered."""
     caplog.set_level(logging.INFO, logger="bots")
-    async with discord_harness(sim, uppzy, tmp_path, reconnect_delay=0.05) as h:
+    # Each unparseable event restarts the shard's session: IDENTIFYs paced 0.05 s apart here (Discord's is 5 s).
+    async with discord_harness(sim, uppzy, tmp_path, reconnect_delay=0.05, identify_window=0.05) as h:
         h.allow_errors = True  # the parse failures are logged at ERROR on purpose; checked below
         fake = h.fake
         await fake.dispatch("SOME_FUTURE_EVENT", {"id": "1", "anything": [1, 2, 3]})
