@@ -46,6 +46,7 @@ class AdaptiveBudget:
         self.ceiling = ceiling
         self.floor = min(ceiling, floor if floor is not None else 1.0)
         self._rate = min(ceiling, max(self.floor, start if start is not None else 20.0))
+        self._start = self._rate
         self.decrease = decrease
         self.holdoff = holdoff
         self._clock = clock
@@ -116,7 +117,10 @@ class AdaptiveBudget:
         # The limit is about what was really spent when the 429 came (a budget need not spend its whole rate), but a
         # 429 while little is spent (a stray one, or another client's load) takes the rate down by half at most.
         spent = float(self._last_second(now))
-        base = min(self._rate, max(self.floor, spent, 0.0 if self.slow_start else 0.5 * self._rate))
+        # Ending slow start the rate may just have doubled past what was ever spent: what was spent is the limit,
+        # unless that is below the starting rate (a stray 429 at low load, not a limit found).
+        stray = not self.slow_start or spent < self._start
+        base = min(self._rate, max(self.floor, spent, 0.5 * self._rate if stray else 0.0))
         self.slow_start = False
         self._known = max(self.floor, base * self.KNOWN)
         self._rate = max(self.floor, base * self.decrease)
