@@ -143,9 +143,10 @@ class PollScheduler:
         item.late_polls += 1
         return min(5.0, self.interval * 1.5 ** item.late_polls)
 
-    def _due_items(self, now: float) -> list[PendingRequest]:
+    def _due_items(self, now: float, limit: int) -> list[PendingRequest]:
+        """Up to `limit` due requests, earliest due first: a pass never walks a backlog of tens of thousands."""
         due: list[PendingRequest] = []
-        while self._heap and self._heap[0][0] <= now:
+        while self._heap and self._heap[0][0] <= now and len(due) < limit:
             when, _, turn_id = heapq.heappop(self._heap)
             item = self._items.get(turn_id)
             if item is None or item.due != when:
@@ -167,7 +168,9 @@ class PollScheduler:
             if free > 0 and isinstance(self.budget, AdaptiveBudget):
                 self.budget.backlog()  # due polls wait for budget: it may grow
             return max(0.01, self.budget.wait_time()) if free > 0 else 0.02  # nothing can start now
-        due = self._due_items(now)
+        # Choose among the earliest-due requests only (a bounded window): under a binding budget with a huge backlog a
+        # pass costs O(window · log n), not O(n log n), and the window still puts deadlines first within it.
+        due = self._due_items(now, limit=max(256, 8 * free))
         # A call is granted only when a poll can start now (the budget counts it from the grant).
         try:
             affordable = await self.budget.grant(min(len(due), free)) if due else 0
