@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ("bench.relay_bench", "bench.slack_burst", "bench.load")
+BENCHES = ("bench.perf", "bench.relay_bench", "bench.slack_burst", "bench.load")
 
 
 def main() -> int:
