@@ -18,11 +18,13 @@ import asyncpg
 
 from core.config import ConfigError, shown_url
 from core.health import StoreHealth, StoreUnavailable
-from core.models import Counts, FeedbackClaim, InboundMessage, ReplyTarget, SessionRow, Turn, TurnState
+from core.models import Counts, FeedbackClaim, InboundMessage, SessionRow, Turn, TurnState
 from core.pg_budget import PostgresBudget
 from core.pg_listen import SettingsListener
 from core.pg_schema import MIGRATION_LOCK, MIGRATIONS, SETTINGS_CHANNEL
 from core.session_ids import session_id as make_session_id
+from core.turn_rows import TURN_COLUMNS
+from core.turn_rows import turn_from_row as _turn
 
 __all__ = ["PostgresStore"]
 
@@ -32,24 +34,11 @@ CONNECT_TIMEOUT = 5.0  # seconds per connection attempt (start-up retries are th
 COMMAND_TIMEOUT = 10.0  # every statement: a hung server must not hang the bot
 MIGRATION_WAIT = 60.0  # how long a replica waits for another one's migration
 _UNFINISHED = "state NOT IN ('answered','failed')"  # a finished question never changes state again
-_COLUMNS = ("id, platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, user_id, is_dm, "
-            "extras, session_id, site_id, state, text, email, request_id, created_at, submitted_at, answer, "
-            "confidence_score, confidence_level, error_kind, notice_kind, notice")
+_COLUMNS = TURN_COLUMNS
 _T_COLUMNS = ", ".join("t." + c.strip() for c in _COLUMNS.split(","))
 _NOTIFY = f"SELECT pg_notify('{SETTINGS_CHANNEL}', $1::text || E'\\t' || $2::text)"
 
 
-def _turn(row: Sequence[Any]) -> Turn:
-    target = ReplyTarget(
-        platform=row[1], workspace_id=row[2], channel_id=row[3], message_channel_id=row[4], message_id=row[5],
-        thread_id=row[6], user_id=row[7], is_dm=bool(row[8]), extras=tuple(tuple(p) for p in json.loads(row[9])),
-    )
-    return Turn(
-        id=row[0], target=target, session_id=row[10], site_id=row[11], state=TurnState(row[12]), text=row[13],
-        email=row[14], request_id=row[15], created_at=row[16], submitted_at=row[17], answer=row[18],
-        confidence_score=row[19], confidence_level=row[20], error_kind=row[21], notice_kind=row[22],
-        notice=row[23],
-    )
 
 
 def _unavailable(exc: BaseException) -> bool:

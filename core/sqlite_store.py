@@ -23,11 +23,13 @@ from typing import IO, Any, NamedTuple
 
 from core.config import ConfigError
 from core.health import StoreHealth, StoreUnavailable
-from core.models import Counts, FeedbackClaim, InboundMessage, ReplyTarget, SessionRow, Turn, TurnState
+from core.models import Counts, FeedbackClaim, InboundMessage, SessionRow, Turn, TurnState
 from core.ratelimit import LocalBudget
 from core.schema import MIGRATIONS
 from core.session_ids import session_id as make_session_id
 from core.sqlite_thread import DbThread
+from core.turn_rows import TURN_COLUMNS
+from core.turn_rows import turn_from_row as _turn
 
 __all__ = ["SqliteStore", "exclusive_lock"]
 
@@ -41,11 +43,7 @@ _PROBE_TABLE = "CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY C
 
 
 _UNFINISHED = "state NOT IN ('answered','failed')"  # a finished question never changes state again
-_TURN_COLUMNS = (
-    "id, platform, workspace_id, channel_id, message_channel_id, message_id, thread_id, user_id, is_dm, extras, "
-    "session_id, site_id, state, text, email, request_id, created_at, submitted_at, answer, confidence_score, "
-    "confidence_level, error_kind, notice_kind, notice"
-)
+_TURN_COLUMNS = TURN_COLUMNS
 
 
 def exclusive_lock(path: str) -> IO[bytes]:
@@ -82,17 +80,6 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _turn(row: Sequence[Any]) -> Turn:
-    target = ReplyTarget(
-        platform=row[1], workspace_id=row[2], channel_id=row[3], message_channel_id=row[4], message_id=row[5],
-        thread_id=row[6], user_id=row[7], is_dm=bool(row[8]), extras=tuple(tuple(p) for p in json.loads(row[9])),
-    )
-    return Turn(
-        id=row[0], target=target, session_id=row[10], site_id=row[11], state=TurnState(row[12]), text=row[13],
-        email=row[14], request_id=row[15], created_at=row[16], submitted_at=row[17], answer=row[18],
-        confidence_score=row[19], confidence_level=row[20], error_kind=row[21], notice_kind=row[22],
-        notice=row[23],
-    )
 
 
 # ---- run on the database thread -------------------------------------------------------------------------------

@@ -13,11 +13,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import asyncpg
+
+from tests.fault_support import wait_until as eventually
 
 __all__ = ["Replicas", "eventually", "free_port", "max_in_window"]
 
@@ -131,17 +132,3 @@ class Replicas:
         """state -> questions in it."""
         rows = await self.query("SELECT state, count(*) AS n FROM turns GROUP BY state")
         return {row["state"]: row["n"] for row in rows}
-
-
-async def eventually(condition: Callable[[], object], *, timeout: float, what: str | Callable[[], str]) -> None:
-    """Poll a (possibly async) condition every 50 ms until it holds; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
-        await asyncio.sleep(0.05)
