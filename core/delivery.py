@@ -83,7 +83,9 @@ class Delivery:
                             deliver=turn.id)
                 self._tasks.spawn(self._deliver_now(ready), name="deliver-unstored")
                 return
-            self._tasks.spawn(self.deliver(turn.id), name="deliver")
+            # Posted from what was just stored (claim_delivery fences it): no second read of the row.
+            ready = replace(turn, state=TurnState.READY, answer=text, confidence_score=score, confidence_level=level)
+            self._tasks.spawn(self.deliver(turn.id, known=ready), name="deliver")
         else:
             log.warning("Uppzy could not answer turn=%d request_id=%s", turn.id, item.request_id)
             self._tasks.spawn(self.fail(turn, NoticeKind.FAILED, None, kind="failed"), name="fail")
@@ -111,14 +113,16 @@ class Delivery:
         log.warning("answer for turn=%d has %d characters; shortened to %d", turn_id, len(text), self._max_chars)
         return shorten_answer(text, self._max_chars, messages.ANSWER_SHORTENED)
 
-    async def deliver(self, turn_id: int, *, recovering: bool = False, backoff: Backoff | None = None) -> None:
+    async def deliver(self, turn_id: int, *, recovering: bool = False, backoff: Backoff | None = None,
+                      known: Turn | None = None) -> None:
         """Post a READY (or interrupted DELIVERING) answer on the delivery schedule; if the platform still refuses,
-        postpone it for the sweep (or, a day after the question, end it with one notice)."""
+        postpone it for the sweep (or, a day after the question, end it with one notice). `known`: the turn as just
+        stored, so it need not be read again."""
         if turn_id in self._posting or turn_id in self._held:
             return  # already on its way (the sweep or the backlog met a post in progress), or already posted
         self._posting.add(turn_id)
         try:
-            await self._deliver(turn_id, recovering, backoff or self._backoff)
+            await self._deliver(turn_id, recovering, backoff or self._backoff, known)
         finally:
             self._posting.discard(turn_id)
 
@@ -132,8 +136,8 @@ class Delivery:
         finally:
             self._posting.discard(turn.id)
 
-    async def _deliver(self, turn_id: int, recovering: bool, backoff: Backoff) -> None:
-        turn = await self._store.get_turn(turn_id)
+    async def _deliver(self, turn_id: int, recovering: bool, backoff: Backoff, known: Turn | None) -> None:
+        turn = known or await self._store.get_turn(turn_id)
         if turn is None or turn.state not in (TurnState.READY, TurnState.DELIVERING):
             return
         await self._post(turn, recovering, backoff)
