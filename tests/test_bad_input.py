@@ -171,10 +171,10 @@ async def test_slack_malformed_events_are_dropped_and_the_bot_keeps_answering(
     assert len(rig.posts_in(later["ts"])) == 1
     assert [q["message"] for q in rig.questions()] == ["[ok] how do returns work?"]
     dropped = [r for r in caplog.records if r.levelno == logging.WARNING and "dropped: no usable" in r.getMessage()]
-    assert len(dropped) == 6, [r.getMessage() for r in dropped]  # the 9 broken mentions but text=None and these 2:
-    # bolt itself cannot build a request whose user or channel is a number: slack_sdk logs the drop at ERROR
-    assert len(errors(caplog)) == 2, errors(caplog)
-    assert all("Failed to run a request listener" in line for line in errors(caplog)), errors(caplog)
+    assert len(dropped) == 8, [r.getMessage() for r in dropped]  # the 9 broken mentions but text=None
+    # Questions never reach bolt, which could not build a request whose user or channel is a number (slack_sdk
+    # logged that at ERROR with a traceback): each is one WARNING line like the others.
+    assert errors(caplog) == []
 
 
 # ---- Discord -------------------------------------------------------------------------------------------------------

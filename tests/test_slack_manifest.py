@@ -55,6 +55,7 @@ def _used() -> tuple[set[str], set[str], set[str], str]:
         methods |= set(re.findall(r"_cosmetic\(\s*\"([a-z]+_[A-Za-z_]+)\"", source))
         events |= set(re.findall(r"\.event\(\s*\"([a-z_]+)\"", source))
         module = importlib.import_module(f"bots.slack.{path.stem}")
+        events |= set(getattr(module, "QUESTION_EVENTS", ()))  # taken before bolt (SlackEvents.receive)
         for arg in re.findall(r"\.command\(\s*([^)]+?)\s*\)", source):
             commands.add(arg.strip("\"'") if arg[0] in "\"'" else getattr(module, arg))
     return methods, events, commands, sources

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 from collections.abc import Awaitable
@@ -13,7 +14,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
-from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.middleware.authorization.async_single_team_authorization import AsyncSingleTeamAuthorization
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -28,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.slack.admin import SlackAdmin
 from bots.slack.events import SlackEvents
 from bots.slack.outbound import SlackAdapter
+from bots.slack.socket_handler import QuestionsFirstHandler
 from bots.slack.users import SlackUsers
 from core.config import ConfigError, Settings, shown_url
 from core.ports import Inbound
@@ -111,7 +112,7 @@ class SlackBot:
                                     cosmetic_timeout=cosmetic_timeout, users=self.users)
         self.admin = SlackAdmin(relay=relay, adapter=self.adapter, users=self.users)
         self._session: aiohttp.ClientSession | None = None
-        self._socket: AsyncSocketModeHandler | None = None
+        self._socket: QuestionsFirstHandler | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._connect_timeout = connect_timeout
         self._http_runner: web.AppRunner | None = None
@@ -174,7 +175,7 @@ class SlackBot:
         opened = await self._call(self.client.apps_connections_open(app_token=app_token), "SLACK_APP_TOKEN",
                                   "apps.connections.open", "could not open Socket Mode at")
         # The aiohttp Socket Mode client builds its session at construction, so it must be made in the loop.
-        self._socket = AsyncSocketModeHandler(self.app, app_token, web_client=self.client,
+        self._socket = QuestionsFirstHandler(self.app, app_token, events=self.events, web_client=self.client,
                                              ping_interval=self._ping_interval)
         self._socket.client.wss_uri = opened["url"]
         # The SDK retries a failing websocket forever; wait a while, then let it keep trying in the background
@@ -235,6 +236,15 @@ class SlackBot:
         except UnicodeDecodeError:
             log.warning("Slack HTTP request dropped: its body is not valid UTF-8")  # signed: not a flood
             return web.Response(status=400, text="request body is not valid UTF-8")
+        if request.content_type == "application/json":
+            question = self._question(text)
+            if question is not None:  # recorded before bolt parses anything, as in Socket Mode
+                try:
+                    await self.events.receive(question)
+                except Exception:
+                    log.exception("Slack event not acked (500): recording it failed")
+                    return web.Response(status=500, text="not recorded; Slack will send it again")
+                return web.Response(status=200)
         try:
             bolt_request = AsyncBoltRequest(body=text, query=request.query_string,
                                             headers=request.headers)  # type: ignore[arg-type]
@@ -243,6 +253,15 @@ class SlackBot:
             return web.Response(status=400, text="request body not understood")
         response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
+
+    @staticmethod
+    def _question(text: str) -> dict[str, Any] | None:
+        """The body when it is an Events API message or mention (SlackEvents takes those first), else None."""
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return None  # bolt answers it
+        return body if isinstance(body, dict) and SlackEvents.is_question(body) else None
 
     def _signed(self, raw: bytes, headers: Any) -> bool:
         """True when X-Slack-Signature is right for this body and a timestamp within 5 minutes."""

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -17,9 +17,10 @@ from core.models import FeedbackOutcome
 from core.ports import Inbound
 from core.supervisor import TaskSupervisor
 
-__all__ = ["SlackEvents"]
+__all__ = ["QUESTION_EVENTS", "SlackEvents"]
 
 log = logging.getLogger(__name__)
+QUESTION_EVENTS = frozenset({"app_mention", "message"})
 
 
 class SlackEvents:
@@ -31,30 +32,38 @@ class SlackEvents:
         self._handlers = TaskSupervisor("slack-events")
 
     def register(self, app: AsyncApp) -> None:
-        """Attach the listeners to the bolt app (the admin surfaces attach their own, detached the same way).
+        """Attach the other listeners to the bolt app (the admin surfaces attach their own, detached the same way).
 
-        The app processes before it responds: a message is acked only once its question is in the store, so a
-        replica killed before that leaves the event unacked and Slack delivers it again, to another replica.
-        Everything slower (feedback, which calls Uppzy) runs detached: acked first, finished in the background.
+        Messages and mentions never reach bolt: `receive` takes them first (see there). Everything else is slower
+        (feedback calls Uppzy) and runs detached: acked first, finished in the background.
         """
-        app.event("app_mention")(self.tracked(self._on_mention))
-        app.event("message")(self.tracked(self._on_message))
         app.event("reaction_added")(self.detached(self._on_reaction))
         app.action(re.compile(r"^uppzy_feedback_(good|bad)$"))(self.detached(self._on_feedback_button))
+
+    @staticmethod
+    def is_question(body: Mapping[str, Any]) -> bool:
+        """True for an Events API body carrying a message or mention: the events `receive` takes before bolt."""
+        event = body.get("event")
+        return body.get("type") == "event_callback" and isinstance(event, Mapping) \
+            and event.get("type") in QUESTION_EVENTS
+
+    async def receive(self, body: dict[str, Any]) -> None:
+        """Record a message or mention (one short store write, shared with others in a burst); the caller acks after.
+
+        This runs before bolt's middleware and listener matching, which cost more than the write itself: under a
+        burst every envelope would otherwise wait behind the parsing of all the others before its ack. The ack still
+        never precedes the write, so a replica killed before it leaves the event unacked and Slack delivers it again.
+        """
+        event = body["event"]
+        with self._handlers.track():
+            if event["type"] == "app_mention":
+                await self._on_mention(body, event)
+            else:
+                await self._on_message(body, event)
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for listeners still running: an acked event must reach the store before it closes."""
         await self._handlers.drain(timeout)
-
-    def tracked(self, handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        """Count a listener while it runs, so stop() can wait for events already acked."""
-
-        @functools.wraps(handler)  # bolt injects arguments by the wrapped handler's parameter names
-        async def run(**kwargs: Any) -> None:
-            with self._handlers.track():
-                await handler(**kwargs)
-
-        return run
 
     def detached(self, handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         """Run a listener in the background, returning to bolt (which then answers Slack) as soon as it acked:
