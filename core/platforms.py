@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 EMAIL_WITHIN = 1.0  # seconds an email lookup may add before a question is recorded (and acked)
 WORKING_AFTER = 2.0  # seconds before a progress indicator is shown: Tuning.working_after sets it
 _SHOWING, _SHOWN, _CLEARED = "showing", "shown", "cleared"  # an indicator's life once its moment has come
+_SKIPPED = "skipped"  # the adapter chose to show nothing: nothing to take away
 
 
 class Platforms:
@@ -77,10 +78,14 @@ class Platforms:
                 if self._waiting.get(key) is due:
                     del self._waiting[key]
         self._working[key] = _SHOWING
+        shown: bool | None = None
         try:
-            await self._cosmetic(target, "show_working")
+            shown = await self._cosmetic(target, "show_working")
         finally:
-            if self._working.get(key) == _CLEARED:  # the answer came while the indicator was on its way
+            if shown is False:  # the adapter showed nothing (its platform's limits): nothing to take away
+                if self._working.pop(key, None) != _CLEARED:
+                    self._working[key] = _SKIPPED
+            elif self._working.get(key) == _CLEARED:  # the answer came while the indicator was on its way
                 self._working.pop(key, None)
                 await self._cosmetic(target, "clear_working")
             elif key in self._working:
@@ -94,6 +99,9 @@ class Platforms:
             _resolve(due, False)
             return
         state = self._working.get(key)
+        if state == _SKIPPED:
+            del self._working[key]
+            return
         if state == _SHOWING:
             self._working[key] = _CLEARED  # show_working takes it away as soon as its call returns
             return
@@ -122,16 +130,18 @@ class Platforms:
             log.info("email lookup on %s failed: %s", target.platform, type(exc).__name__)
             return None
 
-    async def _cosmetic(self, target: ReplyTarget, method: str) -> None:
+    async def _cosmetic(self, target: ReplyTarget, method: str) -> bool | None:
+        """The adapter's answer (False: it showed nothing), None when it failed or the platform is away."""
         platform = self._by_name.get(target.platform)
         if platform is None:
-            return
+            return None
         try:
-            await getattr(platform, method)(target)
+            return await getattr(platform, method)(target)  # type: ignore[no-any-return]
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.debug("%s failed on %s: %s", method, target.platform, type(exc).__name__)
+            return None
 
 
 def _key(target: ReplyTarget) -> tuple[str, str, str]:

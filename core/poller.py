@@ -146,17 +146,21 @@ class PollScheduler:
     def _due_items(self, now: float, limit: int) -> list[PendingRequest]:
         """Up to `limit` due requests, earliest due first: a pass never walks a backlog of tens of thousands."""
         due: list[PendingRequest] = []
+        first: dict[str, float] = {}  # each site's first-poll offset, worked out once per pass
         while self._heap and self._heap[0][0] <= now and len(due) < limit:
             when, _, turn_id = heapq.heappop(self._heap)
             item = self._items.get(turn_id)
             if item is None or item.due != when:
                 continue
-            if item.polls == 0 and item.submitted_at + self._first_offset(item.site_id) > now + 0.01:
-                # learned since it was added: its first poll moves later
-                item.planned = self._first_offset(item.site_id)
-                item.due = item.submitted_at + item.planned
-                self._push(item)
-                continue
+            if item.polls == 0:
+                offset = first.get(item.site_id)
+                if offset is None:
+                    offset = first[item.site_id] = self._first_offset(item.site_id)
+                if item.submitted_at + offset > now + 0.01:  # learned since it was added: its first poll moves later
+                    item.planned = offset
+                    item.due = item.submitted_at + offset
+                    self._push(item)
+                    continue
             due.append(item)
         return due
 
@@ -168,9 +172,10 @@ class PollScheduler:
             if free > 0 and isinstance(self.budget, AdaptiveBudget):
                 self.budget.backlog()  # due polls wait for budget: it may grow
             return max(0.01, self.budget.wait_time()) if free > 0 else 0.02  # nothing can start now
-        # Choose among the earliest-due requests only (a bounded window): under a binding budget with a huge backlog a
-        # pass costs O(window · log n), not O(n log n), and the window still puts deadlines first within it.
-        due = self._due_items(now, limit=max(256, 8 * free))
+        # Choose among the earliest-due requests only (a window twice what can start): under a binding budget or a
+        # full set of polls in flight, with a backlog of thousands, a pass costs O(free · log n), not O(n log n), and
+        # the window still puts deadlines (and likely answers) first within it.
+        due = self._due_items(now, limit=max(16, 2 * free))
         # A call is granted only when a poll can start now (the budget counts it from the grant).
         try:
             affordable = await self.budget.grant(min(len(due), free)) if due else 0

@@ -145,8 +145,9 @@ class ChatPlatform(Protocol):
     platform: str
     feedback_emoji: tuple[tuple[str, ...], tuple[str, ...]]  # (good, bad) default reaction names on this platform
 
-    async def show_working(self, target: ReplyTarget) -> None:
-        """Show that an answer is on its way (reaction, typing, status)."""
+    async def show_working(self, target: ReplyTarget) -> bool | None:
+        """Show that an answer is on its way (reaction, typing, status); False when it chose to show nothing (e.g.
+        beyond what the platform's rate limits allow), so that nothing is taken away later either."""
 
     async def clear_working(self, target: ReplyTarget) -> None:
         """Take the working indicator away again."""

@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import strings as text
 from bots.slack.format import ANSWER_EVENT_TYPE, SlackMessage, answer_messages, to_mrkdwn
+from bots.slack.progress import ProgressBudget
 from bots.slack.translate import escalation_ids
 from bots.slack.users import SlackUsers
 from core.models import Answer, Notice, NoticeKind, ReplyTarget
@@ -59,6 +60,7 @@ class SlackAdapter:
         self.bot_id: str | None = None
         self._cosmetic_timeout = cosmetic_timeout
         self._moved: LRUCache[str, _Place] = LRUCache(maxsize=10_000)  # delivery_key -> place it moved to
+        self._progress = ProgressBudget()
 
     async def _cosmetic(self, method: str, ignore: tuple[str, ...] = (), **kwargs: Any) -> None:
         """A progress call that must never delay an answer: no 429 waits, bounded in time, errors only logged.
@@ -74,14 +76,18 @@ class SlackAdapter:
         except (TimeoutError, OSError) as exc:
             log.debug("%s failed: %s", method, type(exc).__name__)
 
-    async def show_working(self, target: ReplyTarget) -> None:
+    async def show_working(self, target: ReplyTarget) -> bool:
         """An hourglass on the question; the 'is thinking…' status in AI assistant threads (core calls this only
-        for an answer not there within Tuning.working_after)."""
+        for an answer not there within Tuning.working_after). False, showing nothing, beyond the workspace's
+        progress budget: Slack would refuse those calls (429) anyway, and every answer still comes."""
+        if not self._progress.take(target.workspace_id):
+            return False
         await self._cosmetic("reactions_add", ("already_reacted",), channel=target.message_channel_id,
                              timestamp=target.message_id, name=WORKING_REACTION)
         if target.extra("assistant"):
             await self._cosmetic("assistant_threads_setStatus", channel_id=target.channel_id,
                                  thread_ts=target.thread_root, status=text.THINKING_STATUS)
+        return True
 
     async def clear_working(self, target: ReplyTarget) -> None:
         """Take the hourglass (and assistant status) away again."""

@@ -75,3 +75,18 @@ async def test_assistant_thread_shows_thinking_status_when_slow(make_rig: RigFac
     statuses = [c.args["status"] for c in rig.fake.calls_to("assistant.threads.setStatus")]
     assert statuses == ["is thinking…", ""]
     assert rig.answers(root)[0]["thread_ts"] == root != event["ts"]
+
+
+async def test_a_burst_gets_as_many_hourglasses_as_slack_allows_and_every_answer(make_rig: RigFactory) -> None:
+    """30 slow questions at once in one workspace: the first 20 get ⏳ (reactions.remove is Tier 2, 20 a minute,
+    and each ⏳ costs one), the rest none and no removal call either; all 30 are answered, and no ⏳ is left."""
+    rig = await make_rig(working_after=MOMENT)
+    rig.sim.script("slow", "Done.", latency=0.8)
+    events = [await rig.mention(f"a slow question {i}", user=f"U{i}") for i in range(30)]
+    for event in events:
+        await rig.wait_answer(event["ts"])
+    await rig.fake.wait_until(lambda: len(rig.fake.calls_to("reactions.remove")) >= 20, what="every ⏳ removed")
+    await rig.relay.wait_idle()
+    assert len(rig.fake.calls_to("reactions.add")) == 20
+    assert len(rig.fake.calls_to("reactions.remove")) == 20
+    assert all(rig.fake.reactions_on("C1", e["ts"]) == {} for e in events)
