@@ -58,7 +58,7 @@ async def _uppzy(stack: AsyncExitStack, base: str, rid: str, transport: httpx.As
     client = UppzyClient(base_url=base, api_key=Secret(KEY), site_id=SITE, transport=transport)
     stack.push_async_callback(client.aclose)
     if cookies:  # the client before issue 14 parsed every response's headers for cookies
-        client._http.cookies = httpx.Cookies()
+        client._http.__class__ = httpx.AsyncClient  # its own cookie jar again (ours has none)
     return lambda: client.status(rid, retry=retry)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable
 from queue import SimpleQueue
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = ["After", "DbThread"]
 # Run on the event loop when a job ends, even if its caller was cancelled meanwhile: (result, error) -> the same
 # or replaced (the store keeps its health here and turns "disk full" into StoreUnavailable).
 After = Callable[[Any, BaseException | None], tuple[Any, BaseException | None]]
+_Outcome = tuple[asyncio.Future[Any] | None, Any, BaseException | None, After | None]
 _Job = tuple[asyncio.AbstractEventLoop, asyncio.Future[Any] | None, Callable[..., Any], tuple[Any, ...], After | None]
 
 
@@ -35,6 +37,8 @@ class DbThread:
         self._conn: sqlite3.Connection | None = None  # touched only on the thread
         self._open = True
         self._thread = threading.Thread(target=self._serve, name="uppzy-sqlite", daemon=True)
+        self._outcomes: dict[asyncio.AbstractEventLoop, deque[_Outcome]] = {}  # finished, for each loop to settle
+        self._waking: set[asyncio.AbstractEventLoop] = set()  # loops already asked to settle theirs
 
     @classmethod
     async def start(cls, connect: Callable[[], sqlite3.Connection]) -> DbThread:
@@ -85,11 +89,29 @@ class DbThread:
                 result = fn(self._conn, *args)
             except BaseException as exc:  # handed to the caller on its loop
                 error = exc
-            try:
-                loop.call_soon_threadsafe(_settle, fut, result, error, after)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+            self._hand_back(loop, (fut, result, error, after))
             del job, fn, args, result, error
+
+    def _hand_back(self, loop: asyncio.AbstractEventLoop, outcome: _Outcome) -> None:
+        """Queue a finished job's outcome for its loop, waking the loop only if it is not already due to look: under
+        load, one wake-up (a self-pipe write and an epoll return) settles many jobs."""
+        outcomes = self._outcomes.get(loop)
+        if outcomes is None:
+            outcomes = self._outcomes[loop] = deque()
+        outcomes.append(outcome)
+        if loop not in self._waking:
+            self._waking.add(loop)
+            try:
+                loop.call_soon_threadsafe(self._settle_all, loop, outcomes)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                self._waking.discard(loop)
+                self._outcomes.pop(loop, None)
+
+    def _settle_all(self, loop: asyncio.AbstractEventLoop, outcomes: deque[_Outcome]) -> None:
+        """On the loop: settle every outcome handed back so far (the thread wakes us again for later ones)."""
+        self._waking.discard(loop)  # first: an outcome appended from now on schedules another call
+        while outcomes:
+            _settle(*outcomes.popleft())
 
 
 def _close(conn: sqlite3.Connection | None) -> None:

@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.cookiejar import CookieJar
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -156,14 +155,28 @@ def _text(data: Mapping[str, Any], key: str, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
-class _NoCookies(CookieJar):
-    """Uppzy authenticates by key, never by cookie: skip httpx's per-response cookie parsing (an email.Message)."""
+class _NoCookieJar(httpx.Cookies):
+    """What `cookies` hands httpx after a response: nothing is extracted."""
 
-    def extract_cookies(self, response: Any, request: Any) -> None:
+    def extract_cookies(self, response: httpx.Response) -> None:
         return None
 
-    def add_cookie_header(self, request: Any) -> None:
-        return None
+
+_NO_COOKIES = _NoCookieJar()
+
+
+class _Client(httpx.AsyncClient):
+    """httpx.AsyncClient without cookies: Uppzy authenticates by key, never by cookie, and httpx otherwise wraps every
+    response and request for the standard library's cookie jar (a urllib Request, its URL parsed again) even when
+    the jar keeps nothing."""
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES  # empty (so nothing is merged into requests), and it extracts nothing
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise TypeError("the Uppzy client keeps no cookies")
 
 
 class UppzyClient:
@@ -190,12 +203,11 @@ class UppzyClient:
         self.retry = retry or RetryPolicy()
         self.observer = observer
         self._urls: dict[str, httpx.URL] = {}
-        self._http = httpx.AsyncClient(
+        self._http = _Client(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(self.timeouts.default, connect=self.timeouts.connect),
             headers={"Accept": "application/json", "User-Agent": "uppzy-chat-bot/0.1"},
             transport=transport if transport is not None else AiohttpTransport(max_connections=max_connections),
-            cookies=_NoCookies(),
             trust_env=False,
         )
 
