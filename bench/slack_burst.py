@@ -1,6 +1,7 @@
 """Slack burst benchmark: 500 mentions through Socket Mode at once, with the real SlackBot, Relay and simulator.
 
 Run: `python -m bench.slack_burst` (options: --mentions, --latency MIN-MAX, --seed, --poll-rate, --in-process).
+The same burst first goes to a bare slack_sdk Socket Mode client that acks every envelope on arrival: the floor.
 
 FakeSlack and the Uppzy simulator run in this process. The bot (SlackBot + Relay + a temp SQLite store, built
 as `uppzy-bot run` builds them) runs in a worker process by default, as it would in production where Slack
@@ -22,6 +23,11 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.runner import build_relay, build_uppzy
 from bots.slack.app import SlackBot
@@ -71,6 +77,52 @@ async def _bot(settings: Settings, db: str):
         await relay.stop()
         await uppzy.aclose()
         await store.close()
+
+
+async def _bare_worker(slack_url: str) -> None:
+    """The floor: a bare slack_sdk Socket Mode client that acks every envelope on arrival and does nothing else."""
+    tokens = FakeSlack()  # only its default tokens
+    web = AsyncWebClient(base_url=slack_url, token=tokens.bot_token)
+    client = SocketModeClient(app_token=tokens.app_token, web_client=web)
+
+    async def ack(socket: SocketModeClient, req: SocketModeRequest) -> None:
+        await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+    client.socket_mode_request_listeners.append(ack)  # type: ignore[arg-type]
+    await client.connect()
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        await client.close()
+
+
+async def _acks_only(fake: FakeSlack, mentions: int) -> dict[str, float]:
+    """Send the burst to the bare client and measure its acks (it answers nothing)."""
+    envelopes = [await fake.send_event(fake.app_mention_event(f"U{i:05d}", f"C{i % 20:03d}", f"question {i}"))
+                 for i in range(mentions)]
+    await fake.wait_until(lambda: all(e in fake.acks for e in envelopes), timeout=30, what="every ack")
+    ack_ms = [(fake.acks[e]["at"] - fake.event_sent_at[e]) * 1000 for e in envelopes]
+    sent = sorted(fake.event_sent_at[e] for e in envelopes)
+    return {"ack_p50": _quantile(ack_ms, 0.5), "ack_p99": _quantile(ack_ms, 0.99), "ack_max": max(ack_ms),
+            "spread_ms": (sent[-1] - sent[0]) * 1000}
+
+
+async def floor(mentions: int) -> dict[str, float]:
+    """The bare client's acks for the same burst, in a worker process like the bot's."""
+    fake = FakeSlack()
+    await fake.start()
+    try:
+        worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.slack_burst", "--bare-worker",
+                                                      fake.api_url, stdin=asyncio.subprocess.PIPE)
+        try:
+            await fake.wait_connected(timeout=30)
+            return await _acks_only(fake, mentions)
+        finally:
+            assert worker.stdin is not None
+            worker.stdin.close()
+            await asyncio.wait_for(worker.wait(), 30)
+    finally:
+        await fake.stop()
 
 
 async def _worker(uppzy_url: str, slack_url: str, db: str, poll_rate: float) -> None:
@@ -163,13 +215,17 @@ async def _burst(fake: FakeSlack, sim: Simulator, mentions: int) -> dict[str, An
     }
 
 
-def table(r: dict[str, Any], latency: tuple[float, float], poll_rate: float, in_process: bool) -> str:
+def table(r: dict[str, Any], latency: tuple[float, float], poll_rate: float, in_process: bool,
+          bare: dict[str, float] | None = None) -> str:
     """The results as a markdown table."""
     rows = [
         ("bot process", "same event loop as the fakes" if in_process else "separate worker process"),
         ("envelopes sent (app_mention, Socket Mode)", f"{r['envelopes']}"),
         ("acked", f"{r['acked']}"),
         ("ack latency p50 / p99 (max)", f"{r['ack_p50']:.1f} / {r['ack_p99']:.1f} ms ({r['ack_max']:.1f} ms)"),
+        *([("  the floor: a bare slack_sdk client acking on arrival, same burst",
+            f"{bare['ack_p50']:.1f} / {bare['ack_p99']:.1f} ms ({bare['ack_max']:.1f} ms); the fake sent the burst "
+            f"in {bare['spread_ms']:.0f} ms")] if bare else []),
         ("answers posted before the last ack", f"{r['answered_during_acks']}"),
         ("answered exactly once", f"{r['answered_once']}"),
         ("duplicates", f"{r['duplicates']}"),
@@ -193,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--worker"]:
         asyncio.run(_worker(argv[1], argv[2], argv[3], float(argv[4])))
         return 0
+    if argv[:1] == ["--bare-worker"]:
+        asyncio.run(_bare_worker(argv[1]))
+        return 0
     parser = argparse.ArgumentParser(prog="python -m bench.slack_burst", description=__doc__.split("\n")[0])
     parser.add_argument("--mentions", type=int, default=500)
     parser.add_argument("--latency", type=_range, default=(2.0, 6.0), metavar="MIN-MAX")
@@ -201,9 +260,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="Uppzy status calls per second (UPPZY_POLL_RATE; default %(default)s)")
     parser.add_argument("--in-process", action="store_true", help="run the bot on the fakes' event loop")
     args = parser.parse_args(argv)
+    bare = asyncio.run(floor(args.mentions))
     result = asyncio.run(run(args.mentions, args.latency, args.seed, args.poll_rate, args.in_process))
-    print(table(result, args.latency, args.poll_rate, args.in_process))
-    print(f"\nack p99 under 50 ms: {'yes' if result['ack_p99'] < 50 else 'no'}; every mention answered once: "
+    print(table(result, args.latency, args.poll_rate, args.in_process, bare))
+    print(f"\nack p99 {result['ack_p99']:.1f} ms, the bare client's {bare['ack_p99']:.1f} ms (+"
+          f"{result['ack_p99'] - bare['ack_p99']:.1f} ms); every mention answered once: "
           f"{'yes' if result['answered_once'] == result['envelopes'] else 'no'}")
     ok = result["acked"] == result["envelopes"] and result["duplicates"] == 0 and result["lost"] == 0
     return 0 if ok else 1
