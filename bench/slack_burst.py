@@ -112,17 +112,24 @@ async def floor(mentions: int) -> dict[str, float]:
     fake = FakeSlack()
     await fake.start()
     try:
-        worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.slack_burst", "--bare-worker",
-                                                      fake.api_url, stdin=asyncio.subprocess.PIPE)
-        try:
-            await fake.wait_connected(timeout=30)
+        async with _worker_process(fake, "--bare-worker", fake.api_url):
             return await _acks_only(fake, mentions)
-        finally:
-            assert worker.stdin is not None
-            worker.stdin.close()
-            await asyncio.wait_for(worker.wait(), 30)
     finally:
         await fake.stop()
+
+
+@contextlib.asynccontextmanager
+async def _worker_process(fake: FakeSlack, *argv: str):
+    """`python -m bench.slack_burst ARGV` connected to `fake`; it ends when we close its stdin."""
+    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.slack_burst", *argv,
+                                                  stdin=asyncio.subprocess.PIPE)
+    try:
+        await fake.wait_connected(timeout=30)
+        yield worker
+    finally:
+        assert worker.stdin is not None
+        worker.stdin.close()
+        await asyncio.wait_for(worker.wait(), 30)
 
 
 async def _worker(uppzy_url: str, slack_url: str, db: str, poll_rate: float) -> None:
@@ -147,16 +154,8 @@ async def run(mentions: int, latency: tuple[float, float], seed: int, poll_rate:
                     result = await _burst(fake, sim, mentions)
                     result["status_calls"] = relay.poller.status_calls
                     return result
-            worker = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.slack_burst", "--worker", base, fake.api_url, db, str(poll_rate),
-                stdin=asyncio.subprocess.PIPE)
-            try:
-                await fake.wait_connected(timeout=30)
+            async with _worker_process(fake, "--worker", base, fake.api_url, db, str(poll_rate)):
                 return await _burst(fake, sim, mentions)
-            finally:
-                assert worker.stdin is not None
-                worker.stdin.close()
-                await asyncio.wait_for(worker.wait(), 30)
         finally:
             await fake.stop()
             await sim.stop()
