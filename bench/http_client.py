@@ -4,9 +4,8 @@ Run: `python -m bench.http_client` (options: --requests 2000 --concurrency 1 32 
 on 2 cores. The simulator (`python -m bots simulate`, answers at once) runs in its own process, so this process's
 time.process_time() is the client's CPU alone. Every variant polls the same completed request:
 
-- `httpx (today)`: UppzyClient on httpx's own transport (httpcore pool, 100 connections) through the retry
-  wrapper and httpx's cookie jar, i.e. the client before issue 14 (stamina costs the same on a first-attempt
-  success whatever the hook);
+- `httpx (today)`: httpx.AsyncClient.request on httpx's own transport (httpcore pool, 100 connections), cookie
+  jar, auth and redirect handling included, as the client called it before issue 14 (without the retry wrapper);
 - `httpx bounded pool (N)`: UppzyClient as shipped but on httpcore limited to N connections (fewer to rescan);
 - `httpx-aiohttp`: UppzyClient on the `httpx-aiohttp` package's transport (skipped when it is not installed);
 - `ours`: UppzyClient as shipped (core.http_transport.AiohttpTransport, `status(retry=False)` without stamina);
@@ -53,13 +52,24 @@ Poll = Callable[[], Awaitable[object]]
 Factory = Callable[[AsyncExitStack, str, str, int], Awaitable[Poll]]
 
 
-async def _uppzy(stack: AsyncExitStack, base: str, rid: str, transport: httpx.AsyncBaseTransport | None,
-                 *, retry: bool, cookies: bool = False) -> Poll:
+async def _uppzy(stack: AsyncExitStack, base: str, rid: str, transport: httpx.AsyncBaseTransport | None) -> Poll:
     client = UppzyClient(base_url=base, api_key=Secret(KEY), site_id=SITE, transport=transport)
     stack.push_async_callback(client.aclose)
-    if cookies:  # the client before issue 14 parsed every response's headers for cookies
-        client._http.__class__ = httpx.AsyncClient  # its own cookie jar again (ours has none)
-    return lambda: client.status(rid, retry=retry)
+    return lambda: client.status(rid, retry=False)
+
+
+async def _plain_httpx(stack: AsyncExitStack, base: str, rid: str, transport: httpx.AsyncBaseTransport) -> Poll:
+    """How the client called httpx before issue 14: AsyncClient.request with the client's cookie jar, auth and
+    redirect handling, and a JSON decode."""
+    client = httpx.AsyncClient(base_url=base + "/", headers={"Accept": "application/json"}, transport=transport,
+                               trust_env=False)
+    stack.push_async_callback(client.aclose)
+    path = f"m2m/sites/{SITE}/chat/requests/{rid}"
+
+    async def poll() -> object:
+        return (await client.request("GET", path, headers={"X-API-Key": KEY})).json()
+
+    return poll
 
 
 def _httpcore(connections: int) -> httpx.AsyncHTTPTransport:
@@ -68,22 +78,22 @@ def _httpcore(connections: int) -> httpx.AsyncHTTPTransport:
 
 
 async def _today(stack: AsyncExitStack, base: str, rid: str, c: int) -> Poll:
-    return await _uppzy(stack, base, rid, _httpcore(100), retry=True, cookies=True)
+    return await _plain_httpx(stack, base, rid, _httpcore(100))
 
 
 async def _bounded(stack: AsyncExitStack, base: str, rid: str, c: int) -> Poll:
-    return await _uppzy(stack, base, rid, _httpcore(BOUNDED), retry=False)
+    return await _uppzy(stack, base, rid, _httpcore(BOUNDED))
 
 
 async def _package(stack: AsyncExitStack, base: str, rid: str, c: int) -> Poll:
     from httpx_aiohttp import AiohttpTransport as PackageTransport
 
     transport = PackageTransport(trust_env=False, limits=httpx.Limits(max_connections=100))
-    return await _uppzy(stack, base, rid, transport, retry=False)
+    return await _uppzy(stack, base, rid, transport)
 
 
 async def _ours(stack: AsyncExitStack, base: str, rid: str, c: int) -> Poll:
-    return await _uppzy(stack, base, rid, AiohttpTransport(max_connections=100), retry=False)
+    return await _uppzy(stack, base, rid, AiohttpTransport(max_connections=100))
 
 
 async def _aiohttp(stack: AsyncExitStack, base: str, rid: str, c: int) -> Poll:

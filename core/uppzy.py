@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -203,11 +204,17 @@ class UppzyClient:
         self.retry = retry or RetryPolicy()
         self.observer = observer
         self._urls: dict[str, httpx.URL] = {}
+        self._transport = transport if transport is not None else AiohttpTransport(max_connections=max_connections)
+        headers = {"Accept": "application/json", "User-Agent": "uppzy-chat-bot/0.1"}
+        base = httpx.URL(base_url)
+        if base.username or base.password:  # as httpx's own auth flow would: user:password in the URL is Basic auth
+            pair = f"{base.username}:{base.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         self._http = _Client(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(self.timeouts.default, connect=self.timeouts.connect),
-            headers={"Accept": "application/json", "User-Agent": "uppzy-chat-bot/0.1"},
-            transport=transport if transport is not None else AiohttpTransport(max_connections=max_connections),
+            headers=headers,
+            transport=self._transport,
             trust_env=False,
         )
 
@@ -382,12 +389,17 @@ class UppzyClient:
         try:
             try:
                 async with asyncio.timeout(timeout):
-                    response = await self._http.request(
+                    request = self._http.build_request(
                         method, self._url(path), json=json, params=params,
                         headers={"X-API-Key": self._api_key.reveal()},
                         timeout=httpx.Timeout(timeout, connect=min(self.timeouts.connect, timeout)),
                     )
-                    body = response.content
+                    if self._http.is_closed:
+                        raise RuntimeError("the Uppzy client is closed")
+                    # Straight to the transport: the client's send() adds only what these calls never use (auth
+                    # flows, redirects, event hooks, cookies), at about a third of the cost of a request.
+                    response = await self._transport.handle_async_request(request)
+                    body = await response.aread()
             except (TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout) as exc:
                 raise UppzyTimeout(
                     f"Uppzy {endpoint} did not answer within {timeout:g}s", endpoint=endpoint,

@@ -165,3 +165,15 @@ async def test_credentials_in_the_base_url_become_basic_auth(raw) -> None:  # ty
     async with client_for(base.replace("http://", "http://user:pw@")) as client:
         await client.status("r1", retry=False)
     assert b"authorization: basic dxnlcjpwdw==" in server.requests[0].lower()
+
+
+async def test_a_closed_client_refuses_calls_instead_of_opening_a_new_pool(raw) -> None:  # type: ignore[no-untyped-def]
+    """Calls go straight to the transport (not through httpx's send): one made after aclose() must still fail as
+    httpx's would, not quietly open a fresh connection pool that nobody closes."""
+    server, base = await raw(answer())
+    client = client_for(base)
+    await client.status("r1", retry=False)
+    await client.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.status("r1", retry=False)
+    assert len(server.requests) == 1
