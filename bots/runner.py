@@ -190,7 +190,8 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
     poller = PollScheduler(uppzy=uppzy, on_done=delivery.on_status, on_expired=delivery.on_expired,
                            budget=status_budget, interval=tuning.poll_interval, clock=clock,
                            latency=tuning.latency or LatencyModel(floor=tuning.first_poll_floor),
-                           first_poll_floor=tuning.first_poll_floor, error_backoff=tuning.poll_errors)
+                           first_poll_floor=tuning.first_poll_floor, error_backoff=tuning.poll_errors,
+                           batch=tuning.poll_batch)
     submission = Submitter(store=store, uppzy=uppzy, poller=poller, fail=delivery.fail, later=later, tasks=tasks,
                             answer_timeout=settings.uppzy_answer_timeout, concurrency=tuning.submit_concurrency,
                             store_writes=tuning.store_writes, clock=clock)

@@ -19,6 +19,7 @@ class Tuning:
     poll_rate_start: float = 20.0  # the adaptive status budget starts here (at most UPPZY_POLL_RATE, its ceiling)
     poll_rate_floor: float = 1.0  # ... and never goes below this
     first_poll_floor: float = 0.25  # never poll a request sooner than this after submitting it
+    poll_batch: float = 0.05  # polls due within this go in one pass (one budget grant); passes at most this often
     submit_concurrency: int = 32  # async submits in flight at once
     max_chars: int = 4000  # longest question taken
     recovery_grace: float = 30.0  # after downtime, look at a pending request at least once within this
