@@ -72,7 +72,7 @@ class PollScheduler:
         interval: float = 0.95,
         latency: LatencyModel | None = None,
         clock: Callable[[], float] = time.time,
-        concurrency: int = 32,
+        concurrency: int = 64,
         first_poll_floor: float = 0.25,
         error_backoff: Backoff | None = None,
         throttled_grace: float = 60.0,
