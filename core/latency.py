@@ -5,6 +5,8 @@ from __future__ import annotations
 import bisect
 from collections import deque
 
+from cachetools import LRUCache
+
 __all__ = ["LatencyModel"]
 
 
@@ -18,8 +20,8 @@ class LatencyModel:
     That share cannot be seen (a first poll that finds the answer says only "ready by now"), so it is estimated by
     mirroring: answers found by the first poll minus answers found one gap later (by the second poll) is about the
     share ready before `first - gap` where the density is smooth. The controller moves the first poll earlier when
-    that estimate is above SLACK, later when below; the learned distribution bounds it from below (Q(SLACK)) and
-    above (Q(0.95)).
+    that estimate is above SLACK, later when below; it starts one gap after the prior's Q(SLACK), never goes below
+    the floor, and never past Q(0.95) of the latencies seen (see _bounds).
     """
 
     SLACK = 0.03  # share of answers allowed to wait longer than one re-poll gap after they are ready
@@ -34,6 +36,7 @@ class LatencyModel:
         self._floor = floor
         self.gap = gap
         self._first = self.quantile(self.SLACK) + gap  # where the controller starts: one gap after the earliest
+        self._groups: LRUCache[float, float] = LRUCache(maxsize=1024)  # planned first poll -> its outcomes' push
 
     def fresh(self, *, gap: float | None = None) -> LatencyModel:
         """A new model with this one's prior and settings and nothing learned (one per site)."""
@@ -49,21 +52,27 @@ class LatencyModel:
             old = self._recent.popleft()
             del self._sorted[bisect.bisect_left(self._sorted, old)]
         if len(self._sorted) == 20 and len(self._recent) == 20:  # the prior gives way: start again from what is seen
-            self._first = self.quantile(self.SLACK) + self.gap
+            self._first = max(self._first, self.quantile(self.SLACK) + self.gap)
 
     def first_poll_offset(self) -> float:
         """How long after submit to poll a request the first time (see the class docstring)."""
-        low = max(self._floor, self.quantile(self.SLACK))
-        high = max(low, self.quantile(0.95))
+        low, high = self._bounds()
         return min(high, max(low, self._first))
+
+    def _bounds(self) -> tuple[float, float]:
+        """Where the first poll may be: from the floor to where 95% of the latencies seen are ready.
+
+        Only latencies bracketed by a miss and a hit one gap apart are seen: a first poll's hit says only "ready by
+        now". Recording hits too (at one gap earlier) let a burst larger than the window fill it with one value, so
+        that its quantiles collapsed onto it and dragged the first poll along; and the seen latencies, all above
+        some first poll, cannot bound it from below (a lower bound from them would ratchet it later)."""
+        return self._floor, max(self._floor, self.quantile(0.95))
 
     def first_poll_result(self, ready: bool, age: float | None = None, planned: float | None = None) -> None:
         """A first poll made on time (at about `first_poll_offset()`, `age` seconds after submit) found the answer
-        ready or not. Ready: it was ready some time before `age` (recorded one gap earlier, the low end)."""
+        ready or not. A hit is not recorded as a latency: it says only "ready by now" (see _bounds)."""
         if ready:
             self._move(-(1.0 - self.SLACK), planned)
-            if age is not None:
-                self.observe(age - self.gap)
 
     def second_poll_result(self, ready: bool, planned: float | None = None) -> None:
         """The poll one gap after a first poll made on time (which missed) found the answer ready or not."""
@@ -71,14 +80,24 @@ class LatencyModel:
 
     def _move(self, units: float, planned: float | None) -> None:
         step = self.STEP * max(0.2, self.gap)
-        low = max(self._floor, self.quantile(self.SLACK))
-        high = max(low, self.quantile(0.95))
-        moved = self._first + units * step
-        if planned is not None:  # what a request says holds near where it was planned: a burst polled at once moves
-            # the first poll a quarter gap at most (its many outcomes would all push the same way, far past the mark)
-            edge = 0.25 * self.gap
-            moved = min(max(moved, min(self._first, planned - edge)), max(self._first, planned + edge))
-        self._first = min(high, max(low, moved))
+        low, high = self._bounds()
+        delta = units * step
+        if planned is not None:
+            # Requests planned alike (a burst polled at once) move the first poll a quarter gap at most, whatever the
+            # order their outcomes come in: the group's running total is clamped, and only the change of the clamped
+            # total is applied. (Clamping the running position instead let a burst's second polls, which always
+            # come after its first polls, win every time: the first poll drifted a quarter gap later per burst.)
+            edge = 0.15 * self.gap
+            key = round(planned, 3)
+            before = self._groups.get(key, 0.0)
+            self._groups[key] = before + delta
+            delta = min(edge, max(-edge, before + delta)) - min(edge, max(-edge, before))
+        moved = min(high, max(low, self._first + delta))
+        if moved != self._first:
+            # Requests planned from now on at this value are a new group: an older one planned here (the first poll
+            # came back to where it was) must not hold their outcomes at its clamp.
+            self._groups.pop(round(moved, 3), None)
+        self._first = moved
 
     @property
     def samples(self) -> int:
