@@ -63,32 +63,35 @@ class Delivery:
 
     async def on_status(self, item: PendingRequest, status: RequestStatus) -> None:
         """Uppzy finished a request: keep the answer durably, then post it (off the poll path)."""
-        turn = await self._store.get_turn(item.turn_id)
-        if turn is None or turn.state is not TurnState.PENDING:
+        if status.status != "completed":
+            turn = await self._store.get_turn(item.turn_id)
+            if turn is not None and turn.state is TurnState.PENDING:
+                log.warning("Uppzy could not answer turn=%d request_id=%s", turn.id, item.request_id)
+                self._tasks.spawn(self.fail(turn, NoticeKind.FAILED, None, kind="failed"), name="fail")
             return
-        if status.status == "completed":
-            text = self._fit(clean_text(status.answer or ""), turn.id)  # storable, postable and of sane size
-            score, level = status.confidence.score, status.confidence.level
-            try:
-                if not await self._store.store_answer(turn.id, text, score, level, now=self._clock()):
-                    log.info("turn=%d was taken over by another replica (this one stalled); it posts the answer",
-                             turn.id)
-                    return
-            except StoreUnavailable:  # the answer is in hand: post it now rather than lose it to a broken disk
-                ready = replace(turn, state=TurnState.READY, answer=text, confidence_score=score,
-                                confidence_level=level)
-                # Kept trying in the background too: once stored, a refused answer can be kept for the sweep.
-                self._later(f"turn={turn.id} answer",
-                            lambda: self._kept(turn.id, text, score, level),
-                            deliver=turn.id)
-                self._tasks.spawn(self._deliver_now(ready), name="deliver-unstored")
+        text = self._fit(clean_text(status.answer or ""), item.turn_id)  # storable, postable and of sane size
+        score, level = status.confidence.score, status.confidence.level
+        try:
+            # Stored and read back in one step: the question is posted from what was stored (claim_delivery still
+            # fences the post), never read a second time.
+            ready = await self._store.store_answer(item.turn_id, text, score, level, now=self._clock())
+        except StoreUnavailable:  # the answer is in hand: post it now rather than lose it to a broken disk
+            turn = await self._store.get_turn(item.turn_id)  # reads still work on a full disk
+            if turn is None or turn.state is not TurnState.PENDING:
                 return
-            # Posted from what was just stored (claim_delivery fences it): no second read of the row.
-            ready = replace(turn, state=TurnState.READY, answer=text, confidence_score=score, confidence_level=level)
-            self._tasks.spawn(self.deliver(turn.id, known=ready), name="deliver")
-        else:
-            log.warning("Uppzy could not answer turn=%d request_id=%s", turn.id, item.request_id)
-            self._tasks.spawn(self.fail(turn, NoticeKind.FAILED, None, kind="failed"), name="fail")
+            unstored = replace(turn, state=TurnState.READY, answer=text, confidence_score=score,
+                               confidence_level=level)
+            # Kept trying in the background too: once stored, a refused answer can be kept for the sweep.
+            self._later(f"turn={turn.id} answer",
+                        lambda: self._kept(turn.id, text, score, level),
+                        deliver=turn.id)
+            self._tasks.spawn(self._deliver_now(unstored), name="deliver-unstored")
+            return
+        if ready is None:  # no longer waiting for this answer: finished, or another replica adopted it (it posts)
+            log.info("turn=%d not stored: no longer pending here (taken over by another replica, or finished)",
+                     item.turn_id)
+            return
+        self._tasks.spawn(self.deliver(ready.id, known=ready), name="deliver")
 
     async def _kept(self, turn_id: int, text: str, score: float | None, level: str | None) -> None:
         await self._store.store_answer(turn_id, text, score, level, now=self._clock())

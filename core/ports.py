@@ -292,9 +292,10 @@ class Store(Protocol):
         ...
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
-                           now: float) -> bool:
-        """→ READY with the answer and confidence, so a crash before posting never needs Uppzy again. False, changing
-        nothing, when another process holds the question now (it adopted it): that process posts the answer."""
+                           now: float) -> Turn | None:
+        """PENDING → READY with the answer and confidence, so a crash before posting never needs Uppzy again; returns
+        the question as now stored (so it need not be read again). None, changing nothing, when it is not waiting for
+        its answer (already READY, finished) or another process holds it now (it adopted it and posts the answer)."""
         ...
 
     async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> bool:

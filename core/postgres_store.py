@@ -352,12 +352,15 @@ class PostgresStore:
         return await self._tx(work)
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
-                           now: float) -> bool:
-        """→ ready with the answer, only while this process holds the question (False: adopted by another)."""
-        return await self._exec(
+                           now: float) -> Turn | None:
+        """pending → ready with the answer, only while this process holds the question (None: adopted by another, or
+        not pending); the row comes back in the same round trip."""
+        row = await self._write_row(
             "UPDATE turns SET state='ready', answer=$1, confidence_score=$2, confidence_level=$3, ready_at=$4, "
-            f"text=NULL WHERE id=$5 AND holder=$6 AND {_UNFINISHED}", answer, score, level, now, turn_id, self.holder,
-        ) == 1
+            f"text=NULL WHERE id=$5 AND holder=$6 AND state='pending' RETURNING {_COLUMNS}",
+            answer, score, level, now, turn_id, self.holder,
+        )
+        return _turn(row) if row is not None else None
 
     async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> bool:
         """→ notifying with the notice to post, only while this process holds the question."""

@@ -484,13 +484,18 @@ class SqliteStore:
         )
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
-                           now: float) -> bool:
-        """Keep the fetched answer so a crash before posting never needs Uppzy again (one process: always its own)."""
-        await self._exec(
-            "UPDATE turns SET state='ready', answer=?, confidence_score=?, confidence_level=?, ready_at=?, "
-            f"text=NULL WHERE id=? AND {_UNFINISHED}", (answer, score, level, now, turn_id),
-        )
-        return True
+                           now: float) -> Turn | None:
+        """Keep the fetched answer so a crash before posting never needs Uppzy again (one process: always its own);
+        the row is read back in the same hop."""
+
+        def work(c: sqlite3.Connection) -> Turn | None:
+            changed = c.execute(
+                "UPDATE turns SET state='ready', answer=?, confidence_score=?, confidence_level=?, ready_at=?, "
+                "text=NULL WHERE id=? AND state='pending'", (answer, score, level, now, turn_id),
+            ).rowcount
+            return _get_turn(c, turn_id) if changed else None
+
+        return await self._tx(work)  # type: ignore[no-any-return]
 
     async def mark_answered(self, turn_id: int, message_ids: Sequence[str], *, now: float) -> None:
         """Posted: remember which messages carry the answer (for feedback) and drop the texts."""

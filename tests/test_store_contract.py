@@ -124,6 +124,7 @@ async def test_claim_submit_is_compare_and_set(store: Store) -> None:
     assert wins.count(True) == 1
     assert await store.claim_submit(turn.id) is False
     assert (await store.get_turn(turn.id)).state is TurnState.SUBMITTING  # type: ignore[union-attr]
+    assert await store.store_answer(turn.id, "too soon", None, None, now=T0) is None  # not submitted yet
 
 
 async def test_a_question_walks_the_states_and_its_answer_is_found_by_message(store: Store) -> None:
@@ -134,10 +135,13 @@ async def test_a_question_walks_the_states_and_its_answer_is_found_by_message(st
     pending = await store.get_turn(turn.id)
     assert pending is not None and pending.state is TurnState.PENDING and pending.request_id == "req-1"
     assert pending.submitted_at == T0 + 1
-    await store.store_answer(turn.id, "Within 30 days.", 88.0, "high", now=T0 + 2)
+    stored = await store.store_answer(turn.id, "Within 30 days.", 88.0, "high", now=T0 + 2)
     ready = await store.get_turn(turn.id)
     assert ready is not None and ready.state is TurnState.READY and ready.answer == "Within 30 days."
     assert (ready.confidence_score, ready.confidence_level) == (88.0, "high")
+    assert stored == ready  # returned as stored: the caller posts it without reading it again
+    assert await store.store_answer(turn.id, "again", None, None, now=T0 + 2) is None  # not pending any more
+    assert (await store.get_turn(turn.id)).answer == "Within 30 days."  # type: ignore[union-attr]
     await store.mark_answered(turn.id, ["A1", "A2"], now=T0 + 3)
     await store.mark_answered(turn.id, ["A1", "A2"], now=T0 + 3)  # a repeat changes nothing
     done = await store.get_turn(turn.id)
