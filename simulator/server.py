@@ -9,13 +9,15 @@ import random
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
 from aiohttp import web
 
+from simulator.keys import key_fingerprint
 from simulator.knowledge import KnowledgeBase, Reply
 
 __all__ = ["Fault", "RecordedRequest", "Simulator", "SimulatorConfig"]
@@ -45,6 +47,10 @@ class SimulatorConfig:
     # A hidden limit: status calls above this many in any one-second window (sliding; only answered calls count)
     # are answered 429 with Retry-After (whole seconds until the window has room). None: no limit.
     status_rate_limit: float | None = None
+    # Extra API keys (several workspaces, each with its own Uppzy key): key -> the site ids it may use. `api_key`
+    # keeps `sites`. A known key on a site it is not bound to gets 404 "site not found" (the docs' 404 covers a site
+    # "not found in scope"); an unknown key 401 as always.
+    keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -69,6 +75,7 @@ class RecordedRequest:
     body: Any
     query: dict[str, str]
     at: float
+    key_id: str | None = None  # key_fingerprint() of the X-API-Key sent (None: no header), never the key itself
 
 
 @dataclass(slots=True)
@@ -149,9 +156,20 @@ class Simulator:
         """Make the next `times` calls to `endpoint` answer `status` (with Retry-After) or stall first."""
         self.faults.append(Fault(endpoint, status, retry_after, stall, times))
 
-    def calls(self, endpoint: str | None = None) -> list[RecordedRequest]:
-        """Recorded requests, optionally only one endpoint's."""
-        return [r for r in self.requests if endpoint is None or r.endpoint == endpoint]
+    def calls(self, endpoint: str | None = None, *, key: str | None = None) -> list[RecordedRequest]:
+        """Recorded requests, optionally only one endpoint's and only those sent with `key`."""
+        key_id = None if key is None else key_fingerprint(key)
+        return [r for r in self.requests
+                if (endpoint is None or r.endpoint == endpoint) and (key_id is None or r.key_id == key_id)]
+
+    def sites_of(self, key: str | None) -> tuple[str, ...] | None:
+        """The site ids `key` may use, or None when the simulator does not know the key (401)."""
+        if key is None:
+            return None
+        if key == self.config.api_key:
+            return tuple(self.config.sites)
+        sites = self.config.keys.get(key)
+        return None if sites is None else tuple(sites)
 
     def complete_now(self) -> None:
         """Make every pending answer ready at once (tests that do not want to wait)."""
@@ -220,8 +238,10 @@ class Simulator:
                 body = raw.decode("utf-8", "replace")
         request[_BODY] = body
         response = await self._answer(request, handler, endpoint)
+        key = request.headers.get("X-API-Key")
         self.requests.append(RecordedRequest(
             request.method, request.path, endpoint, response.status, body, dict(request.query), time.monotonic(),
+            None if key is None else key_fingerprint(key),
         ))
         return response
 
@@ -230,7 +250,8 @@ class Simulator:
             return await handler(request)
         if request.match_info.route.resource is None or endpoint == "unknown":
             return _json(404, {"error": "not found"})
-        if request.headers.get("X-API-Key") != self.config.api_key:
+        sites = self.sites_of(request.headers.get("X-API-Key"))
+        if sites is None:
             return _json(401, {"error": "invalid_api_key"})
         if self.config.forbidden:
             return _json(403, {"error": "api_access_not_available_on_plan"})
@@ -254,7 +275,7 @@ class Simulator:
             if limited is not None:
                 return self._fault_response(429, limited)
         site = request.match_info.get("site")
-        if site is not None and site not in self.config.sites:
+        if site is not None and site not in sites:  # unknown, or another key's: the same answer, so nothing leaks
             return _json(404, {"error": "site not found"})
         return await handler(request)
 
@@ -442,8 +463,8 @@ class Simulator:
         return _json(200, {
             "chats": [{"request_id": c.id, "session_id": c.session_id, "ready_at": c.ready_at, "polls": c.polls,
                        "fail": c.fail} for c in self.chats.values()],
-            "calls": [{"endpoint": r.endpoint, "at": r.at, "status": r.status} for r in self.requests
-                      if r.endpoint != "record"],
+            "calls": [{"endpoint": r.endpoint, "at": r.at, "status": r.status, "key_id": r.key_id}
+                      for r in self.requests if r.endpoint != "record"],
         })
 
 

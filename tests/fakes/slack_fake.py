@@ -25,11 +25,15 @@ from zoneinfo import ZoneInfo
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from tests.fakes.slack_sockets import MAX_RETRIES, TOO_MANY_WEBSOCKETS, Delivery, SocketConn, SocketHub
+from tests.fakes.slack_teams import OAUTH_METHOD, IssuedToken, SlackTeams, Team, event_callback_body
+from tests.fakes.slack_teams import Refusal as _Refusal
 
 __all__ = [
     "ApiCall",
     "Delivery",
     "FakeSlack",
+    "IssuedToken",
+    "Team",
     "event_callback_body",
     "interactive_form",
     "sign",
@@ -61,6 +65,7 @@ class ApiCall:
     error: str | None = None
     scripted: bool = False  # True when fail_next() produced the answer
     response: dict[str, Any] = field(default_factory=dict)
+    team_id: str | None = None  # the team the token belongs to (oauth.v2.access: the team installed); None: app-level
 
 
 @dataclass
@@ -72,53 +77,12 @@ class _Failure:
     retry_after: int | None
 
 
-class _Refusal(Exception):
-    """Raised by a method handler to answer ``{"ok": false, "error": ...}`` like Slack does."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
-
-
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
     """Return Slack's request-signing headers, so HTTP-mode tests pass bolt's signature check."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     base = b"v0:" + ts.encode() + b":" + body
     digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
-
-
-def event_callback_body(
-    event: dict[str, Any],
-    *,
-    team_id: str = "T1",
-    event_id: str | None = None,
-    api_app_id: str = "A1",
-    bot_user_id: str = "UBOT",
-    event_time: int | None = None,
-) -> dict[str, Any]:
-    """Wrap an event in the ``event_callback`` body Slack delivers over HTTP and inside Socket Mode."""
-    return {
-        "token": "fake-verification-token",
-        "team_id": team_id,
-        "context_team_id": team_id,
-        "context_enterprise_id": None,
-        "api_app_id": api_app_id,
-        "event": event,
-        "type": "event_callback",
-        "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
-        "event_time": int(time.time()) if event_time is None else event_time,
-        "authorizations": [
-            {
-                "enterprise_id": None,
-                "team_id": team_id,
-                "user_id": bot_user_id,
-                "is_bot": True,
-                "is_enterprise_install": False,
-            }
-        ],
-        "is_ext_shared_channel": False,
-    }
 
 
 def slash_command_form(
@@ -159,8 +123,11 @@ def interactive_form(payload: dict[str, Any]) -> dict[str, str]:
     return {"payload": json.dumps(payload)}
 
 
-class FakeSlack:
+class FakeSlack(SlackTeams):
     """An aiohttp server on 127.0.0.1 that answers like Slack, so bolt runs unchanged in tests.
+
+    Many workspaces (see ``slack_teams``): ``add_team``, ``authorize`` + ``oauth.v2.access`` install a team and
+    issue its own bot token; every Web API call is answered as the team its token belongs to.
 
     Socket Mode: up to 10 clients (replicas) may hold a websocket at once; each envelope goes to one of them,
     the newest (``distribution="newest"``, the default) or a random one (``"random"``, seedable with ``seed``).
@@ -186,6 +153,8 @@ class FakeSlack:
         seed: int | None = None,
         redeliver_after: float | None = None,
         max_retries: int = MAX_RETRIES,
+        client_id: str = "1111111111.2222222222",
+        client_secret: str = "fake-client-secret",
     ) -> None:
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -254,6 +223,7 @@ class FakeSlack:
             "assistant.threads.setStatus": self._assistant_set_status,
             "apps.connections.open": self._apps_connections_open,
         }
+        self._init_teams(client_id, client_secret)
         self.add_user(bot_user_id, name=bot_name, is_bot=True)
 
     # ------------------------------------------------------------------ lifecycle
@@ -353,8 +323,17 @@ class FakeSlack:
         tz: str = "UTC",
         real_name: str | None = None,
         deleted: bool = False,
+        team_id: str | None = None,
     ) -> dict[str, Any]:
-        """Register a user for users.info, shaped like Slack's user object."""
+        """Register a user for users.info, shaped like Slack's user object (of ``team_id``, default the fake's team)."""
+        with self._acting_as(self.team(team_id)):
+            return self._add_user(user_id, name, email, is_admin, is_owner, is_bot, tz, real_name, deleted)
+
+    def _add_user(
+        self, user_id: str, name: str, email: str | None, is_admin: bool, is_owner: bool, is_bot: bool, tz: str,
+        real_name: str | None, deleted: bool,
+    ) -> dict[str, Any]:
+        """Build and store the user object as the current team."""
         real = real_name or name
         profile: dict[str, Any] = {"real_name": real, "display_name": name, "team": self.team_id}
         if email is not None:
@@ -478,14 +457,18 @@ class FakeSlack:
         """All recorded calls of one method, including failed ones (check ``.ok`` / ``.scripted``)."""
         return [c for c in self.calls if c.method == method]
 
-    def posted_messages(self, channel: str | None = None) -> list[dict[str, Any]]:
-        """Arguments of successful chat.postMessage calls, plus the ``ts`` the fake assigned."""
+    def posted_messages(self, channel: str | None = None, *, team_id: str | None = None) -> list[dict[str, Any]]:
+        """Arguments of successful chat.postMessage calls, plus the ``ts`` the fake assigned.
+
+        Every team's by default (with one team, as before, that is the fake's own); ``team_id`` keeps one team's.
+        """
         return [
             {**c.args, "ts": c.response["ts"]}
             for c in self.calls
             if c.method == "chat.postMessage"
             and c.ok
             and (channel is None or c.args.get("channel") == channel)
+            and (team_id is None or c.team_id == team_id)
         ]
 
     def reactions_on(self, channel: str, ts: str) -> dict[str, list[str]]:
@@ -595,8 +578,20 @@ class FakeSlack:
         text: str,
         ts: str | None = None,
         thread_ts: str | None = None,
+        *,
+        team_id: str | None = None,
     ) -> dict[str, Any]:
-        """Build an app_mention event; ``<@bot>`` is prepended when missing, as Slack's text always has it."""
+        """Build an app_mention event; ``<@bot>`` is prepended when missing, as Slack's text always has it.
+
+        With ``team_id`` the event comes from that team (its bot is the one mentioned).
+        """
+        with self._acting_as(self.team(team_id)):
+            return self._app_mention_event(user, channel, text, ts, thread_ts)
+
+    def _app_mention_event(
+        self, user: str, channel: str, text: str, ts: str | None, thread_ts: str | None,
+    ) -> dict[str, Any]:
+        """app_mention_event as the current team."""
         mention = f"<@{self.bot_user_id}>"
         body = text if mention in text else f"{mention} {text}".rstrip()
         ts = ts or self.next_ts()
@@ -626,8 +621,18 @@ class FakeSlack:
         subtype: str | None = None,
         bot_id: str | None = None,
         files: list[dict[str, Any]] | None = None,
+        *,
+        team_id: str | None = None,
     ) -> dict[str, Any]:
         """Build a message event; ``channel_type`` defaults from the id prefix (D=im, G=group, C=channel)."""
+        with self._acting_as(self.team(team_id)):
+            return self._message_event(user, channel, text, ts, thread_ts, channel_type, subtype, bot_id, files)
+
+    def _message_event(
+        self, user: str, channel: str, text: str, ts: str | None, thread_ts: str | None, channel_type: str | None,
+        subtype: str | None, bot_id: str | None, files: list[dict[str, Any]] | None,
+    ) -> dict[str, Any]:
+        """message_event as the current team."""
         ts = ts or self.next_ts()
         event: dict[str, Any] = {
             "type": "message",
@@ -693,19 +698,19 @@ class FakeSlack:
         retry_attempt: int = 0,
         retry_reason: str = "",
         socket: int | None = None,
+        team_id: str | None = None,
+        is_ext_shared_channel: bool = False,
     ) -> str:
         """Deliver an events_api envelope and return its envelope_id.
 
         It goes to the socket the distribution picks, or to connection number ``socket`` when given.
+        With ``team_id`` it comes from that team (its team_id, enterprise and bot authorization).
         """
-        self.remember_message(event)
-        payload = event_callback_body(
-            event,
-            team_id=self.team_id,
-            event_id=event_id,
-            api_app_id=self.app_id,
-            bot_user_id=self.bot_user_id,
-        )
+        team = self.team(team_id)
+        with self._acting_as(team):
+            self.remember_message(event)
+        payload = self.event_body(event, team_id=team.id, event_id=event_id,
+                                  is_ext_shared_channel=is_ext_shared_channel)
         extra = {"retry_attempt": retry_attempt, "retry_reason": retry_reason}
         return await self._send_envelope(
             "events_api", payload, accepts_response_payload=False, extra=extra, socket=socket,
@@ -731,18 +736,43 @@ class FakeSlack:
             api_app_id=self.app_id,
             response_url=self.new_response_url(),
             trigger_id=self._trigger_id(),
-            team_domain=self.team_domain,
+            team_domain=self.team(team_id).domain,
         )
+        team = self.team(team_id)
+        if team.enterprise_id is not None:
+            payload.update(enterprise_id=team.enterprise_id, enterprise_name=team.enterprise_name or "",
+                           is_enterprise_install=str(team.org_wide).lower())
         return await self._send_envelope("slash_commands", payload, accepts_response_payload=True)
 
-    async def send_interactive(self, payload: dict[str, Any]) -> str:
+    async def send_interactive(self, payload: dict[str, Any], *, team_id: str | None = None) -> str:
         """Deliver an interactive envelope (block_actions, view_submission, ...); return its envelope_id."""
+        body = self.interactive_payload(payload, team_id=team_id)
+        accepts = body.get("type") in ("view_submission", "block_suggestion")
+        return await self._send_envelope("interactive", body, accepts_response_payload=accepts)
+
+    def interactive_payload(self, payload: dict[str, Any], *, team_id: str | None = None) -> dict[str, Any]:
+        """Fill an interactive payload the way Slack does (team, enterprise, view fields) for one team; HTTP-mode
+        tests POST ``interactive_form(fake.interactive_payload(...))``."""
+        team = self.team(team_id)
+        with self._acting_as(team):
+            body = self._interactive_payload(payload)
+        if team.id != self._default_team_id and isinstance(body.get("view"), dict):
+            body["view"].setdefault("app_installed_team_id", team.id)
+        return body
+
+    def _interactive_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """interactive_payload as the current team."""
         body = copy.deepcopy(payload)
-        body.setdefault("team", {"id": self.team_id, "domain": self.team_domain})
+        team_info: dict[str, Any] = {"id": self.team_id, "domain": self.team_domain}
+        enterprise = None
+        if self.enterprise_id is not None:
+            team_info["enterprise_id"] = self.enterprise_id
+            enterprise = {"id": self.enterprise_id, "name": self.team(self.team_id).enterprise_name}
+        body.setdefault("team", team_info)
         body.setdefault("api_app_id", self.app_id)
         body.setdefault("token", "fake-verification-token")
-        body.setdefault("is_enterprise_install", False)
-        body.setdefault("enterprise", None)
+        body.setdefault("is_enterprise_install", self.is_enterprise_install)
+        body.setdefault("enterprise", enterprise)
         body.setdefault("trigger_id", self._trigger_id())
         if isinstance(body.get("user"), dict):
             body["user"].setdefault("team_id", self.team_id)
@@ -764,8 +794,7 @@ class FakeSlack:
                 ("bot_id", self.bot_id),
             ):
                 view.setdefault(key, known.get(key, default))
-        accepts = body.get("type") in ("view_submission", "block_suggestion")
-        return await self._send_envelope("interactive", body, accepts_response_payload=accepts)
+        return body
 
     async def send_disconnect(self, reason: str = "refresh_requested", *, socket: int | None = None) -> None:
         """Ask a client to reconnect, as Slack does every few hours: the newest socket, or number ``socket``."""
@@ -907,9 +936,10 @@ class FakeSlack:
             method=method, args=args, token=token, headers=headers, at=at, http_verb=request.method
         )
 
-        auth_error = self._auth_error(method, token)
+        auth_error, team = (None, None) if method == OAUTH_METHOD else self._check_token(method, token)
         if auth_error:
             return self._record(call, {"ok": False, "error": auth_error}, {})
+        call.team_id = team.id if team is not None else None
         queue = self._failures.get(method)
         if queue:
             failure = queue.pop(0)
@@ -920,12 +950,15 @@ class FakeSlack:
                 extra["Retry-After"] = str(failure.retry_after)
             return self._record(call, {"ok": False, "error": failure.error}, extra)
         try:
-            override = self._overrides.get(method)
-            if override is not None:
-                body = dict(override(args) if callable(override) else override)
-            else:
-                handler = self._handlers.get(method)
-                body = handler(args) if handler else {}
+            with self._acting_as(team):
+                override = self._overrides.get(method)
+                if override is not None:
+                    body = dict(override(args) if callable(override) else override)
+                elif method == OAUTH_METHOD:
+                    body, call.team_id = self._oauth_v2_access(args, request.headers.get("Authorization", ""))
+                else:
+                    handler = self._handlers.get(method)
+                    body = handler(args) if handler else {}
         except _Refusal as refusal:
             return self._record(call, {"ok": False, "error": refusal.error}, {})
         return self._record(call, {"ok": True, **body}, {})
@@ -939,17 +972,6 @@ class FakeSlack:
         self._changed.set()
         return web.json_response(body, status=call.status, headers=headers)
 
-    def _auth_error(self, method: str, token: str) -> str | None:
-        """Mimic Slack's token checks: the app token only opens sockets, the bot token does the rest."""
-        if not token:
-            return "not_authed"
-        wanted, other = (self.bot_token, self.app_token)
-        if method == "apps.connections.open":
-            wanted, other = other, wanted
-        if token == wanted:
-            return None
-        return "not_allowed_token_type" if token == other else "invalid_auth"
-
     # ------------------------------------------------------------------ Web API methods
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -961,7 +983,8 @@ class FakeSlack:
             "team_id": self.team_id,
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
-            "is_enterprise_install": False,
+            "is_enterprise_install": self.is_enterprise_install,
+            **({"enterprise_id": self.enterprise_id} if self.enterprise_id is not None else {}),
         }
 
     def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
