@@ -180,6 +180,8 @@ async def _migrate_store(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  sessions: {rows['sessions']} ({report.open_sessions} open)")
     print(f"  answer links: {rows['answer_messages']}, feedback: {rows['feedback']}")
     print(f"  workspace settings: {rows['workspace_settings']}, channel modes: {rows['channel_modes']}")
+    print(f"  installations: {rows['installations']}, workspace credentials: {rows['workspace_credentials']} "
+          "(still sealed: keep the same SECRETS_KEY)")
     print("Next: set DATABASE_URL to the PostgreSQL URL and start the replicas. Keep the SQLite file until they "
           "have answered what was unfinished; do not start a bot on it again.")
     return 0
