@@ -57,7 +57,8 @@ def test_a_value_no_key_opens_names_secrets_key_and_no_key() -> None:
 
 
 @pytest.mark.parametrize("value", ["", "  ", " , ", "not-a-key", NEW[:-2], "+/" + NEW[2:], f"{NEW},{NEW[:20]}",
-                                   NEW[:10] + " " + NEW[11:]])
+                                   NEW[:10] + " " + NEW[11:]],
+                         ids=["empty", "spaces", "commas", "junk", "short", "not-url-safe", "one-bad", "inner-space"])
 def test_empty_or_malformed_is_one_config_error_saying_how_to_generate_a_key(value: str) -> None:
     """Empty, too short, standard (not url-safe) base64, or one bad key among good ones: ConfigError naming
     SECRETS_KEY on one line, with the command that generates a key, and never the value."""

@@ -116,7 +116,8 @@ async def test_rotate_refuses_when_the_old_key_was_dropped_too_early(tmp_path: P
     assert line.startswith("uppzy-bot secrets rotate: ") and "SECRETS_KEY" in line
 
 
-@pytest.mark.parametrize("value", ["", "not-a-fernet-key", f"{NEW},{OLD[:30]}"])
+@pytest.mark.parametrize("value", ["", "not-a-fernet-key", f"{NEW},{OLD[:30]}"],
+                         ids=["missing", "malformed", "one-bad-key"])
 def test_rotate_without_a_usable_secrets_key_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         value: str) -> None:
     """Missing, malformed, or one bad key among good ones: exit 2 with one line naming SECRETS_KEY, saying how to
