@@ -22,7 +22,7 @@ _TOKEN_SHAPES = re.compile(
     r"|gAAAAA[0-9A-Za-z_-]{50,}={0,2})"
 )
 _HEADER_SHAPES = re.compile(
-    r"(?i)((?:x-api-key|authorization|client_secret|access_token|refresh_token|bot_token|user_token|api_key)"
+    r"(?i)((?<![\w-])(?:x-api-key|authorization|client_secret|access_token|refresh_token|bot_token|user_token|api_key)"
     r"['\"]?\s*[:=]\s*['\"]?)(?:bot |bearer )?[^\s'\",}]+"
 )
 MASK = "[REDACTED]"

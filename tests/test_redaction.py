@@ -188,6 +188,8 @@ def test_redact_blanks_token_fields_of_any_shape() -> None:
     """An access_token, refresh_token or client_secret field is blanked whatever its value looks like."""
     text = redact("{'access_token': 'abc123xyz', \"refresh_token\": \"r-42\", 'client_secret': 'c0ffee'}")
     assert "abc123xyz" not in text and "r-42" not in text and "c0ffee" not in text and text.count(MASK) == 3
+    line = "SLACK_BOT_TOKEN: Slack refused the bot token; UPPZY_API_KEY: is required"  # setting names: no values
+    assert redact(line) == line
 
 
 def test_a_registered_secret_is_blanked_by_the_filter_from_then_on(logger: tuple[logging.Logger, io.StringIO]) -> None:
