@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "PGPASSWORD instead of the URL)")
     move.add_argument("--from", dest="source", metavar="SQLITE_URL",
                       help="the SQLite database, sqlite:///path.db (default: DATABASE_URL, as `run` reads it)")
+    secrets = sub.add_parser("secrets", help="manage the tokens and keys kept encrypted in the database",
+                             description="Tokens and per-workspace Uppzy keys are stored encrypted with SECRETS_KEY.")
+    actions = secrets.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("rotate", help="re-encrypt every stored secret with the first SECRETS_KEY key",
+                       description="Re-encrypts every stored secret with the first key of SECRETS_KEY, in batches; "
+                       "running it again rewrites nothing. Rotating: put the new key first (NEW,OLD), restart the "
+                       "bot, run this, then drop OLD.")
     sim = sub.add_parser("simulate", help="serve a local Uppzy M2M API simulator (for demos and tests)")
     sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     sim.add_argument("--port", type=int, default=8787, help="port to listen on (default: %(default)s)")
@@ -109,7 +116,7 @@ def _main(argv: Sequence[str] | None) -> int:
     level = settings.log_level
     if args.command == "demo" and not os.environ.get("LOG_LEVEL"):
         level = "WARNING"  # the demo's terminal is for chatting
-    elif args.command in ("check", "migrate-store") and level != "DEBUG":
+    elif args.command in ("check", "migrate-store", "secrets") and level != "DEBUG":
         level = "CRITICAL"  # the report is the output: no library's request or retry lines between its lines
     configure_logging(level, settings.log_format, settings.secrets())
     try:
@@ -119,6 +126,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _run_async(run_demo(settings, args))
         if args.command == "migrate-store":
             return _run_async(_migrate_store(settings, args))
+        if args.command == "secrets":
+            return _run_async(_rotate_secrets(settings))
         if args.command == "check":
             from bots.check import run_check
 
@@ -180,8 +189,45 @@ async def _migrate_store(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  sessions: {rows['sessions']} ({report.open_sessions} open)")
     print(f"  answer links: {rows['answer_messages']}, feedback: {rows['feedback']}")
     print(f"  workspace settings: {rows['workspace_settings']}, channel modes: {rows['channel_modes']}")
+    print(f"  installations: {rows['installations']}, workspace credentials: {rows['workspace_credentials']} "
+          "(still sealed: keep the same SECRETS_KEY)")
     print("Next: set DATABASE_URL to the PostgreSQL URL and start the replicas. Keep the SQLite file until they "
           "have answered what was unfinished; do not start a bot on it again.")
+    return 0
+
+
+async def _rotate_secrets(settings: Settings) -> int:
+    """`secrets rotate`: every sealed value in the store re-encrypted with the first SECRETS_KEY key, in batches."""
+    from bots.runner import open_store
+    from core.health import StoreUnavailable
+    from core.secrets_box import GENERATE_FERNET_KEY, SecretBox, SecretUnreadable
+
+    def refuse(line: str, code: int = 2) -> int:
+        print(f"uppzy-bot secrets rotate: {line}", file=sys.stderr)
+        return code
+
+    if not settings.secrets_key:
+        return refuse("SECRETS_KEY is not set: it lists the keys, the new one first, then the old ones (comma-"
+                      f"separated); generate a key with: {GENERATE_FERNET_KEY}")
+    box = SecretBox.from_setting(settings.secrets_key.reveal())
+    store = await open_store(settings, wait=0)  # a one-off command does not wait for a database as `run` does
+    already = 0
+
+    def reseal(sealed: str) -> str | None:
+        nonlocal already
+        fresh = box.reseal(sealed)
+        already += fresh is None
+        return fresh
+
+    try:
+        rewritten = await store.reseal_secrets(reseal)
+    except SecretUnreadable as exc:
+        return refuse(str(exc))
+    except StoreUnavailable as exc:
+        return refuse(f"DATABASE_URL: {exc} (what was re-encrypted so far stays; run it again)", 1)
+    finally:
+        await store.close()
+    print(f"{rewritten} secrets re-encrypted with the first SECRETS_KEY key ({already} already were)")
     return 0
 
 

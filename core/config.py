@@ -75,6 +75,7 @@ class Settings:
     discord_shard_count: int | None = None
     discord_shard_ids: tuple[int, ...] = ()
     database_url: str = "sqlite:///uppzy-bot.db"
+    secrets_key: Secret | None = None  # SECRETS_KEY, normalised "key1,key2": seals tokens and keys at rest
     database_pool_min: int = 1
     database_pool_max: int = 10
     replica_lease: float = 10.0
@@ -95,8 +96,11 @@ class Settings:
         return sqlite_path(self.database_url)
 
     def secrets(self) -> list[str]:
-        """Every secret value, for the log redaction filter."""
-        return [f.reveal() for f in (getattr(self, x.name) for x in fields(self)) if isinstance(f, Secret) and f]
+        """Every secret value, for the log redaction filter (each SECRETS_KEY key on its own as well)."""
+        values = [f.reveal() for f in (getattr(self, x.name) for x in fields(self)) if isinstance(f, Secret) and f]
+        if self.secrets_key:
+            values += self.secrets_key.reveal().split(",")
+        return values
 
     def require(self, *variables: str) -> None:
         """Stop start-up with one clear line when a variable a command needs is not set."""

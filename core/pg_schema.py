@@ -203,4 +203,28 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sessions ADD COLUMN closing_at double precision;
     """,
+    # 5: many workspaces (issue 12): Slack installations, OAuth states, per-workspace Uppzy credentials, secrets
+    # sealed with SECRETS_KEY; '' stands for "no enterprise" and an org-wide install's "no team" (as in SQLite).
+    """
+    CREATE TABLE installations (
+        enterprise_id text NOT NULL,
+        team_id text NOT NULL,
+        sealed text NOT NULL,
+        updated_at double precision NOT NULL,
+        PRIMARY KEY (enterprise_id, team_id)
+    );
+    CREATE TABLE oauth_states (
+        state text PRIMARY KEY,
+        expires_at double precision NOT NULL
+    );
+    CREATE INDEX oauth_states_expiry ON oauth_states (expires_at);
+    CREATE TABLE workspace_credentials (
+        platform text NOT NULL,
+        workspace_id text NOT NULL,
+        site_id text NOT NULL,
+        sealed_key text NOT NULL,
+        updated_at double precision NOT NULL,
+        PRIMARY KEY (platform, workspace_id)
+    );
+    """,
 )

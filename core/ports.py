@@ -6,7 +6,7 @@ composition root (bots/runner.py) is the only place that builds core's component
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -404,9 +404,67 @@ class Store(Protocol):
                                by: str | None, now: float) -> None:
         """Store (insert or replace) one channel's reply mode."""
 
+    # ---- many workspaces: installations, OAuth states, per-workspace credentials (issue 12) ----------------
+    # Secrets reach the store only sealed (core.secrets_box.SecretBox): the store never sees a token or key in clear.
+
+    async def save_installation(self, enterprise_id: str | None, team_id: str | None, sealed: str, *,
+                                now: float) -> None:
+        """Insert or replace the installation of (enterprise, team): `sealed` is the SecretBox-sealed JSON of bolt's
+        Installation. An Enterprise Grid org-wide install is saved with team_id None."""
+
+    async def find_installation(self, enterprise_id: str | None, team_id: str | None) -> str | None:
+        """The sealed installation of exactly (enterprise, team); when there is none and `enterprise_id` is given,
+        that enterprise's org-wide install (saved with team_id None), so any team of the org finds it. None when
+        neither exists."""
+        ...
+
+    async def delete_installation(self, enterprise_id: str | None, team_id: str | None) -> bool:
+        """Remove exactly the (enterprise, team) row (never an org-wide install for a team's lookup); True when there
+        was one."""
+        ...
+
+    async def refresh_installation(self, enterprise_id: str | None, team_id: str | None,
+                                   refresh: Callable[[str], Awaitable[str | None]]) -> str | None:
+        """Token rotation: the installation row `find_installation` would return, held so that no other caller, in
+        this process or another replica, refreshes it at the same time, while `await refresh(current_sealed)` runs.
+        What `refresh` returns (not None) is saved and returned; None returns the current value. Two concurrent
+        calls run one after the other: the second sees the first's result. None when there is no such row; an
+        exception from `refresh` saves nothing and propagates."""
+        ...
+
+    async def issue_oauth_state(self, state: str, *, expires_at: float) -> None:
+        """Remember a state handed out with Slack's authorize URL, valid until `expires_at`. Issuing a state that is
+        still there changes nothing (its expiry is never extended)."""
+
+    async def consume_oauth_state(self, state: str, *, now: float) -> bool:
+        """True exactly once for an issued state that has not expired at `now`; the state is deleted whatever the
+        answer (expired or not), and so is every other state expired at `now`. `prune` removes expired ones too."""
+        ...
+
+    async def set_credentials(self, platform: str, workspace_id: str, *, site_id: str, sealed_key: str,
+                              now: float) -> None:
+        """Insert or replace a workspace's own Uppzy site and sealed API key."""
+
+    async def get_credentials(self, platform: str, workspace_id: str) -> tuple[str, str] | None:
+        """(site_id, sealed_key) of a workspace connected to its own Uppzy, else None."""
+        ...
+
+    async def forget_workspace(self, platform: str, workspace_id: str) -> None:
+        """Uninstall: remove that workspace's credentials, its settings and its channel modes at once (conversation
+        records stay until the usual pruning). Other processes drop what they cached of its settings."""
+
+    async def reseal_secrets(self, reseal: Callable[[str], str | None], *, batch: int = 200) -> int:
+        """Rotation: pass every sealed value of every row (installations, credentials) to `reseal` and store what
+        it returns (None: leave the row), `batch` rows at a time in key order (never every row at once), one
+        transaction per batch. A row whose value changed since it was read is left as it is now (compare-and-set on
+        the old value). Returns how many values were rewritten. An exception from `reseal` stops the walk (batches
+        already written stay written)."""
+        ...
+
     async def prune(self, done_before: float) -> int:
-        """Forget questions finished before `done_before` (with their answer links and feedback) and sessions
-        closed before it (a key with none left starts at generation 1 again); returns how many questions went."""
+        """Forget questions finished before `done_before` (with their answer links and feedback), sessions
+        closed before it (a key with none left starts at generation 1 again) and OAuth states expired before it;
+        returns how many questions went."""
         ...
 
     async def ping(self) -> None:

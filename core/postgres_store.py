@@ -22,6 +22,7 @@ from core.models import Counts, FeedbackClaim, InboundMessage, SessionRow, Turn,
 from core.pg_budget import PostgresBudget
 from core.pg_listen import SettingsListener
 from core.pg_schema import MIGRATION_LOCK, MIGRATIONS, SETTINGS_CHANNEL
+from core.pg_secrets import PostgresSecrets
 from core.session_ids import session_id as make_session_id
 from core.turn_rows import TURN_COLUMNS
 from core.turn_rows import turn_from_row as _turn
@@ -87,7 +88,7 @@ async def _no_session_state(conn: asyncpg.Connection) -> None:
     (bench/pg_driver.py). asyncpg still rolls back a transaction left open."""
 
 
-class PostgresStore:
+class PostgresStore(PostgresSecrets):
     """core.ports.Store on PostgreSQL: shared by replicas, each a `holder` with a lease in `replicas`."""
 
     shared = True
@@ -556,7 +557,8 @@ class PostgresStore:
             "a AS (DELETE FROM answer_messages WHERE turn_id IN (SELECT id FROM gone)), "
             "f AS (DELETE FROM feedback WHERE turn_id IN (SELECT id FROM gone)), "
             "s AS (DELETE FROM sessions WHERE state='closed' AND closed_at < $1), "
-            "r AS (DELETE FROM replicas WHERE lease_until < $1) "
+            "r AS (DELETE FROM replicas WHERE lease_until < $1), "
+            "o AS (DELETE FROM oauth_states WHERE expires_at < $1) "
             "SELECT count(*) FROM gone", done_before,
         )
         return int(row[0])

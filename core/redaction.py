@@ -6,23 +6,45 @@ import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable
 
-__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging", "redact"]
+__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging", "redact", "register_secret"]
 
 # Shapes of Slack and Discord credentials, caught even when they were never configured here.
 _TOKEN_SHAPES = re.compile(
+    # Slack: bot, user, app-level, legacy and config tokens (xoxb-, xoxp-, xoxa-, xoxe.xoxp-…), refresh tokens
+    # (xoxe-1-…, xoxe.xoxb-…) and app tokens (xapp-1-…).
+    r"(xox[a-z](?:\.xox[a-z])?-[0-9A-Za-z_-]{6,}|xapp-\d-[0-9A-Za-z-]{6,}"
     # Discord: base64 of a 17-19 digit user id (23-26 chars; starts M, N or O), a 6-char timestamp, an HMAC.
-    r"(xox[abposr]-[0-9A-Za-z-]{6,}|xapp-\d-[0-9A-Za-z-]{6,}|[MNO][A-Za-z0-9_-]{22,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,})"
+    r"|[MNO][A-Za-z0-9_-]{22,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,}"
+    # Fernet tokens (SECRETS_KEY's sealed values): version byte 0x80 and a 64-bit timestamp, url-safe base64.
+    r"|gAAAAA[0-9A-Za-z_-]{50,}={0,2})"
 )
-_HEADER_SHAPES = re.compile(r"(?i)((?:x-api-key|authorization)['\"]?\s*[:=]\s*['\"]?)(?:bot |bearer )?[^\s'\",}]+")
+_HEADER_SHAPES = re.compile(
+    r"(?i)((?<![\w-])(?:x-api-key|authorization|client_secret|access_token|refresh_token|bot_token|user_token|api_key)"
+    r"['\"]?\s*[:=]\s*['\"]?)(?:bot |bearer )?[^\s'\",}]+"
+)
 MASK = "[REDACTED]"
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_registered: tuple[str, ...] = ()  # secrets read at run time (register_secret), longest first
+_registering = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Blank `value` in every log line from now on, like a configured secret: for secrets opened at run time (a
+    workspace's Uppzy key, an installed team's token). Values shorter than 4 characters are ignored."""
+    global _registered
+    if not value or len(value) < 4 or value in _registered:
+        return
+    with _registering:
+        if value not in _registered:
+            _registered = tuple(sorted({*_registered, value}, key=len, reverse=True))
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Replace every known secret and anything shaped like a token or auth header value."""
-    for secret in secrets:
+    """Replace every known secret (given, or registered) and anything shaped like a token or auth header value."""
+    for secret in (*secrets, *_registered):
         if secret and len(secret) >= 4:
             text = text.replace(secret, MASK)
     text = _TOKEN_SHAPES.sub(MASK, text)

@@ -102,4 +102,29 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sessions ADD COLUMN closing_at REAL;
     """,
+    # 4: many workspaces (issue 12): Slack installations, OAuth states, per-workspace Uppzy credentials. Secrets are
+    # stored sealed with SECRETS_KEY (core/secrets_box.py), never in clear. '' stands for "no enterprise" and for an
+    # org-wide install's "no team" (a primary key column cannot hold NULL as one value).
+    """
+    CREATE TABLE installations (
+        enterprise_id TEXT NOT NULL,
+        team_id TEXT NOT NULL,
+        sealed TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (enterprise_id, team_id)
+    );
+    CREATE TABLE oauth_states (
+        state TEXT PRIMARY KEY,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX oauth_states_expiry ON oauth_states(expires_at);
+    CREATE TABLE workspace_credentials (
+        platform TEXT NOT NULL,
+        workspace_id TEXT NOT NULL,
+        site_id TEXT NOT NULL,
+        sealed_key TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (platform, workspace_id)
+    );
+    """,
 )

@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 from core.messages import human_duration
 
 __all__ = [
-    "CHANNEL_MODES", "ENV_SPECS", "HTTP", "RATERS", "SESSION_STRATEGIES", "WEBSOCKET", "WORKSPACE_SPECS",
-    "SettingError", "SettingSpec", "choice", "database_url", "emoji_list", "env_spec", "id_set", "int_ids",
+    "CHANNEL_MODES", "ENV_SPECS", "GENERATE_FERNET_KEY", "HTTP", "RATERS", "SESSION_STRATEGIES", "WEBSOCKET",
+    "WORKSPACE_SPECS", "SettingError", "SettingSpec", "choice", "database_url", "emoji_list", "env_spec",
+    "fernet_keys", "id_set", "int_ids",
     "normalize_emoji", "number", "parse_bool", "parse_duration", "parse_port", "parse_site_id", "plain",
     "positive_float", "positive_int", "postgres_url", "refine", "render_value", "setting_key", "sqlite_path", "target",
     "text", "url",
@@ -169,6 +170,25 @@ def credential(raw: str) -> str:
     return value
 
 
+GENERATE_FERNET_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+_FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
+
+
+def fernet_keys(raw: str) -> list[str]:
+    """SECRETS_KEY: one or more Fernet keys (url-safe base64 of 32 bytes), comma-separated, spaces around commas
+    allowed; the first encrypts, any decrypts. The problem names a key by its position, never its value."""
+    keys = [part.strip(" \t\r\n") for part in raw.split(",")]
+    keys = [key for key in keys if key]
+    how = f"generate one with: {GENERATE_FERNET_KEY}"
+    if not keys:
+        raise SettingError(f"is empty: it needs one or more Fernet keys, comma-separated; {how}")
+    for position, key in enumerate(keys, start=1):
+        if not _FERNET_KEY.fullmatch(key):
+            which = "it is not" if len(keys) == 1 else f"key {position} of {len(keys)} is not"
+            raise SettingError(f"{which} a Fernet key (44 characters of url-safe base64, 32 bytes); {how}")
+    return keys
+
+
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -315,6 +335,8 @@ ENV_SPECS: tuple[SettingSpec, ...] = (
           "the shards this replica runs (unset: all of them)"),
     _Spec("DATABASE_URL", database_url, "sqlite:///path/to/file.db or postgresql://user:pass@host:5432/db",
           "where conversations and settings are kept: a SQLite file (one process) or PostgreSQL (replicas)"),
+    _Spec("SECRETS_KEY", lambda raw: ",".join(fernet_keys(raw)), "Fernet keys, comma-separated (the first encrypts)",
+          "encrypts tokens and keys stored in the database; never logged", secret=True),
     _Spec("DATABASE_POOL_MIN", positive_int, "a whole number above zero", "PostgreSQL connections kept open"),
     _Spec("DATABASE_POOL_MAX", positive_int, "a whole number above zero", "PostgreSQL connections at most"),
     _Spec("REPLICA_LEASE", refine(parse_duration, lambda s: 2 <= s <= 300, "must be between 2s and 5m"),

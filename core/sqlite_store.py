@@ -27,6 +27,7 @@ from core.models import Counts, FeedbackClaim, InboundMessage, SessionRow, Turn,
 from core.ratelimit import LocalBudget
 from core.schema import MIGRATIONS
 from core.session_ids import session_id as make_session_id
+from core.sqlite_secrets import SqliteSecrets
 from core.sqlite_thread import DbThread
 from core.turn_rows import TURN_COLUMNS
 from core.turn_rows import turn_from_row as _turn
@@ -235,7 +236,7 @@ def _prepare_probe(c: sqlite3.Connection) -> None:
     c.execute("INSERT OR REPLACE INTO store_probe (id, n) VALUES (1, 0)")  # a real write
 
 
-class SqliteStore:
+class SqliteStore(SqliteSecrets):
     """One sqlite3 connection in WAL mode on its own thread; every multi-step change is one transaction there."""
 
     shared = False  # one process per file (the lock file): it holds every question and leads every job
@@ -738,6 +739,7 @@ class SqliteStore:
             gone = c.execute("DELETE FROM turns WHERE done_at < ?", (done_before,)).rowcount
             # Closed sessions go too (a returning key starts at generation 1 again; core rebinds on a 409).
             c.execute("DELETE FROM sessions WHERE state='closed' AND closed_at < ?", (done_before,))
+            c.execute("DELETE FROM oauth_states WHERE expires_at < ?", (done_before,))
             return gone
 
         return await self._tx(work)  # type: ignore[no-any-return]

@@ -32,6 +32,10 @@ TABLES: dict[str, tuple[str, ...]] = {
     "feedback": ("turn_id", "rating", "user_id", "source", "state", "at"),
     "workspace_settings": ("platform", "workspace_id", "key", "value", "updated_by", "updated_at"),
     "channel_modes": ("platform", "workspace_id", "channel_id", "mode", "updated_by", "updated_at"),
+    # Many workspaces (schema v4): sealed values are copied as they are (the same SECRETS_KEY opens them there).
+    "installations": ("enterprise_id", "team_id", "sealed", "updated_at"),
+    "oauth_states": ("state", "expires_at"),
+    "workspace_credentials": ("platform", "workspace_id", "site_id", "sealed_key", "updated_at"),
 }
 _FINISHED = ("answered", "failed")
 

@@ -105,6 +105,9 @@ async def fill(harness: Build, sim: Simulator, tmp_path: Path) -> dict[str, str]
     await h.store.finish_feedback(1, sent=True)
     await h.store.put_workspace_setting("console", "local", "idle_timeout", "900", by="admin", now=time.time())
     await h.store.put_channel_mode("console", "local", "other", "mention", by="admin", now=time.time())
+    await h.store.save_installation("E1", None, "sealed-installation", now=1000.0)
+    await h.store.issue_oauth_state("state-1", expires_at=2000.0)
+    await h.store.set_credentials("slack", "T1", site_id="site-t1", sealed_key="sealed-key", now=1000.0)
     await close(h)
     return {slow: "slow", queued: "queued"}
 
@@ -121,6 +124,10 @@ async def test_migrate_copies_every_row_and_a_relay_on_postgres_finishes_the_unf
     assert result.code == 0, result
     assert "questions: 4 (2 unfinished" in result.out and "sessions: 2 (2 open)" in result.out
     assert "workspace settings: 1, channel modes: 1" in result.out and "feedback: 1" in result.out
+    assert "installations: 1, workspace credentials: 1" in result.out
+    assert (before["installations"], before["oauth_states"], before["workspace_credentials"]) == (
+        [("E1", "", "sealed-installation", 1000.0)], [("state-1", 2000.0)],
+        [("slack", "T1", "site-t1", "sealed-key", 1000.0)])
     assert "set DATABASE_URL to the PostgreSQL URL and start the replicas" in result.out
     assert db.stat().st_mtime_ns == mtime and sqlite_rows(db) == before  # only read
     assert await postgres_rows(pg_url) == before
@@ -135,6 +142,8 @@ async def test_migrate_copies_every_row_and_a_relay_on_postgres_finishes_the_unf
             {q: TurnState.PENDING if label == "slow" else TurnState.QUEUED for q, label in unfinished.items()}
         assert await store.workspace_settings("console", "local") == {"idle_timeout": "900"}
         assert await store.channel_mode("console", "local", "other") == "mention"
+        assert await store.find_installation("E1", "T5") == "sealed-installation"
+        assert await store.get_credentials("slack", "T1") == ("site-t1", "sealed-key")
         target = ReplyTarget("console", "local", "elsewhere", "elsewhere", "m-new", "you")
         new = await store.record_question(InboundMessage(target=target, text="a new question", event_key="m-new"),
                                           key="console:local:elsewhere:you", site_id="demo-site", idle_timeout=60,

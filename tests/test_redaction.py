@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.redaction import MASK, JsonFormatter, RedactingFilter, configure_logging, redact
+from core.redaction import MASK, JsonFormatter, RedactingFilter, configure_logging, redact, register_secret
 
 KEY = "sk-live-SECRET-1234567890"
 SLACK_BOT = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
@@ -164,3 +164,87 @@ def test_configure_logging_redacts_every_logger(
     [line] = err.strip().splitlines()
     assert json.loads(line)["msg"] == f"sending key {MASK} with {MASK}"
     assert logging.getLogger("httpx").level >= logging.WARNING
+
+
+# ---- issue 12: every Slack token shape, Fernet tokens, secrets registered at run time ----------------------------
+
+SLACK_USER = "xoxp-123456789012-1234567890123-1234567890123-0123456789abcdef0123456789abcdef"
+SLACK_REFRESH = "xoxe-1-My0xLTIxMjM0NTY3ODktMTIzNDU2Nzg5LTEyMzQ1Njc4OS1hYmNkZWYwMTIzNDU2Nzg5"
+SLACK_ROTATING_BOT = "xoxe.xoxb-1-MS0yLTEyMzQ1Njc4OTAxMi0xMjM0NTY3ODkwMTIzLUFiQ2RFZkdoSWpLbA"
+SLACK_CONFIG = "xoxe.xoxp-1-Mi0yLTEyMzQ1Njc4OTAxMi0xMjM0NTY3ODkwMTIzLTEyMzQ1Njc4OTAxMjM"
+FERNET_TOKEN = ("gAAAAABnR2x4W9bQ0c3Vb_8v1mHkZ0xOaJ2m3kq-7aVbQq1nPz2s5uWgYk8J4rB6dT0eLwX9yC3fA1hG7iK2oM5nS8pU0vR4tQ6"
+                "x_zE3aD5cF7==")
+
+
+@pytest.mark.parametrize("token", [SLACK_USER, SLACK_REFRESH, SLACK_ROTATING_BOT, SLACK_CONFIG, FERNET_TOKEN])
+def test_redact_blanks_refresh_user_config_and_fernet_tokens(token: str) -> None:
+    """User (xoxp-), refresh (xoxe-1-), rotating bot/config (xoxe.xoxb-, xoxe.xoxp-) and Fernet (gAAAAA…) tokens are
+    blanked whole, in text and in a dict's repr."""
+    assert redact(f"token is {token}, ok") == f"token is {MASK}, ok"
+    assert redact(repr({"value": token})) == repr({"value": MASK})
+
+
+def test_redact_blanks_token_fields_of_any_shape() -> None:
+    """An access_token, refresh_token or client_secret field is blanked whatever its value looks like."""
+    text = redact("{'access_token': 'abc123xyz', \"refresh_token\": \"r-42\", 'client_secret': 'c0ffee'}")
+    assert "abc123xyz" not in text and "r-42" not in text and "c0ffee" not in text and text.count(MASK) == 3
+    line = "SLACK_BOT_TOKEN: Slack refused the bot token; UPPZY_API_KEY: is required"  # setting names: no values
+    assert redact(line) == line
+
+
+def test_a_registered_secret_is_blanked_by_the_filter_from_then_on(logger: tuple[logging.Logger, io.StringIO]) -> None:
+    """register_secret: a value opened from the database at run time (a workspace's Uppzy key, of no known shape)
+    is blanked in later log lines, message, args and tracebacks alike; ones under 4 characters are ignored."""
+    log, stream = logger
+    workspace_key = "uk-workspace-7f3a9c2e51d04b6a"
+    log.info("before %s", workspace_key)
+    assert workspace_key in stream.getvalue()  # nothing blanks it yet: the test would pass vacuously otherwise
+    register_secret(workspace_key)
+    register_secret("abc")
+    register_secret("")
+    try:
+        raise RuntimeError(f"Uppzy refused key {workspace_key}")
+    except RuntimeError:
+        log.exception("connect check failed for %s", workspace_key)
+    log.info("abc stays")
+    after = stream.getvalue().split("before", 1)[1].split("\n", 1)[1]
+    assert workspace_key not in after and after.count(MASK) == 2 and "abc stays" in after
+    assert redact(f"plain {workspace_key}") == f"plain {MASK}"
+
+
+@pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+async def test_slack_sdk_debug_log_of_an_oauth_exchange_shows_no_token(
+    restore_root_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real slack_sdk client at DEBUG, exchanging a code with oauth.v2.access on a local server: its 'Received
+    the following response' line (bot, user and refresh tokens) and its request line reach stderr without a token."""
+    from aiohttp import web
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    body = {"ok": True, "access_token": SLACK_ROTATING_BOT, "refresh_token": SLACK_REFRESH, "expires_in": 43200,
+            "token_type": "bot", "team": {"id": "T1"}, "authed_user": {"id": "U1", "access_token": SLACK_USER,
+                                                                         "refresh_token": SLACK_REFRESH}}
+
+    async def oauth(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_post("/api/oauth.v2.access", oauth)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client_secret = "0123456789abcdef0123456789abcdef"
+    configure_logging("DEBUG", "text", [client_secret])
+    try:
+        client = AsyncWebClient(base_url=f"http://127.0.0.1:{port}/api/")
+        response = await client.oauth_v2_access(client_id="1.2", client_secret=client_secret, code="the-code")
+        assert response["access_token"] == SLACK_ROTATING_BOT
+    finally:
+        await runner.cleanup()
+    err = capsys.readouterr().err
+    assert "Received the following response" in err and "oauth.v2.access" in err
+    for secret in (SLACK_ROTATING_BOT, SLACK_REFRESH, SLACK_USER, client_secret):
+        assert secret not in err
+    assert SLACK_REFRESH[:12] not in err and "xoxe" not in err

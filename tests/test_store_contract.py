@@ -7,6 +7,9 @@ per test (the `pg_url` fixture: skipped with one line where there is no server, 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -487,3 +490,191 @@ async def test_a_close_in_flight_is_not_resumed_until_it_is_old(store: Store) ->
     assert await store.closing_sessions(before=T0 + 10) == []
     assert [r.id for r in await store.closing_sessions(before=T0 + 11)] == [turn.session_id]
     assert [r.id for r in await store.closing_sessions()] == [turn.session_id]
+
+
+# ---- many workspaces: installations, OAuth states, per-workspace credentials, rotation (issue 12) ---------------
+
+
+async def test_installations_save_find_replace_and_delete(store: Store) -> None:
+    """An installation is found by exactly its (enterprise, team), replaced by a later save, deleted once."""
+    assert await store.find_installation(None, "T1") is None
+    await store.save_installation(None, "T1", "sealed-1", now=T0)
+    await store.save_installation(None, "T2", "sealed-2", now=T0)
+    await store.save_installation("E1", "T1", "sealed-e1-t1", now=T0)
+    assert await store.find_installation(None, "T1") == "sealed-1"
+    assert await store.find_installation("E1", "T1") == "sealed-e1-t1"
+    await store.save_installation(None, "T1", "sealed-1b", now=T0 + 1)
+    assert await store.find_installation(None, "T1") == "sealed-1b"
+    assert await store.delete_installation(None, "T1") is True
+    assert await store.delete_installation(None, "T1") is False
+    assert await store.find_installation(None, "T1") is None
+    assert await store.find_installation(None, "T2") == "sealed-2"
+
+
+async def test_an_org_wide_install_is_found_for_any_team_of_its_enterprise(store: Store) -> None:
+    """Enterprise Grid: an org-wide install (team None) answers a lookup with that enterprise and any team, unless a
+    team-specific row exists; another enterprise, or no enterprise, never finds it. Deleting a team's row never
+    deletes the org's."""
+    await store.save_installation("E1", None, "org", now=T0)
+    assert await store.find_installation("E1", "T7") == "org"
+    assert await store.find_installation("E1", None) == "org"
+    assert await store.find_installation("E2", "T7") is None and await store.find_installation(None, "T7") is None
+    await store.save_installation("E1", "T8", "team-8", now=T0)
+    assert await store.find_installation("E1", "T8") == "team-8"
+    assert await store.delete_installation("E1", "T7") is False
+    assert await store.find_installation("E1", "T7") == "org"
+    assert await store.delete_installation("E1", None) is True
+    assert await store.find_installation("E1", "T7") is None and await store.find_installation("E1", "T8") == "team-8"
+
+
+async def test_concurrent_refreshes_of_one_installation_run_one_after_the_other(store: Store) -> None:
+    """Two refreshes of the same row at once: the second runs only after the first saved, and sees its result;
+    a refresh returning None keeps the value; a failing refresh saves nothing; no row: None, refresh not called."""
+    await store.save_installation("E1", None, "v0", now=T0)
+    steps: list[tuple[str, str]] = []
+
+    async def rotate(current: str) -> str:
+        steps.append(("start", current))
+        await asyncio.sleep(0.05)  # a window in which an unguarded second refresh would start
+        steps.append(("end", current))
+        return current + "+"
+
+    results = await asyncio.gather(store.refresh_installation("E1", "T1", rotate),
+                                   store.refresh_installation("E1", "T1", rotate))
+    assert sorted(results) == ["v0+", "v0++"]  # type: ignore[type-var]
+    assert steps == [("start", "v0"), ("end", "v0"), ("start", "v0+"), ("end", "v0+")]
+    assert await store.find_installation("E1", "T1") == "v0++" == await store.find_installation("E1", None)
+
+    async def unchanged(current: str) -> None:
+        return None
+
+    async def broken(current: str) -> str:
+        raise RuntimeError("slack said no")
+
+    assert await store.refresh_installation("E1", "T1", unchanged) == "v0++"
+    with pytest.raises(RuntimeError, match="slack said no"):
+        await store.refresh_installation("E1", "T1", broken)
+    assert await store.find_installation("E1", None) == "v0++"
+    assert await store.refresh_installation("E9", "T9", broken) is None
+
+
+async def test_an_oauth_state_is_consumed_exactly_once_and_never_after_it_expired(store: Store) -> None:
+    """An issued state: True once (of concurrent consumers, one), then False; an expired one is False and gone;
+    an unknown one False; prune removes states expired before the cutoff."""
+    await store.issue_oauth_state("s-ok", expires_at=T0 + 600)
+    results = await asyncio.gather(*(store.consume_oauth_state("s-ok", now=T0 + 1) for _ in range(5)))
+    assert sorted(results) == [False] * 4 + [True]
+    assert await store.consume_oauth_state("s-ok", now=T0 + 2) is False
+    await store.issue_oauth_state("s-late", expires_at=T0 + 600)
+    assert await store.consume_oauth_state("s-late", now=T0 + 600) is False
+    await store.issue_oauth_state("s-late", expires_at=T0 + 1200)  # gone: issuing it again is a new state
+    assert await store.consume_oauth_state("s-late", now=T0 + 601) is True
+    assert await store.consume_oauth_state("never-issued", now=T0) is False
+    await store.issue_oauth_state("s-kept", expires_at=T0 + 600)
+    await store.issue_oauth_state("s-kept", expires_at=T0 + 9000)  # still there: its expiry is not extended
+    assert await store.consume_oauth_state("s-kept", now=T0 + 601) is False
+    await store.issue_oauth_state("s-old", expires_at=T0 + 10)
+    await store.issue_oauth_state("s-new", expires_at=T0 + 5000)
+    await store.prune(T0 + 100)
+    # Pruned: issuing it again is a new state (had it stayed, it would keep its old expiry and be refused).
+    await store.issue_oauth_state("s-old", expires_at=T0 + 20_000)
+    assert await store.consume_oauth_state("s-old", now=T0 + 50) is True
+    assert await store.consume_oauth_state("s-new", now=T0 + 60) is True
+
+
+async def test_an_expired_state_goes_when_another_is_consumed(store: Store) -> None:
+    """Consuming any state also deletes every state expired by then: abandoned installs do not pile up."""
+    await store.issue_oauth_state("abandoned", expires_at=T0 + 10)
+    await store.issue_oauth_state("used", expires_at=T0 + 600)
+    assert await store.consume_oauth_state("used", now=T0 + 20) is True
+    # The abandoned state is gone: issued anew it is a new state (had it stayed, it would keep its old expiry).
+    await store.issue_oauth_state("abandoned", expires_at=T0 + 700)
+    assert await store.consume_oauth_state("abandoned", now=T0 + 30) is True
+
+
+async def test_workspace_credentials_round_trip_and_forget_removes_settings_too(store: Store) -> None:
+    """set/get credentials per (platform, workspace); forget_workspace removes its credentials, settings and
+    channel modes (another workspace's stay) and keeps its conversation records."""
+    assert await store.get_credentials("slack", "T1") is None
+    await store.set_credentials("slack", "T1", site_id="site-a", sealed_key="sealed-a", now=T0)
+    await store.set_credentials("slack", "T1", site_id="site-b", sealed_key="sealed-b", now=T0 + 1)
+    await store.set_credentials("slack", "T2", site_id="site-c", sealed_key="sealed-c", now=T0)
+    await store.set_credentials("discord", "T1", site_id="site-d", sealed_key="sealed-d", now=T0)
+    assert await store.get_credentials("slack", "T1") == ("site-b", "sealed-b")
+    for workspace in ("T1", "T2"):
+        await store.put_workspace_setting("slack", workspace, "reply_mode", "all", by="U1", now=T0)
+        await store.put_channel_mode("slack", workspace, "C1", "off", by="U1", now=T0)
+    turn = await ask(store, "1")  # workspace T1 of slack
+    assert turn is not None
+    await store.forget_workspace("slack", "T1")
+    assert await store.get_credentials("slack", "T1") is None
+    assert await store.workspace_settings("slack", "T1") == {}
+    assert await store.channel_mode("slack", "T1", "C1") is None
+    assert await store.get_credentials("slack", "T2") == ("site-c", "sealed-c")
+    assert await store.get_credentials("discord", "T1") == ("site-d", "sealed-d")
+    assert await store.workspace_settings("slack", "T2") == {"reply_mode": "all"}
+    assert await store.channel_mode("slack", "T2", "C1") == "off"
+    assert await store.get_turn(turn.id) is not None
+
+
+async def test_reseal_walks_every_sealed_column_in_batches_and_a_rerun_rewrites_nothing(store: Store) -> None:
+    """Every installation and credential passes through `reseal` once, `batch` rows per read (never all at once);
+    what it returns is stored, None leaves the row; the count is of rewritten values; a rerun finds none to do."""
+    for i in range(5):
+        await store.save_installation(None, f"T{i}", f"old-inst-{i}", now=T0)
+        await store.set_credentials("slack", f"T{i}", site_id=f"site-{i}", sealed_key=f"old-key-{i}", now=T0)
+    await store.save_installation("E1", None, "old-org", now=T0)
+    await store.set_credentials("discord", "G1", site_id="site-g", sealed_key="new-key-g", now=T0)
+    seen: list[str] = []
+
+    def reseal(value: str) -> str | None:
+        seen.append(value)
+        return None if value.startswith("new-") else "new-" + value.removeprefix("old-")
+
+    assert await store.reseal_secrets(reseal, batch=2) == 11
+    assert sorted(seen) == sorted([f"old-inst-{i}" for i in range(5)] + [f"old-key-{i}" for i in range(5)]
+                                  + ["old-org", "new-key-g"])
+    assert await store.find_installation(None, "T3") == "new-inst-3"
+    assert await store.find_installation("E1", "T9") == "new-org"
+    assert await store.get_credentials("slack", "T4") == ("site-4", "new-key-4")
+    assert await store.get_credentials("discord", "G1") == ("site-g", "new-key-g")
+    seen.clear()
+    assert await store.reseal_secrets(reseal, batch=2) == 0 and len(seen) == 12
+    assert await store.reseal_secrets(reseal) == 0  # one batch of 200
+
+
+async def test_reseal_never_overwrites_a_value_changed_since_it_was_read(store: Store,
+                                                                        backend: tuple[str, str]) -> None:
+    """Compare-and-set: a row saved anew by someone else between the batch's read and its write keeps the new value
+    (not counted as rewritten); the rest of the batch is rewritten."""
+    if backend[0] == "sqlite-memory":
+        pytest.skip("a :memory: database has no second connection to change a row from behind the store's back")
+    for team in ("T1", "T2"):
+        await store.save_installation(None, team, f"old-{team}", now=T0)
+
+    def change_behind_the_store() -> None:
+        sql = "UPDATE installations SET sealed='saved-meanwhile' WHERE team_id='T2'"
+        if backend[0] == "postgres":
+            async def write() -> None:
+                import asyncpg
+
+                conn = await asyncpg.connect(backend[1])
+                try:
+                    await conn.execute(sql)
+                finally:
+                    await conn.close()
+
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, write()).result()
+        else:
+            with contextlib.closing(sqlite3.connect(backend[1])) as conn, conn:
+                conn.execute(sql)
+
+    def reseal(value: str) -> str | None:
+        if value == "old-T2":
+            change_behind_the_store()
+        return "new-" + value
+
+    assert await store.reseal_secrets(reseal) == 1
+    assert await store.find_installation(None, "T1") == "new-old-T1"
+    assert await store.find_installation(None, "T2") == "saved-meanwhile"
