@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Protocol
 from bots.connect import Connector
 from core.adaptive_budget import AdaptiveBudget
 from core.backoff import Backoff
-from core.config import ConfigError, Settings
+from core.config import ConfigError, Secret, Settings
 from core.conversations import Conversations
+from core.credentials import UppzyCredentials, WorkspaceCredentials
 from core.delivery import Delivery
 from core.feedback import Feedback
 from core.health import StoreUnavailable
@@ -30,18 +31,21 @@ from core.membership import Membership
 from core.metrics import Metrics
 from core.models import Notice, SessionRow
 from core.platforms import Platforms
+from core.poll_lanes import PollLanes
 from core.poller import PollScheduler
-from core.ports import Store
+from core.ports import RateBudget, Store
 from core.ratelimit import LocalBudget
 from core.reaper import IdleReaper
 from core.relay import Components, Relay
 from core.retry import RetryPolicy
 from core.routing import Router
+from core.secrets_box import SecretBox
 from core.sqlite_store import SqliteStore
 from core.submission import Submitter
 from core.supervisor import TaskSupervisor
 from core.tuning import Tuning
 from core.uppzy import Timeouts, UppzyClient
+from core.uppzy_pool import Connections, UppzyPool
 from core.workspace import WorkspaceSettingsService
 
 if TYPE_CHECKING:
@@ -100,6 +104,7 @@ class Core:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
                 await self.relay.stop(drain=1.5)  # submits on their way to Uppzy finish, none comes back "lost"
+        await self.relay.connections.pool.aclose()  # workspaces' own clients (the deployment's is closed next)
         await self.uppzy.aclose()
         await self.store.close()
 
@@ -157,14 +162,22 @@ async def prepare_postgres(url: str) -> None:
     await store.close()
 
 
-def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics: Metrics | None = None,
-                tuning: Tuning | None = None, clock: Callable[[], float] = time.time) -> Relay:
-    """Build every core component once and wire them: the relay is their Inbound port."""
+def build_relay(settings: Settings, store: Store, uppzy: UppzyClient | None, *, metrics: Metrics | None = None,
+                tuning: Tuning | None = None, clock: Callable[[], float] = time.time,
+                box: SecretBox | None = None) -> Relay:
+    """Build every core component once and wire them: the relay is their Inbound port.
+
+    `uppzy` is the deployment's client (UPPZY_API_KEY; None when there is none): questions of workspaces without
+    their own Uppzy connection use it. A workspace connected to its own key (opened with `box`, by default the box
+    of SECRETS_KEY) gets a pooled client of its own and its own status and close budgets.
+    """
     tuning = tuning or Tuning()
     metrics = metrics or Metrics()
     tasks = TaskSupervisor("relay")
     workspaces = WorkspaceSettingsService(store, settings, clock=clock)
     platforms = Platforms(tuning.notice, working_after=tuning.working_after)
+    connections = _connections(settings, store, uppzy, metrics, box)
+    default_creds = connections.credentials.default
     sequencer: list[Intake] = []  # intake and delivery call each other: bound once both exist
 
     def finished(session_id: str) -> None:
@@ -179,23 +192,37 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
                         retry_every=tuning.redeliver_every, retry_for=tuning.redeliver_for,
                         sweep_every=tuning.sweep_every, redelivery=tuning.redelivery,
                         store_writes=tuning.store_writes)
-    # With replicas (a shared store) both budgets are the whole deployment's, kept in the database.
+    # With replicas (a shared store) both budgets are the whole deployment's, kept in the database. Each Uppzy key
+    # has its own status budget (its tenant's limit): the deployment key's ledger keeps its name "uppzy-status",
+    # a workspace key's is "uppzy-status:" + the key's fingerprint (never the key).
     shared = store.shared
     ceiling = settings.uppzy_poll_rate  # the status budget learns Uppzy's limit below it (core/adaptive_budget.py)
     ticks = time.monotonic if clock is time.time else clock  # a virtual clock (tests) drives the budget too
-    inner = store.budget("uppzy-status", ceiling) if shared else LocalBudget(ceiling, clock=ticks)
-    status_budget = AdaptiveBudget(inner, ceiling=ceiling, start=tuning.poll_rate_start, floor=tuning.poll_rate_floor,
-                                   clock=ticks)
-    metrics.poll_rate.set_function(lambda: status_budget.rate)
-    poller = PollScheduler(uppzy=uppzy, on_done=delivery.on_status, on_expired=delivery.on_expired,
-                           budget=status_budget, interval=tuning.poll_interval, clock=clock,
-                           latency=tuning.latency or LatencyModel(floor=tuning.first_poll_floor),
-                           first_poll_floor=tuning.first_poll_floor, error_backoff=tuning.poll_errors,
-                           batch=tuning.poll_batch)
-    submission = Submitter(store=store, uppzy=uppzy, poller=poller, fail=delivery.fail, later=later, tasks=tasks,
-                            answer_timeout=settings.uppzy_answer_timeout, concurrency=tuning.submit_concurrency,
-                            store_writes=tuning.store_writes, clock=clock)
-    sequencer.append(Intake(store=store, router=Router(store, workspaces), platforms=platforms,
+
+    def status_budget(name: str) -> AdaptiveBudget:
+        inner = store.budget(name, ceiling) if shared else LocalBudget(ceiling, clock=ticks)
+        return AdaptiveBudget(inner, ceiling=ceiling, start=tuning.poll_rate_start, floor=tuning.poll_rate_floor,
+                              clock=ticks)
+
+    def scheduler(client: object, budget: AdaptiveBudget) -> PollScheduler:
+        return PollScheduler(uppzy=client, on_done=delivery.on_status,  # type: ignore[arg-type]
+                             on_expired=delivery.on_expired, budget=budget, interval=tuning.poll_interval,
+                             clock=clock, latency=tuning.latency or LatencyModel(floor=tuning.first_poll_floor),
+                             first_poll_floor=tuning.first_poll_floor, error_backoff=tuning.poll_errors,
+                             batch=tuning.poll_batch)
+
+    default_budget = status_budget("uppzy-status")
+    metrics.poll_rate.set_function(lambda: default_budget.rate)
+    default_client = connections.pool.client(default_creds) if default_creds is not None else None
+    poller = PollLanes(
+        scheduler(default_client, default_budget),
+        lambda creds: scheduler(connections.pool.client(creds), status_budget(f"uppzy-status:{creds.key_id}")),
+        default_key=default_creds.key_id if default_creds is not None else None,
+    )
+    submission = Submitter(store=store, connections=connections, poller=poller, fail=delivery.fail, later=later,
+                           tasks=tasks, answer_timeout=settings.uppzy_answer_timeout,
+                           concurrency=tuning.submit_concurrency, store_writes=tuning.store_writes, clock=clock)
+    sequencer.append(Intake(store=store, router=Router(store, workspaces, connections), platforms=platforms,
                             submit=submission.submit, metrics=metrics, tasks=tasks, max_chars=tuning.max_chars,
                             clock=clock))
 
@@ -206,20 +233,50 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
     def closed(row: SessionRow, reason: str) -> None:
         metrics.sessions_closed.labels(row.platform, reason).inc()
 
+    def close_budget(creds: UppzyCredentials) -> RateBudget:
+        rate = settings.session_close_rate
+        return store.budget(f"session-close:{creds.key_id}", rate) if shared else LocalBudget(rate)
+
     membership = Membership(store=store, lease=settings.replica_lease, clock=clock)
-    reaper = IdleReaper(store=store, uppzy=uppzy, notify=notify, default_idle=settings.session_idle_timeout,
-                        close_rate=settings.session_close_rate, clock=clock, on_closed=closed,
+    reaper = IdleReaper(store=store, connections=connections, notify=notify,
+                        default_idle=settings.session_idle_timeout, close_rate=settings.session_close_rate,
+                        clock=clock, on_closed=closed,
                         pace=store.budget("session-close", settings.session_close_rate) if shared else None,
-                        leading=membership.leading)
+                        leading=membership.leading, paces=close_budget)
     metrics.pending.set_function(lambda: len(poller))
     return Relay(Components(
         store=store, workspaces=workspaces, platforms=platforms, intake=sequencer[0], submission=submission,
         delivery=delivery, poller=poller, reaper=reaper, membership=membership, tasks=tasks,
-        feedback=Feedback(store=store, uppzy=uppzy, workspaces=workspaces, platforms=platforms, metrics=metrics,
-                          tasks=tasks, takeover_after=tuning.feedback_takeover, clock=clock),
-        conversations=Conversations(store=store, uppzy=uppzy, workspaces=workspaces, reaper=reaper),
-        answer_timeout=settings.uppzy_answer_timeout, recovery_grace=tuning.recovery_grace, clock=clock,
+        feedback=Feedback(store=store, connections=connections, workspaces=workspaces, platforms=platforms,
+                          metrics=metrics, tasks=tasks, takeover_after=tuning.feedback_takeover, clock=clock),
+        conversations=Conversations(store=store, connections=connections, workspaces=workspaces, reaper=reaper),
+        answer_timeout=settings.uppzy_answer_timeout, recovery_grace=tuning.recovery_grace,
+        connections=connections, clock=clock,
     ))
+
+
+def _connections(settings: Settings, store: Store, uppzy: UppzyClient | None, metrics: Metrics,
+                 box: SecretBox | None) -> Connections:
+    """Workspaces' own Uppzy keys (sealed in the store) over the deployment's, and the bounded pool of clients: a
+    workspace key's client is built like the deployment's (its timeouts, retries and metrics), with that key."""
+    default = None
+    if uppzy is not None and settings.uppzy_api_key is not None:
+        default = UppzyCredentials(settings.uppzy_site_id or uppzy.site_id, settings.uppzy_api_key)
+    if box is None and settings.secrets_key is not None:
+        box = SecretBox.from_setting(settings.secrets_key.reveal())
+
+    def factory(api_key: Secret, site_id: str) -> UppzyClient:
+        return UppzyClient(
+            base_url=settings.uppzy_base_url, api_key=api_key, site_id=site_id,
+            timeouts=uppzy.timeouts if uppzy is not None else Timeouts(
+                settings.uppzy_connect_timeout, settings.uppzy_timeout, settings.uppzy_chat_timeout),
+            retry=uppzy.retry if uppzy is not None else RetryPolicy(attempts=settings.uppzy_max_attempts,
+                                                                    budget=settings.uppzy_retry_budget),
+            observer=metrics.observe_call,
+        )
+
+    pool = UppzyPool(factory, default=uppzy, default_key=default.key_id if default is not None else None)
+    return Connections(WorkspaceCredentials(store, box, default), pool)
 
 
 def build_platforms(settings: Settings, relay: Relay) -> list[PlatformBot]:

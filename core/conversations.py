@@ -9,7 +9,8 @@ from core.models import ReplyTarget
 from core.ports import EndResult, Store
 from core.reaper import IdleReaper
 from core.session_ids import belongs_to_user, conversation_key, user_prefix
-from core.uppzy import SessionInfo, UppzyClient
+from core.uppzy import SessionInfo
+from core.uppzy_pool import Connections
 from core.workspace import WorkspaceSettingsService
 
 __all__ = ["Conversations", "Status"]
@@ -29,10 +30,10 @@ class Status:
 class Conversations:
     """Ends, lists and reports on conversations; closing goes through the reaper so closes stay paced."""
 
-    def __init__(self, *, store: Store, uppzy: UppzyClient, workspaces: WorkspaceSettingsService,
+    def __init__(self, *, store: Store, connections: Connections, workspaces: WorkspaceSettingsService,
                  reaper: IdleReaper) -> None:
         self._store = store
-        self._uppzy = uppzy
+        self._connections = connections
         self._workspaces = workspaces
         self._reaper = reaper
 
@@ -49,7 +50,10 @@ class Conversations:
         """Uppzy's session list for a workspace's site: one user's by email, else the user's sessions that this
         workspace opened (the site may be shared with DMs and other workspaces, whose sessions stay out)."""
         ws = await self._workspaces.get(platform, workspace_id)
-        sessions = await self._uppzy.list_sessions(email=email, site_id=ws.site_id)
+        uppzy = await self._connections.workspace(platform, workspace_id, ws.site_id)
+        if uppzy is None:
+            return []  # not connected: no session of it can exist at Uppzy
+        sessions = await uppzy.list_sessions(email=email, site_id=uppzy.creds.site_id)
         if email or user_id is None:
             return sessions
         # Exact ids, not a prefix test: with per-user sessions a numeric channel id could pass for a generation.
@@ -60,18 +64,28 @@ class Conversations:
         """Settings, Uppzy connectivity and counts for one workspace."""
         described = await self._workspaces.describe(platform, workspace_id)
         ws = await self._workspaces.get(platform, workspace_id)
+        uppzy = await self._connections.workspace(platform, workspace_id, ws.site_id)
+        site = uppzy.creds.site_id if uppzy is not None else ws.site_id
         try:
-            await self._uppzy.site(ws.site_id)
+            if uppzy is None:
+                raise _NotConnected
+            await uppzy.site(site)
             ok, detail = True, "reachable"
         except UppzyAuthError:
             ok, detail = False, "the API key was refused (401)"
         except UppzyForbidden:
             ok, detail = False, "the plan does not allow API access (403)"
+        except _NotConnected:
+            ok, detail = False, "not connected to Uppzy yet (no key for this workspace)"
         except UppzyNotFound:
-            ok, detail = False, f"site {ws.site_id!r} not found (404)"
+            ok, detail = False, f"site {site!r} not found (404)"
         except UppzyRejected as exc:
             ok, detail = False, f"refused ({exc.status})"
         except UppzyError as exc:
             ok, detail = False, f"unreachable ({type(exc).__name__})"
         counts = await self._store.counts(platform, workspace_id)
         return Status(described, ok, detail, counts.pending, counts.open_sessions)
+
+
+class _NotConnected(Exception):
+    """The workspace has no Uppzy connection (its own or the deployment's)."""

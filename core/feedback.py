@@ -13,7 +13,7 @@ from core.models import FeedbackEvent, FeedbackOutcome, FeedbackResult, Rating, 
 from core.platforms import Platforms
 from core.ports import Store
 from core.supervisor import TaskSupervisor
-from core.uppzy import UppzyClient
+from core.uppzy_pool import Connections
 from core.workspace import WorkspaceSettingsService
 
 __all__ = ["Feedback"]
@@ -24,11 +24,11 @@ log = logging.getLogger(__name__)
 class Feedback:
     """The first rating of an answer wins (Uppzy keeps the first too); a claim stuck by a crash can be retaken."""
 
-    def __init__(self, *, store: Store, uppzy: UppzyClient, workspaces: WorkspaceSettingsService,
+    def __init__(self, *, store: Store, connections: Connections, workspaces: WorkspaceSettingsService,
                  platforms: Platforms, metrics: Metrics, tasks: TaskSupervisor, takeover_after: float,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
-        self._uppzy = uppzy
+        self._connections = connections
         self._workspaces = workspaces
         self._platforms = platforms
         self._metrics = metrics
@@ -57,8 +57,11 @@ class Feedback:
         if earlier is not None:
             return FeedbackResult(FeedbackOutcome.ALREADY_RATED, earlier, messages.ALREADY_RATED, turn)
         try:
-            receipt = await self._uppzy.feedback(turn.session_id, turn.request_id or "", rating,
-                                                 site_id=turn.site_id)
+            # The key of the site the question was asked on (core.credentials.WorkspaceCredentials.for_site).
+            uppzy = await self._connections.recorded(turn.target.platform, turn.target.workspace_id, turn.site_id)
+            if uppzy is None:
+                raise UppzyError("this workspace has no Uppzy connection now", endpoint="chat_feedback")
+            receipt = await uppzy.feedback(turn.session_id, turn.request_id or "", rating, site_id=turn.site_id)
         except UppzyError as exc:
             await self._store.finish_feedback(turn.id, sent=False)
             log.warning("feedback for turn=%d not recorded: %s", turn.id, type(exc).__name__)

@@ -51,6 +51,8 @@ class Intake:
         if isinstance(route, str):
             log.debug("message ignored platform=%s event=%s: %s", msg.target.platform, msg.event_key, route)
             return Ignored(route)
+        if not route.connected:  # nothing reaches Uppzy: the workspace has no key and the deployment none either
+            return await self._refuse(msg, NoticeKind.NOT_CONNECTED, messages.NOT_CONNECTED)
         text = clean_text(msg.text).strip()
         if msg.attachments_only and not text:
             return await self._refuse(msg, NoticeKind.TEXT_ONLY, messages.TEXT_ONLY)

@@ -11,6 +11,7 @@ __all__ = [
     "FEEDBACK_FAILED",
     "LOST_IN_RESTART",
     "NOT_AN_ANSWER",
+    "NOT_CONNECTED",
     "NOT_RECORDED",
     "NOT_YOUR_ANSWER",
     "SESSION_ENDED",
@@ -37,6 +38,7 @@ THANKS_BAD = "Thanks for telling us. We'll use it to improve the answers."
 ALREADY_RATED = "You've already rated this answer; the first rating is the one that counts."
 NOT_YOUR_ANSWER = "Only the person who asked the question can rate this answer."
 NOT_AN_ANSWER = "That message isn't one of my answers, so there's nothing to rate."
+NOT_CONNECTED = "Uppzy is not connected yet — ask an admin to connect this workspace to its Uppzy site."
 NOT_RECORDED = "Sorry, I couldn't take your question just now. Please send it again in a minute."
 FEEDBACK_FAILED = "Sorry, I couldn't record your rating just now. Please try again in a minute."
 ANSWER_SHORTENED = "_(This answer was too long to post in full, so it has been shortened here.)_"

@@ -153,6 +153,7 @@ class NoticeKind(StrEnum):
     UNAVAILABLE = "unavailable"
     TEXT_ONLY = "text_only"  # only attachments came: the bot reads text (adapters show it to the sender alone)
     NOT_RECORDED = "not_recorded"  # the store could not record the question (disk full, read-only): send it again
+    NOT_CONNECTED = "not_connected"  # the workspace has no Uppzy connection and the deployment no default key
 
 
 @dataclass(frozen=True, slots=True)

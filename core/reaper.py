@@ -8,13 +8,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from cachetools import LRUCache
+
 from core import messages
+from core.credentials import UppzyCredentials
 from core.errors import UppzyAuthError, UppzyError, UppzyForbidden, UppzyNotFound
 from core.health import RateLimitedLog, StoreUnavailable
 from core.models import Notice, NoticeKind, SessionRow
 from core.ports import RateBudget, Store
 from core.ratelimit import LocalBudget, acquire
-from core.uppzy import UppzyClient
+from core.uppzy_pool import Connections
 
 __all__ = ["IdleReaper"]
 
@@ -32,7 +35,7 @@ class IdleReaper:
         self,
         *,
         store: Store,
-        uppzy: UppzyClient,
+        connections: Connections,
         notify: Notify,
         default_idle: float,
         close_rate: float = 5.0,
@@ -41,9 +44,10 @@ class IdleReaper:
         on_closed: Callable[[SessionRow, str], None] | None = None,
         pace: RateBudget | None = None,
         leading: Callable[[], bool] = lambda: True,
+        paces: Callable[[UppzyCredentials], RateBudget] | None = None,
     ) -> None:
         self._store = store
-        self._uppzy = uppzy
+        self._connections = connections
         self._notify = notify
         self._default_idle = default_idle
         self._clock = clock
@@ -52,6 +56,10 @@ class IdleReaper:
         # At most `close_rate` closes in any one-second window: of this process, or of every replica together when
         # the store is shared (the composition root passes the store's budget). Users' /end closes count too.
         self.pace = pace or LocalBudget(close_rate)
+        # Each workspace key closes within its own budget (the limit is its tenant's); the deployment key uses `pace`.
+        self._make_pace = paces or (lambda creds: LocalBudget(close_rate))
+        self._paces: LRUCache[str, RateBudget] = LRUCache(maxsize=256)
+        self._refused: set[str] = set()
         self._leading = leading  # several replicas: only the leader reaps (closes are claimed all the same)
         self._store_errors = RateLimitedLog(log, logging.WARNING)
         self.closed = 0
@@ -61,9 +69,9 @@ class IdleReaper:
         """Close every session that is idle as of `now`; returns how many were closed."""
         now = self._clock() if now is None else now
         closed = 0
+        self._refused.clear()  # keys refused (401/403) during this pass: their other sessions wait for the next
         # Closes claimed a while ago and never confirmed (a crash, a failed call); one in flight now is left alone.
         for row in await self._store.closing_sessions(self._batch, before=now - CLOSE_IN_FLIGHT):
-            await acquire(self.pace)
             outcome = await self._finish(row, "idle", None)
             if outcome < 0:
                 return closed  # the key is refused: retrying every session now would only hammer Uppzy
@@ -71,7 +79,6 @@ class IdleReaper:
         for row in await self._store.idle_sessions(now, self._batch):
             if not self._leading():
                 return closed  # leadership moved to another replica mid-pass: it carries on
-            await acquire(self.pace)
             if not await self._store.claim_for_close(row.id, idle_at=now, now=self._clock()):
                 continue  # became active or has a question in flight
             direct = row.last_target is not None and row.last_target.is_dm
@@ -91,16 +98,39 @@ class IdleReaper:
         """Close one session at once (a user ended it); False if a question is still in flight."""
         if not await self._store.claim_for_close(row.id, idle_at=None, now=self._clock()):
             return False
-        await acquire(self.pace)
         await self._finish(row, reason, None)  # if Uppzy is down the close is finished by a later pass
         return True
 
+    def pace_for(self, creds: UppzyCredentials) -> RateBudget:
+        """The close budget of `creds`' key (the deployment key's is `pace`)."""
+        default = self._connections.credentials.default
+        if default is not None and creds.key_id == default.key_id:
+            return self.pace
+        found = self._paces.get(creds.key_id)
+        if found is None:
+            found = self._paces[creds.key_id] = self._make_pace(creds)
+        return found
+
     async def _finish(self, row: SessionRow, reason: str, notice: Notice | None) -> int:
+        uppzy = await self._connections.recorded(row.platform, row.workspace_id, row.site_id)
         try:
-            await self._uppzy.close_session(row.id, site_id=row.site_id)
+            if uppzy is None:  # the workspace has no key any more (uninstalled): Uppzy closes it on its side
+                log.warning("closing session=%s: no Uppzy key for its workspace now; marking closed", row.id)
+            elif uppzy.creds.key_id in self._refused:
+                return 0
+            else:
+                await acquire(self.pace_for(uppzy.creds))
+                await uppzy.close_session(row.id, site_id=row.site_id)
         except UppzyNotFound:
             log.warning("closing session=%s: site %s not found; marking closed", row.id, row.site_id)
         except (UppzyAuthError, UppzyForbidden) as exc:
+            assert uppzy is not None
+            default = self._connections.credentials.default
+            if default is None or uppzy.creds.key_id != default.key_id:  # one workspace's key: the others go on
+                log.error("closing session=%s refused (%s): workspace %s:%s's own Uppzy key; its closes resume next "
+                          "pass", row.id, type(exc).__name__, row.platform, row.workspace_id)
+                self._refused.add(uppzy.creds.key_id)
+                return 0
             log.error("closing session=%s refused (%s): check UPPZY_API_KEY; closes resume next pass", row.id,
                       type(exc).__name__)
             return -1

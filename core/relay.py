@@ -27,12 +27,13 @@ from core.models import (
     TurnState,
 )
 from core.platforms import Platforms
-from core.poller import PollScheduler
+from core.poll_lanes import PollLanes
 from core.ports import ChatPlatform, EndResult, Store
 from core.reaper import IdleReaper
 from core.submission import Submitter
 from core.supervisor import TaskSupervisor
 from core.uppzy import SessionInfo
+from core.uppzy_pool import Connections
 from core.workspace import GENERIC_EMOJI, WorkspaceSettings, WorkspaceSettingsService
 
 __all__ = ["Components", "EndResult", "Relay"]
@@ -52,12 +53,13 @@ class Components:
     delivery: Delivery
     feedback: Feedback
     conversations: Conversations
-    poller: PollScheduler
+    poller: PollLanes
     reaper: IdleReaper
     membership: Membership
     tasks: TaskSupervisor
     answer_timeout: float
     recovery_grace: float
+    connections: Connections
     clock: Callable[[], float] = time.time
 
 
@@ -85,9 +87,14 @@ class Relay:
         return self.parts.workspaces
 
     @property
-    def poller(self) -> PollScheduler:
-        """The status-poll scheduler."""
+    def poller(self) -> PollLanes:
+        """The status-poll schedulers (one per Uppzy key)."""
         return self.parts.poller
+
+    @property
+    def connections(self) -> Connections:
+        """Which Uppzy key and site each workspace uses (`connections.credentials.invalidate` after a connect)."""
+        return self.parts.connections
 
     @property
     def reaper(self) -> IdleReaper:
@@ -162,7 +169,13 @@ class Relay:
         self._reaping = reaper
         parts.intake.stopping = parts.submission.stopping = False
         if not self._watching:  # another replica's admin change must reach this one's caches
-            await parts.store.watch_settings(parts.workspaces.forget)
+            credentials = parts.connections.credentials
+
+            def forget(platform: str | None, workspace_id: str | None) -> None:
+                parts.workspaces.forget(platform, workspace_id)
+                credentials.forget(platform, workspace_id)  # an uninstall (forget_workspace) took its key too
+
+            await parts.store.watch_settings(forget)
             self._watching = True
         self._resume(await parts.membership.join())
         self._loops.append(asyncio.create_task(parts.poller.run(self._stop), name="uppzy-poller"))
@@ -238,11 +251,31 @@ class Relay:
             elif turn.state is TurnState.PENDING and turn.request_id and turn.submitted_at is not None:
                 # After downtime the answer may be waiting at Uppzy: always look at least once before giving up.
                 deadline = max(turn.submitted_at + parts.answer_timeout, parts.clock() + parts.recovery_grace)
-                parts.poller.add(turn.id, turn.request_id, turn.site_id, submitted_at=turn.submitted_at,
-                                 deadline=deadline)
+                parts.tasks.spawn(self._repoll(turn, deadline), name="resume-poll")
             elif turn.state in (TurnState.READY, TurnState.DELIVERING):
                 parts.tasks.spawn(parts.delivery.deliver(turn.id, recovering=turn.state is TurnState.DELIVERING))
             elif turn.state is TurnState.NOTIFYING:
                 parts.tasks.spawn(parts.delivery.notify_failure(turn))
         for session_id in heads:
             parts.tasks.spawn(parts.intake.advance(session_id))
+
+    async def _repoll(self, turn: Turn, deadline: float) -> None:
+        """Poll a question submitted before a restart again, with the key of the site it was asked on."""
+        parts = self.parts
+        assert turn.request_id is not None and turn.submitted_at is not None
+        t = turn.target
+        for attempt in range(1, 6):  # the store may be briefly away at start: its connection is read there
+            try:
+                uppzy = await parts.connections.recorded(t.platform, t.workspace_id, turn.site_id)
+                break
+            except Exception as exc:
+                log.warning("resuming turn=%d: its Uppzy connection cannot be read yet (%s)", turn.id,
+                            type(exc).__name__)
+                await asyncio.sleep(attempt)
+        else:
+            return  # still pending in the store: the next start (or an adopting replica) polls it
+        if uppzy is None:  # its workspace was disconnected meanwhile and there is no deployment key
+            await parts.delivery.fail(turn, NoticeKind.NOT_CONNECTED, messages.NOT_CONNECTED, kind="not_connected")
+            return
+        parts.poller.add(turn.id, turn.request_id, turn.site_id, submitted_at=turn.submitted_at, deadline=deadline,
+                         creds=uppzy.creds)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from core.credentials import UppzyCredentials
 from core.models import InboundMessage, MessagePlace
 from core.ports import Store
 from core.session_ids import conversation_key
+from core.uppzy_pool import Connections
 from core.workspace import WorkspaceSettings, WorkspaceSettingsService
 
 __all__ = ["Route", "Router"]
@@ -14,18 +16,23 @@ __all__ = ["Route", "Router"]
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A message that is a question: its workspace's settings (read once) and its conversation key."""
+    """A message that is a question: its workspace's settings (read once), its conversation key, and the Uppzy
+    connection it goes to (`connected` False: the workspace has none, nothing may reach Uppzy)."""
 
     settings: WorkspaceSettings
     key: str
+    creds: UppzyCredentials | None = None
+    connected: bool = True
 
 
 class Router:
     """DMs always; in channels per the channel's mode (`mention`, `all`, `off`); an asker's follow-ups in a thread."""
 
-    def __init__(self, store: Store, workspaces: WorkspaceSettingsService) -> None:
+    def __init__(self, store: Store, workspaces: WorkspaceSettingsService,
+                 connections: Connections | None = None) -> None:
         self._store = store
         self._workspaces = workspaces
+        self._connections = connections
 
     async def route(self, msg: InboundMessage) -> Route | str:
         """The route of a question, or why the message is not one (a short reason for logs and tests).
@@ -50,4 +57,13 @@ class Router:
                 elif mode != "all":
                     return "not mentioned"
         ws = await self._workspaces.get(t.platform, t.workspace_id)
-        return Route(ws, conversation_key(t, ws.session_strategy))
+        if self._connections is None:
+            return Route(ws, conversation_key(t, ws.session_strategy))
+        # The workspace's own Uppzy connection wins (its site replaces the site setting); else the deployment key
+        # on the workspace's site setting (or UPPZY_SITE_ID); else it is not connected.
+        conn = await self._connections.workspace(t.platform, t.workspace_id, ws.site_id)
+        if conn is None:
+            return Route(ws, conversation_key(t, ws.session_strategy), None, connected=False)
+        if conn.creds.site_id != ws.site_id:
+            ws = replace(ws, site_id=conn.creds.site_id)
+        return Route(ws, conversation_key(t, ws.session_strategy), conn.creds)

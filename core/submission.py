@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from core import messages
 from core.backoff import Backoff
+from core.credentials import UppzyCredentials
 from core.errors import (
     UppzyAuthError,
     UppzyConflict,
@@ -22,10 +23,10 @@ from core.errors import (
 )
 from core.health import RateLimitedLog
 from core.models import NoticeKind, Turn, TurnState
-from core.poller import PollScheduler
+from core.poll_lanes import PollLanes
 from core.ports import Store
 from core.supervisor import TaskSupervisor
-from core.uppzy import UppzyClient
+from core.uppzy_pool import Connections
 
 __all__ = ["Submitter"]
 
@@ -38,12 +39,12 @@ Later = Callable[[str, float], None]  # Intake.advance_later(session_id, delay)
 class Submitter:
     """Submits within a bounded number of slots; a submit that may have reached Uppzy is never sent again."""
 
-    def __init__(self, *, store: Store, uppzy: UppzyClient, poller: PollScheduler, fail: Fail, later: Later,
+    def __init__(self, *, store: Store, connections: Connections, poller: PollLanes, fail: Fail, later: Later,
                  tasks: TaskSupervisor, answer_timeout: float, concurrency: int,
                  store_writes: Backoff | None = None, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._store_writes = store_writes or Backoff(attempts=0, initial=0.5, maximum=10.0)
-        self._uppzy = uppzy
+        self._connections = connections
         self._poller = poller
         self._fail = fail
         self._later = later
@@ -106,9 +107,16 @@ class Submitter:
             log.warning("%d submit(s) still in flight at shutdown; they will be reported lost", self._in_flight)
 
     async def _send(self, turn: Turn) -> None:
+        # The key is chosen now, from the workspace's connection and the site the question was recorded on; its polls
+        # keep that key (the poller lane of the key) until the answer comes, whatever the workspace connects meanwhile.
+        uppzy = await self._connections.recorded(turn.target.platform, turn.target.workspace_id, turn.site_id)
+        if uppzy is None:  # disconnected (uninstalled) since it was asked, and no deployment key
+            self._tasks.spawn(self._fail(turn, NoticeKind.NOT_CONNECTED, messages.NOT_CONNECTED,
+                                         kind="not_connected"), name="fail")
+            return
         for attempt in range(3):
             try:
-                sub = await self._uppzy.submit(turn.session_id, turn.text or "", email=turn.email,
+                sub = await uppzy.submit(turn.session_id, turn.text or "", email=turn.email,
                                                site_id=turn.site_id)
             except UppzyConflict:
                 if attempt == 2:
@@ -138,18 +146,18 @@ class Submitter:
             except Exception as exc:  # Uppzy has it: keep trying to record it, then poll as usual
                 self._store_log("recording request_id=%s of turn=%d failed (%s: %s); retrying", sub.request_id,
                                 turn.id, type(exc).__name__, exc)
-                self._tasks.spawn(self._keep(turn, sub.request_id, now), name="keep-request")
+                self._tasks.spawn(self._keep(turn, sub.request_id, now, uppzy.creds), name="keep-request")
                 return
-            self._track(turn, sub.request_id, now)
+            self._track(turn, sub.request_id, now, uppzy.creds)
             return
         self._tasks.spawn(self._fail(turn, NoticeKind.FAILED, None, kind="conflict"))
 
-    def _track(self, turn: Turn, request_id: str, submitted_at: float) -> None:
+    def _track(self, turn: Turn, request_id: str, submitted_at: float, creds: UppzyCredentials) -> None:
         log.info("submitted turn=%d request_id=%s session=%s", turn.id, request_id, turn.session_id)
         self._poller.add(turn.id, request_id, turn.site_id, submitted_at=submitted_at,
-                         deadline=submitted_at + self._answer_timeout)
+                         deadline=submitted_at + self._answer_timeout, creds=creds)
 
-    async def _keep(self, turn: Turn, request_id: str, submitted_at: float) -> None:
+    async def _keep(self, turn: Turn, request_id: str, submitted_at: float, creds: UppzyCredentials) -> None:
         """Retry recording Uppzy's request id (the only way to fetch the answer) until the answer budget ends."""
         attempt = 0
         while self._clock() < submitted_at + self._answer_timeout:
@@ -159,7 +167,7 @@ class Submitter:
                 await self._store.mark_submitted(turn.id, request_id, now=submitted_at)
             except Exception:
                 continue
-            self._track(turn, request_id, submitted_at)
+            self._track(turn, request_id, submitted_at, creds)
             return
         await self._fail(turn, NoticeKind.FAILED, None, kind="store")
 
