@@ -107,7 +107,7 @@ class Core:
 async def open_core(settings: Settings, *, path: str | None = None, tuning: Tuning | None = None,
                     stop: asyncio.Event | None = None) -> Core:
     """Open the store and build the Uppzy client and the relay on one metrics registry (not started yet)."""
-    metrics = Metrics()
+    metrics = Metrics(workspace_labels=settings.metrics_workspace_labels)
     store = await open_store(settings, path, stop=stop)
     uppzy = build_uppzy(settings, metrics=metrics)
     return Core(store, uppzy, build_relay(settings, store, uppzy, metrics=metrics, tuning=tuning), metrics)
@@ -161,7 +161,7 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient, *, metrics
                 tuning: Tuning | None = None, clock: Callable[[], float] = time.time) -> Relay:
     """Build every core component once and wire them: the relay is their Inbound port."""
     tuning = tuning or Tuning()
-    metrics = metrics or Metrics()
+    metrics = metrics or Metrics(workspace_labels=settings.metrics_workspace_labels)
     tasks = TaskSupervisor("relay")
     workspaces = WorkspaceSettingsService(store, settings, clock=clock)
     platforms = Platforms(tuning.notice, working_after=tuning.working_after)
