@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
+from bots.slack.scopes import SLACK_SCOPES
 from core.config import Settings, shown_url
 from core.errors import (
     UppzyAuthError,
@@ -26,12 +27,8 @@ from core.redaction import redact
 from core.retry import RetryPolicy
 from core.uppzy import UppzyClient
 
-__all__ = ["CheckResult", "run_check"]
+__all__ = ["SLACK_SCOPES", "CheckResult", "run_check"]
 
-SLACK_SCOPES = (
-    "app_mentions:read", "channels:history", "chat:write", "chat:write.public", "commands", "groups:history",
-    "im:history", "reactions:read", "reactions:write", "users:read", "users:read.email",
-)
 DISCORD_MESSAGE_CONTENT = (1 << 18) | (1 << 19)  # GATEWAY_MESSAGE_CONTENT or its _LIMITED variant
 CHECK_RETRY = RetryPolicy(attempts=2, budget=10.0)  # a smoke test reports an outage; it does not wait it out
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
