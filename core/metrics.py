@@ -111,7 +111,9 @@ class Metrics:
                                  ["platform"], registry=r)
 
         for name in ("questions", "delivered", "failed", "kept", "answer_timeouts", "feedback", "sessions_opened"):
-            setattr(self, name, _Bounded(getattr(self, name), 1, self.workspace_labels))
+            metric = getattr(self, name)
+            setattr(self, f"_{name}_series", metric)  # the metric itself stays reachable (vars(metrics) lists it)
+            setattr(self, name, _Bounded(metric, 1, self.workspace_labels))
 
     def observe_call(self, record: CallRecord) -> None:
         """UppzyClient observer: one call per HTTP attempt."""

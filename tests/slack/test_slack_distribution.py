@@ -214,3 +214,17 @@ async def test_events_of_a_team_without_installation_are_dropped(fake: FakeSlack
     assert any("team=T4 dropped" in r.getMessage() for r in caplog.records)
     await bot.relay.wait_idle(2)
     assert sim.calls("chat_async") == [] and fake.calls_to("chat.postMessage") == []
+
+
+async def test_tokens_revoked_removes_the_team(fake: FakeSlack, start: Start) -> None:
+    """tokens_revoked for the bot: the installation and the workspace's settings go; other teams stay."""
+    fake.add_team("T2")
+    fake.add_team("T3")
+    bot = await start()
+    for team in ("T2", "T3"):
+        await install(fake, bot.base, team)
+    await bot.relay.set_setting("slack", "T2", "reply_mode", "all", by="U9")
+    assert await post_event(fake, bot.base, fake.revoke_tokens("T2"), "T2") == 200
+    assert await bot.store.find_installation(None, "T2") is None
+    assert (await bot.relay.settings("slack", "T2")).reply_mode != "all"
+    assert await bot.store.find_installation(None, "T3") is not None
