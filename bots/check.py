@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
-from core.config import Settings, shown_url
+from bots.slack.scopes import SLACK_SCOPES
+from core.config import ConfigError, Settings, shown_url
 from core.errors import (
     UppzyAuthError,
     UppzyError,
@@ -26,12 +27,8 @@ from core.redaction import redact
 from core.retry import RetryPolicy
 from core.uppzy import UppzyClient
 
-__all__ = ["CheckResult", "run_check"]
+__all__ = ["SLACK_SCOPES", "CheckResult", "run_check"]
 
-SLACK_SCOPES = (
-    "app_mentions:read", "channels:history", "chat:write", "chat:write.public", "commands", "groups:history",
-    "im:history", "reactions:read", "reactions:write", "users:read", "users:read.email",
-)
 DISCORD_MESSAGE_CONTENT = (1 << 18) | (1 << 19)  # GATEWAY_MESSAGE_CONTENT or its _LIMITED variant
 CHECK_RETRY = RetryPolicy(attempts=2, budget=10.0)  # a smoke test reports an outage; it does not wait it out
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
@@ -149,6 +146,42 @@ async def _slack(settings: Settings) -> str:
     return f"bot {body.get('user', '?')} in team {body.get('team', '?')}; {mode}"
 
 
+async def _slack_oauth(settings: Settings) -> str:
+    """"Add to Slack" mode: the settings it needs, the client id and secret (Slack answers a made-up code with
+    invalid_code only when both are right), SECRETS_KEY sealing and opening, and the database; none printed."""
+    try:
+        settings.check_slack_oauth()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    assert settings.slack_client_secret is not None and settings.secrets_key is not None
+    form = {"client_id": settings.slack_client_id or "", "client_secret": settings.slack_client_secret.reveal(),
+            "code": "uppzy-bot-check"}
+    async with httpx.AsyncClient(base_url=settings.slack_api_base_url, timeout=10, trust_env=True) as http:
+        res = await _get_json(http, "POST", "oauth.v2.access", "SLACK_API_BASE_URL", "Slack", data=form)
+    error = res.json().get("error")
+    if error in ("invalid_client_id", "bad_client_secret"):
+        return _fail(f"Slack refused the app credentials ({error}): check SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
+                     "(Basic Information → App Credentials)")
+    from bots.runner import open_store
+    from core.secrets_box import SecretBox
+
+    try:
+        box = SecretBox.from_setting(settings.secrets_key.reveal())
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if box.open(box.seal("uppzy-bot check")) != "uppzy-bot check":
+        return _fail("SECRETS_KEY does not open what it seals")
+    try:
+        store = await open_store(settings, wait=5.0)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    try:
+        await store.find_installation(None, "uppzy-bot-check")
+    finally:
+        await store.close()
+    return "client id and secret accepted by Slack; SECRETS_KEY and the database OK; install page at /slack/install"
+
+
 async def _discord(settings: Settings) -> str:
     token = settings.discord_bot_token.reveal() if settings.discord_bot_token else ""
     headers = {"Authorization": f"Bot {token}"}
@@ -173,11 +206,13 @@ async def run_check(settings: Settings, *, no_chat: bool = False, as_json: bool 
     """Run every check that the configuration calls for; print the report; 0 only when all pass."""
     secrets = settings.secrets()
     results = [CheckResult("settings", True, "all values parse", 0.0)]
-    if not settings.slack_bot_token and not settings.discord_bot_token:
+    if not settings.slack_bot_token and not settings.slack_oauth and not settings.discord_bot_token:
         results.append(CheckResult("platforms", False, "neither SLACK_BOT_TOKEN nor DISCORD_BOT_TOKEN is set: "
                                    "`uppzy-bot run` would refuse to start; set one or both", 0.0))
     missing = [v for v in ("UPPZY_API_KEY", "UPPZY_SITE_ID") if not getattr(settings, v.lower())]
-    if missing:
+    if missing and settings.slack_oauth and len(missing) == 2:
+        results.append(CheckResult("uppzy", True, "no deployment-wide key: each workspace connects its own", 0.0))
+    elif missing:
         results.append(CheckResult("uppzy", False, f"{' and '.join(missing)} not set", 0.0))
     else:
         assert settings.uppzy_api_key is not None and settings.uppzy_site_id is not None
@@ -195,6 +230,8 @@ async def run_check(settings: Settings, *, no_chat: bool = False, as_json: bool 
                 results.append(await _timed("uppzy async chat round trip", lambda: _chat_round_trip(uppzy), settings))
     if settings.slack_bot_token:
         results.append(await _timed("slack auth.test and scopes", lambda: _slack(settings), settings))
+    elif settings.slack_oauth or settings.slack_client_id or settings.slack_client_secret:
+        results.append(await _timed("slack oauth, SECRETS_KEY and database", lambda: _slack_oauth(settings), settings))
     if settings.discord_bot_token:
         results.append(await _timed("discord login and intents", lambda: _discord(settings), settings))
     if as_json:

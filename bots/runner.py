@@ -51,8 +51,8 @@ from core.workspace import WorkspaceSettingsService
 if TYPE_CHECKING:
     from bots.web import WebServer
 
-__all__ = ["Core", "PlatformBot", "build_platforms", "build_relay", "build_uppzy", "check_run_settings", "open_core",
-           "open_store", "run_bot"]
+__all__ = ["Core", "PlatformBot", "build_platforms", "build_relay", "build_slack_distribution", "build_uppzy",
+           "check_run_settings", "open_core", "open_store", "run_bot"]
 
 log = logging.getLogger(__name__)
 DATABASE_WAIT = 60.0  # how long `run` waits for a PostgreSQL server that cannot be reached yet
@@ -112,7 +112,7 @@ class Core:
 async def open_core(settings: Settings, *, path: str | None = None, tuning: Tuning | None = None,
                     stop: asyncio.Event | None = None) -> Core:
     """Open the store and build the Uppzy client and the relay on one metrics registry (not started yet)."""
-    metrics = Metrics()
+    metrics = Metrics(workspace_labels=settings.metrics_workspace_labels)
     store = await open_store(settings, path, stop=stop)
     uppzy = build_uppzy(settings, metrics=metrics)
     return Core(store, uppzy, build_relay(settings, store, uppzy, metrics=metrics, tuning=tuning), metrics)
@@ -172,7 +172,7 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient | None, *, 
     of SECRETS_KEY) gets a pooled client of its own and its own status and close budgets.
     """
     tuning = tuning or Tuning()
-    metrics = metrics or Metrics()
+    metrics = metrics or Metrics(workspace_labels=settings.metrics_workspace_labels)
     tasks = TaskSupervisor("relay")
     workspaces = WorkspaceSettingsService(store, settings, clock=clock)
     platforms = Platforms(tuning.notice, working_after=tuning.working_after)
@@ -279,13 +279,15 @@ def _connections(settings: Settings, store: Store, uppzy: UppzyClient | None, me
     return Connections(WorkspaceCredentials(store, box, default), pool)
 
 
-def build_platforms(settings: Settings, relay: Relay) -> list[PlatformBot]:
-    """A bot for each platform whose token is set."""
+def build_platforms(settings: Settings, relay: Relay, store: Store | None = None) -> list[PlatformBot]:
+    """A bot for each platform whose token is set (Slack: or whose OAuth client settings are, on `store`)."""
     bots: list[PlatformBot] = []
     if settings.slack_bot_token:
         from bots.slack.app import SlackBot
 
         bots.append(SlackBot(settings, relay))
+    elif settings.slack_oauth and store is not None:
+        bots.append(build_slack_distribution(settings, relay, store))
     if settings.discord_bot_token:
         from bots.discord.app import DiscordBot
 
@@ -293,12 +295,31 @@ def build_platforms(settings: Settings, relay: Relay) -> list[PlatformBot]:
     return bots
 
 
+def build_slack_distribution(settings: Settings, relay: Relay, store: Store) -> PlatformBot:
+    """The Slack app for "Add to Slack" distribution: installations on `store`, sealed with SECRETS_KEY."""
+    from bots.slack.app import SlackBot
+    from bots.slack.installations import StoreInstallations
+    from core.redaction import register_secret
+    from core.secrets_box import SecretBox
+
+    if not settings.secrets_key:
+        raise ConfigError("SECRETS_KEY", "is required for \"Add to Slack\" distribution")
+    box = SecretBox.from_setting(settings.secrets_key.reveal())
+    return SlackBot(settings, relay, installations=StoreInstallations(store, box, on_secret=register_secret))
+
+
 def check_run_settings(settings: Settings) -> None:
-    """What `run` needs before anything is opened: Uppzy, a platform, Slack HTTP mode's signing secret, and Discord
-    shard ids that exist."""
-    settings.require("UPPZY_API_KEY", "UPPZY_SITE_ID")
-    if not settings.slack_bot_token and not settings.discord_bot_token:
-        raise ConfigError("SLACK_BOT_TOKEN", "set SLACK_BOT_TOKEN and/or DISCORD_BOT_TOKEN to choose a platform")
+    """What `run` needs before anything is opened: Uppzy (optional with "Add to Slack" distribution, where each
+    workspace may connect its own), a platform, Slack HTTP mode's signing secret (and OAuth mode's SECRETS_KEY), and
+    Discord shard ids that exist."""
+    settings.check_slack_oauth()
+    if not settings.slack_oauth:
+        settings.require("UPPZY_API_KEY", "UPPZY_SITE_ID")
+    if settings.slack_mode_conflict:
+        log.warning("%s", settings.slack_mode_conflict)
+    if not settings.slack_bot_token and not settings.slack_oauth and not settings.discord_bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN", "set SLACK_BOT_TOKEN (or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET for "
+                                             "\"Add to Slack\") and/or DISCORD_BOT_TOKEN to choose a platform")
     if settings.slack_bot_token and not settings.slack_app_token and not settings.slack_signing_secret:
         raise ConfigError("SLACK_SIGNING_SECRET", "is required for HTTP mode (or set SLACK_APP_TOKEN to use Socket "
                                                   "Mode); copy it from the app's Basic Information page")
@@ -321,7 +342,7 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
             loop.add_signal_handler(sig, stop.set)
     core = await open_core(settings, stop=stop)
     store, relay, metrics = core.store, core.relay, core.metrics
-    bots = build_platforms(settings, relay)
+    bots = build_platforms(settings, relay, store)
     routes = [route for bot in bots if getattr(bot, "mode", None) == "http" for route in bot.http_routes()]  # type: ignore[attr-defined]
     checks: dict[str, Callable[[], Awaitable[bool] | bool]] = {"store": _StoreCheck(store)}
     for bot in bots:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from core.setting_specs import ENV_SPECS, POSTGRES_SCHEMES, parse_duration, sqlite_path
+from core.setting_specs import ENV_SPECS, GENERATE_FERNET_KEY, POSTGRES_SCHEMES, parse_duration, sqlite_path
 
 __all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "shown_url"]
 
@@ -66,6 +66,9 @@ class Settings:
     slack_bot_token: Secret | None = None
     slack_app_token: Secret | None = None
     slack_signing_secret: Secret | None = None
+    slack_client_id: str | None = None
+    slack_client_secret: Secret | None = None
+    slack_redirect_uri: str | None = None
     slack_api_base_url: str = "https://slack.com/api/"
     slack_admin_user_ids: frozenset[str] = field(default_factory=frozenset)
     discord_bot_token: Secret | None = None
@@ -81,6 +84,7 @@ class Settings:
     replica_lease: float = 10.0
     session_idle_timeout: float = 1800.0
     session_close_rate: float = 5.0
+    metrics_workspace_labels: int = 100
     port: int = 3000
     log_level: str = "INFO"
     log_format: str = "text"
@@ -94,6 +98,40 @@ class Settings:
     def database_path(self) -> str:
         """The SQLite file named by DATABASE_URL (':memory:' allowed)."""
         return sqlite_path(self.database_url)
+
+    @property
+    def slack_oauth(self) -> bool:
+        """Slack "Add to Slack" distribution: client id and secret set, and no SLACK_BOT_TOKEN (which would win)."""
+        return bool(self.slack_client_id and self.slack_client_secret and not self.slack_bot_token)
+
+    @property
+    def slack_mode_conflict(self) -> str | None:
+        """The line to log when both SLACK_BOT_TOKEN and the OAuth client settings are set (the token wins)."""
+        if self.slack_bot_token and (self.slack_client_id or self.slack_client_secret):
+            return ("SLACK_BOT_TOKEN is set, so Slack runs single-workspace and SLACK_CLIENT_ID/SLACK_CLIENT_SECRET "
+                    "are ignored; unset SLACK_BOT_TOKEN to serve many workspaces through \"Add to Slack\"")
+        return None
+
+    def check_slack_oauth(self) -> None:
+        """What OAuth distribution needs beside the client id and secret: one ConfigError line naming the first gap."""
+        if self.slack_bot_token:
+            return
+        if bool(self.slack_client_id) != bool(self.slack_client_secret):
+            missing = "SLACK_CLIENT_SECRET" if self.slack_client_id else "SLACK_CLIENT_ID"
+            raise ConfigError(missing, "is required with the other one for \"Add to Slack\" distribution; copy it "
+                                       "from the app's Basic Information page (or unset both)")
+        if not self.slack_oauth:
+            return
+        if self.slack_app_token:
+            raise ConfigError("SLACK_APP_TOKEN", "\"Add to Slack\" distribution runs in HTTP mode: unset "
+                                                 "SLACK_APP_TOKEN (Socket Mode serves a single workspace)")
+        if not self.slack_signing_secret:
+            raise ConfigError("SLACK_SIGNING_SECRET", "is required for \"Add to Slack\" distribution (HTTP mode); "
+                                                      "copy it from the app's Basic Information page")
+        if not self.secrets_key:
+            raise ConfigError("SECRETS_KEY", "is required for \"Add to Slack\" distribution: each workspace's bot "
+                                             "token is stored encrypted with it; generate one with: "
+                                             + GENERATE_FERNET_KEY)
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter (each SECRETS_KEY key on its own as well)."""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from core.uppzy import CallRecord
 
-__all__ = ["METRIC_NAMES", "Metrics"]
+__all__ = ["METRIC_NAMES", "OTHER_WORKSPACES", "Metrics", "WorkspaceLabels"]
+
+OTHER_WORKSPACES = "other"  # the label of every workspace past the first METRICS_WORKSPACE_LABELS
 
 _ERROR_KINDS = {
     "UppzyAuthError": "auth", "UppzyForbidden": "forbidden", "UppzyNotFound": "not_found",
@@ -22,10 +27,48 @@ def _status_class(status: int | None) -> str:
     return f"{status // 100}xx"
 
 
-class Metrics:
-    """The bot's counters, gauges and histograms (names start with uppzy_bot_)."""
+class WorkspaceLabels:
+    """Bounded label values for workspaces: the first `limit` distinct ids seen keep their id, every later one is
+    "other", so thousands of workspaces never make thousands of time series per metric (per process)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, limit: int = 100) -> None:
+        self.limit = limit
+        self._kept: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, workspace: str) -> str:
+        if workspace in self._kept:
+            return workspace
+        with self._lock:
+            if workspace in self._kept or len(self._kept) < self.limit:
+                self._kept.add(workspace)
+                return workspace
+        return OTHER_WORKSPACES
+
+
+class _Bounded:
+    """A labelled metric whose workspace label (position `index`) passes through WorkspaceLabels first."""
+
+    __slots__ = ("_index", "_labels", "_metric")
+
+    def __init__(self, metric: Any, index: int, labels: WorkspaceLabels) -> None:
+        self._metric, self._index, self._labels = metric, index, labels
+
+    def labels(self, *values: str) -> Any:
+        shown = list(values)
+        shown[self._index] = self._labels(str(shown[self._index]))
+        return self._metric.labels(*shown)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric, name)
+
+
+class Metrics:
+    """The bot's counters, gauges and histograms (names start with uppzy_bot_); a `workspace` label is bounded by
+    `workspace_labels` (METRICS_WORKSPACE_LABELS): the first N workspaces keep their id, the rest are "other"."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, workspace_labels: int = 100) -> None:
+        self.workspace_labels = WorkspaceLabels(workspace_labels)
         self.registry = registry or CollectorRegistry()
         ProcessCollector(registry=self.registry)
         r = self.registry
@@ -66,6 +109,11 @@ class Metrics:
                                        ["platform", "reason"], registry=r)
         self.platform_up = Gauge("uppzy_bot_platform_connected", "1 while a platform connection is up",
                                  ["platform"], registry=r)
+
+        for name in ("questions", "delivered", "failed", "kept", "answer_timeouts", "feedback", "sessions_opened"):
+            metric = getattr(self, name)
+            setattr(self, f"_{name}_series", metric)  # the metric itself stays reachable (vars(metrics) lists it)
+            setattr(self, name, _Bounded(metric, 1, self.workspace_labels))
 
     def observe_call(self, record: CallRecord) -> None:
         """UppzyClient observer: one call per HTTP attempt."""

@@ -301,6 +301,7 @@ class SettingSpec:
 DURATION = "a duration: 250ms, 45s, 30m, 2h, 1d or bare seconds"
 HTTP_URL = "an http:// or https:// URL"
 ANSWER_CHARS = "a whole number from 1000 to 1000000"
+WORKSPACE_LABELS = "a whole number from 0 to 100000"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _Spec = SettingSpec  # short, so each row of the tables below fits on a line or two
 
@@ -323,6 +324,12 @@ ENV_SPECS: tuple[SettingSpec, ...] = (
     _Spec("SLACK_BOT_TOKEN", credential, "a Slack bot token (xoxb-…)", "enables Slack", secret=True),
     _Spec("SLACK_APP_TOKEN", credential, "a Slack app token (xapp-…)", "Socket Mode when set, else HTTP", secret=True),
     _Spec("SLACK_SIGNING_SECRET", credential, "a signing secret", "verifies Slack's HTTP requests", secret=True),
+    _Spec("SLACK_CLIENT_ID", credential, "the app's client id (Basic Information)",
+          "with SLACK_CLIENT_SECRET and no SLACK_BOT_TOKEN: \"Add to Slack\" for many workspaces (OAuth, HTTP mode)"),
+    _Spec("SLACK_CLIENT_SECRET", credential, "the app's client secret (Basic Information)",
+          "exchanges install codes for each workspace's bot token; never logged", secret=True),
+    _Spec("SLACK_REDIRECT_URI", url(HTTP), HTTP_URL,
+          "OAuth redirect URL, https://<host>/slack/oauth_redirect (optional: needed when the app lists several)"),
     _Spec("SLACK_API_BASE_URL", url(HTTP, trailing_slash=True), HTTP_URL, "Slack Web API base (GovSlack, tests)"),
     _Spec("SLACK_ADMIN_USER_IDS", id_set, "user ids, comma-separated", "more Slack users allowed admin commands"),
     _Spec("DISCORD_BOT_TOKEN", credential, "a Discord bot token", "enables Discord", secret=True),
@@ -344,6 +351,8 @@ ENV_SPECS: tuple[SettingSpec, ...] = (
           "takes them over"),
     _Spec("SESSION_IDLE_TIMEOUT", parse_duration, DURATION, "close conversations after this much silence"),
     _Spec("SESSION_CLOSE_RATE", positive_float, "a number above zero", "Uppzy session closes per second at most"),
+    _Spec("METRICS_WORKSPACE_LABELS", number(int, lambda n: 0 <= n <= 100_000, WORKSPACE_LABELS), WORKSPACE_LABELS,
+          "workspaces that keep their own id in metric labels (the first seen); the others count as \"other\""),
     _Spec("PORT", parse_port, "a port number, 0 to 65535", "HTTP port: Slack HTTP mode, health and metrics"),
     _Spec("LOG_LEVEL", choice(LOG_LEVELS, upper=True), ", ".join(LOG_LEVELS), "how much is logged"),
     _Spec("LOG_FORMAT", choice(("text", "json")), "text, json", "plain text or one JSON object per line"),

@@ -34,6 +34,8 @@ EVENT_SUBSCRIPTIONS: dict[str, tuple[set[str], set[str]]] = {  # bolt event -> (
                 {"channels:history", "groups:history", "im:history"}),
     "reaction_added": ({"reaction_added"}, {"reactions:read"}),
     "app_home_opened": ({"app_home_opened"}, set()),
+    "app_uninstalled": ({"app_uninstalled"}, set()),  # "Add to Slack" distribution: uninstall removes the team's data
+    "tokens_revoked": ({"tokens_revoked"}, set()),
 }
 EXTRA_SCOPES = {
     "commands": "the /uppzy slash command",

@@ -8,7 +8,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -22,13 +22,18 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.admin import SlackAdmin
+from bots.slack.distribution import INSTALL_PATH, Distribution, oauth_settings
 from bots.slack.events import SlackEvents
+from bots.slack.installations import StoreInstallations, StoreStates
 from bots.slack.outbound import SlackAdapter
+from bots.slack.scopes import SLACK_SCOPES
 from bots.slack.socket_handler import QuestionsFirstHandler
+from bots.slack.teams import TeamClient, TeamClients
 from bots.slack.users import SlackUsers
 from core.config import ConfigError, Settings, shown_url
 from core.ports import Inbound
@@ -81,37 +86,61 @@ class SlackBot:
     name = "slack"
 
     def __init__(self, settings: Settings, relay: Inbound, *, ping_interval: float = 10.0,
-                 cosmetic_timeout: float = 3.0, connect_timeout: float = 30.0) -> None:
-        if not settings.slack_bot_token:
+                 cosmetic_timeout: float = 3.0, connect_timeout: float = 30.0,
+                 installations: StoreInstallations | None = None,
+                 on_forget: Callable[[str, str], Any] | None = None) -> None:
+        """Single workspace with SLACK_BOT_TOKEN; with the OAuth settings instead ("Add to Slack"), every installed
+        team's token comes from `installations` (the composition root builds it on the store and SECRETS_KEY) and
+        `on_forget(platform, workspace)` is told of an uninstall."""
+        self.oauth = settings.slack_oauth
+        if not settings.slack_bot_token and not self.oauth:
             raise ConfigError("SLACK_BOT_TOKEN", "is required to run the Slack app")
+        if self.oauth and installations is None:
+            raise ConfigError("SECRETS_KEY", "is required for \"Add to Slack\" distribution (installations are "
+                                             "stored encrypted)")
         self.settings = settings
         self.relay = relay
         self.mode = "socket" if settings.slack_app_token else "http"
         self._ping_interval = ping_interval
-        token = settings.slack_bot_token.reveal()
-        self.client = AsyncWebClient(
-            base_url=settings.slack_api_base_url, token=token,
-            retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
-        )
+        self._session: aiohttp.ClientSession | None = None
+        token = settings.slack_bot_token.reveal() if settings.slack_bot_token else None
+        self.client = self._make_client(token, False)
         # Progress reactions and statuses are worth nothing late: this twin never waits out a 429.
-        self._cosmetic_client = AsyncWebClient(base_url=settings.slack_api_base_url, token=token,
-                                               retry_handlers=[AsyncConnectionErrorRetryHandler()])
+        self._cosmetic_client = self._make_client(token, True)
         # Without a configured secret every HTTP request must fail verification, so use an unguessable one
         # (and never let bolt fall back to reading SLACK_SIGNING_SECRET from the environment).
         secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else secrets.token_hex(32)
         self._verifier = _BytesVerifier(secret)
+        default = TeamClient(None, self.client, self._cosmetic_client)
         # Middleware we never use is left out: every event pays for each one before it is acked.
         # Process before responding: an event is acked once its question is in the store (see SlackEvents).
-        self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
-                            name="uppzy-slack", ssl_check_enabled=self.mode == "http",
-                            attaching_function_token_enabled=False, attaching_conversation_kwargs_enabled=False)
+        common: dict[str, Any] = {"client": self.client, "signing_secret": secret, "process_before_response": True,
+                                  "name": "uppzy-slack", "ssl_check_enabled": self.mode == "http",
+                                  "attaching_function_token_enabled": False,
+                                  "attaching_conversation_kwargs_enabled": False}
+        self.distribution: Distribution | None = None
+        if installations is not None and self.oauth:
+            assert settings.slack_client_id and settings.slack_client_secret
+            # Refreshes go through this client: SLACK_API_BASE_URL and the shared session, never a default one.
+            installations.rotator = AsyncTokenRotator(client_id=settings.slack_client_id,
+                                                      client_secret=settings.slack_client_secret.reveal(),
+                                                      client=self.client)
+            self.teams = TeamClients(default, make=self._make_client, find=lambda enterprise, team: (
+                installations.async_find_installation(enterprise_id=enterprise, team_id=team)))
+            # The store is given to the app too: only then does bolt's own token refresh use our client.
+            self.app = AsyncApp(**common, installation_store=installations, oauth_settings=oauth_settings(
+                settings, installations, StoreStates(installations.store), SLACK_SCOPES))
+            self.distribution = Distribution(self.app, installations, self.teams, on_forget=on_forget)
+            self.distribution.register()
+        else:
+            self.teams = TeamClients(default)
+            self.app = AsyncApp(**common)
         # Email lookups run before a question is acked: they use the twin that never waits out a 429.
         self.users = SlackUsers(self.client, admin_ids=settings.slack_admin_user_ids,
-                                quick_client=self._cosmetic_client)
+                                quick_client=self._cosmetic_client, teams=self.teams)
         self.adapter = SlackAdapter(self.client, cosmetic_client=self._cosmetic_client,
-                                    cosmetic_timeout=cosmetic_timeout, users=self.users)
+                                    cosmetic_timeout=cosmetic_timeout, users=self.users, teams=self.teams)
         self.admin = SlackAdmin(relay=relay, adapter=self.adapter, users=self.users)
-        self._session: aiohttp.ClientSession | None = None
         self._socket: QuestionsFirstHandler | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._connect_timeout = connect_timeout
@@ -123,6 +152,13 @@ class SlackBot:
         # Registered now, before relay.start(), so answers recovered after a restart can be delivered.
         relay.register(self.adapter)
 
+    def _make_client(self, token: str | None, cosmetic: bool) -> AsyncWebClient:
+        """A Web API client for one token on the shared session (cosmetic: never waits out a 429)."""
+        handlers = [AsyncConnectionErrorRetryHandler()] if cosmetic else \
+            [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)]
+        return AsyncWebClient(base_url=self.settings.slack_api_base_url, token=token, retry_handlers=handlers,
+                              session=self._session)
+
     # ---- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -133,6 +169,11 @@ class SlackBot:
         self._session = aiohttp.ClientSession()
         # One connection pool for every Web API call, bolt's per-request clients included.
         self.client.session = self._cosmetic_client.session = self._session
+        if self.oauth:  # no token of our own: each installed team's comes from the store when its events arrive
+            self.teams.clear()
+            self._started = True
+            log.info("Slack ready mode=oauth (HTTP, many workspaces): install page at %s", INSTALL_PATH)
+            return
         identity = await self._call(self.client.auth_test(), "SLACK_BOT_TOKEN", "auth.test",
                                     "could not reach Slack's Web API at")
         self.adapter.bot_user_id = identity.get("user_id")
@@ -205,6 +246,7 @@ class SlackBot:
             await self._session.close()
             self._session = None
             self.client.session = self._cosmetic_client.session = None
+            self.teams.clear()
 
     @property
     def connected(self) -> bool:
@@ -219,8 +261,12 @@ class SlackBot:
     # ---- HTTP mode ----------------------------------------------------------------------------------
 
     def http_routes(self) -> list[web.RouteDef]:
-        """POST /slack/events for events, interactivity and slash commands, to mount on the runner's web app."""
-        return [web.post(EVENTS_PATH, self._handle_http)]
+        """POST /slack/events for events, interactivity and slash commands, to mount on the runner's web app; with
+        "Add to Slack" distribution also GET /slack/install and GET /slack/oauth_redirect."""
+        routes = [web.post(EVENTS_PATH, self._handle_http)]
+        if self.distribution is not None:
+            routes += self.distribution.routes(lambda: self._started)
+        return routes
 
     async def _handle_http(self, request: web.Request) -> web.Response:
         """Verify Slack's signature over the raw bytes before anything parses them; then let bolt dispatch."""

@@ -12,7 +12,15 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bots.slack.outbound import SlackAdapter
-from bots.slack.translate import button_feedback, is_user_message, mentions_bot, reaction_feedback, to_inbound
+from bots.slack.teams import TeamClient
+from bots.slack.translate import (
+    button_feedback,
+    is_user_message,
+    mentions_bot,
+    reaction_feedback,
+    to_inbound,
+    workspace_of,
+)
 from core.models import FeedbackOutcome
 from core.ports import Inbound
 from core.supervisor import TaskSupervisor
@@ -56,10 +64,34 @@ class SlackEvents:
         """
         event = body["event"]
         with self._handlers.track():
-            if event["type"] == "app_mention":
-                await self._on_mention(body, event)
-            else:
-                await self._on_message(body, event)
+            team = await self._team(body)
+            if team is None:
+                return
+            with self.adapter.teams.bound(team):
+                bot_user_id = team.bot_user_id or self.adapter.bot_user_id
+                if event["type"] == "app_mention":
+                    await self._on_mention(body, event, bot_user_id)
+                else:
+                    await self._on_message(body, event, bot_user_id)
+
+    async def _team(self, body: dict[str, Any]) -> TeamClient | None:
+        """The clients and bot user of the event's team; None (the event dropped, one line) for a team without an
+        installation. Single workspace: always the one bot."""
+        teams = self.adapter.teams
+        if not teams.many:
+            return teams.current()
+        _, extras = workspace_of(body)
+        ids = dict(extras)
+        team = await teams.lookup(ids.get("team_id"), ids.get("enterprise_id"))
+        if team is None:
+            log.info("Slack event=%s of team=%s dropped: the app is not installed there", body.get("event_id"),
+                     ids.get("team_id"))
+            return None
+        if team.bot_user_id is None:  # an installation without it: the body names the bot it was sent to
+            authorized = [a for a in body.get("authorizations") or [] if isinstance(a, dict) and a.get("is_bot")]
+            if authorized and authorized[0].get("user_id"):
+                team = TeamClient(team.team_id, team.web, team.cosmetic, str(authorized[0]["user_id"]), team.bot_id)
+        return team
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for listeners still running: an acked event must reach the store before it closes."""
@@ -90,27 +122,27 @@ class SlackEvents:
 
         return run
 
-    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
         """A mention in a channel (or a thread): core's router decides, e.g. nothing in a channel switched off."""
-        if not is_user_message(event, self.adapter.bot_user_id):
-            if not event.get("bot_id") and event.get("user") != self.adapter.bot_user_id:
+        if not is_user_message(event, bot_user_id):
+            if not event.get("bot_id") and event.get("user") != bot_user_id:
                 log.warning("app_mention event=%s dropped: no usable user, channel, ts or text", body.get("event_id"))
             return
-        await self.relay.handle_message(to_inbound(body, event, self.adapter.bot_user_id))
+        await self.relay.handle_message(to_inbound(body, event, bot_user_id))
 
-    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def _on_message(self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None) -> None:
         """Every person's message goes to core's router, except the copy of a mention (app_mention carries it)."""
-        if not is_user_message(event, self.adapter.bot_user_id):
+        if not is_user_message(event, bot_user_id):
             return
-        if event.get("channel_type") != "im" and mentions_bot(str(event.get("text") or ""), self.adapter.bot_user_id):
+        if event.get("channel_type") != "im" and mentions_bot(str(event.get("text") or ""), bot_user_id):
             return  # the app_mention copy of this message is the one we answer
-        await self.relay.handle_message(to_inbound(body, event, self.adapter.bot_user_id))
+        await self.relay.handle_message(to_inbound(body, event, bot_user_id))
 
     # ---- feedback ---------------------------------------------------------------------------------------
 
     async def _on_reaction(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         """A reaction on one of our answers rates it; anything else is silently ignored."""
-        if event.get("item_user") not in (None, self.adapter.bot_user_id):
+        if event.get("item_user") not in (None, self.adapter.teams.current().bot_user_id or self.adapter.bot_user_id):
             return  # not the bot's message, so not an answer: skip the store lookup
         feedback = reaction_feedback(body, event)
         if feedback is None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.slack import strings as text
 from bots.slack.format import ANSWER_EVENT_TYPE, SlackMessage, answer_messages, to_mrkdwn
 from bots.slack.progress import ProgressBudget
+from bots.slack.teams import TeamClient, TeamClients
 from bots.slack.translate import escalation_ids
 from bots.slack.users import SlackUsers
 from core.models import Answer, Notice, NoticeKind, ReplyTarget
@@ -45,6 +48,17 @@ class _Place:
     posted: dict[tuple[int, int | None], str] = field(default_factory=dict)  # (part, piece) -> ts already here
 
 
+def _for_team(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Run an adapter method with the clients of its target's team (each installed team has its own token)."""
+
+    @functools.wraps(method)
+    async def run(self: SlackAdapter, target: ReplyTarget, *args: Any, **kwargs: Any) -> Any:
+        async with self.teams.using(target.workspace_id, target.extra("enterprise_id")):
+            return await method(self, target, *args, **kwargs)
+
+    return run
+
+
 class SlackAdapter:
     """Posts answers, notices and progress to Slack through one Web API client."""
 
@@ -52,15 +66,25 @@ class SlackAdapter:
     feedback_emoji = (("+1", "thumbsup"), ("-1", "thumbsdown"))  # Slack's names; skin tones are matched too
 
     def __init__(self, client: AsyncWebClient, *, cosmetic_client: AsyncWebClient | None = None,
-                 cosmetic_timeout: float = 3.0, users: SlackUsers | None = None) -> None:
-        self.client = client
+                 cosmetic_timeout: float = 3.0, users: SlackUsers | None = None,
+                 teams: TeamClients | None = None) -> None:
+        self.teams = teams or TeamClients(TeamClient(None, client, cosmetic_client or client))
         self.users = users
-        self.cosmetic_client = cosmetic_client or client
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self._cosmetic_timeout = cosmetic_timeout
         self._moved: LRUCache[str, _Place] = LRUCache(maxsize=10_000)  # delivery_key -> place it moved to
         self._progress = ProgressBudget()
+
+    @property
+    def client(self) -> AsyncWebClient:
+        """The Web API client of the team being served (single workspace: the one bot token's)."""
+        return self.teams.current().web
+
+    @property
+    def cosmetic_client(self) -> AsyncWebClient:
+        """Its twin that never waits out a 429 (progress, email lookups)."""
+        return self.teams.current().cosmetic
 
     async def _cosmetic(self, method: str, ignore: tuple[str, ...] = (), **kwargs: Any) -> None:
         """A progress call that must never delay an answer: no 429 waits, bounded in time, errors only logged.
@@ -76,6 +100,7 @@ class SlackAdapter:
         except (TimeoutError, OSError) as exc:
             log.debug("%s failed: %s", method, type(exc).__name__)
 
+    @_for_team
     async def show_working(self, target: ReplyTarget) -> bool:
         """An hourglass on the question; the 'is thinking…' status in AI assistant threads (core calls this only
         for an answer not there within Tuning.working_after). False, showing nothing, beyond the workspace's
@@ -89,6 +114,7 @@ class SlackAdapter:
                                  thread_ts=target.thread_root, status=text.THINKING_STATUS)
         return True
 
+    @_for_team
     async def clear_working(self, target: ReplyTarget) -> None:
         """Take the hourglass (and assistant status) away again."""
         await self._cosmetic("reactions_remove", ("no_reaction",), channel=target.message_channel_id,
@@ -97,6 +123,7 @@ class SlackAdapter:
             await self._cosmetic("assistant_threads_setStatus", channel_id=target.channel_id,
                                  thread_ts=target.thread_root, status="")
 
+    @_for_team
     async def post_answer(self, target: ReplyTarget, answer: Answer, *, recovering: bool = False) -> list[str]:
         """Post the answer in the thread (split if long); after a failed attempt, reuse parts already posted.
 
@@ -179,6 +206,7 @@ class SlackAdapter:
     async def _posted_parts(self, target: ReplyTarget, delivery_key: str) -> dict[tuple[int, int | None], str]:
         """Parts (and plain-text pieces) of this answer already in the thread, found by their message metadata."""
         parts: dict[tuple[int, int | None], str] = {}
+        bot_id = self.teams.current().bot_id or self.bot_id
         cursor = None
         for _ in range(5):  # answers follow their question, so a few pages from it are plenty
             try:
@@ -192,7 +220,7 @@ class SlackAdapter:
                 meta = message.get("metadata") or {}
                 payload = meta.get("event_payload") or {}
                 if meta.get("event_type") == ANSWER_EVENT_TYPE and payload.get("delivery_key") == delivery_key \
-                        and (message.get("bot_id") == self.bot_id or self.bot_id is None):
+                        and (message.get("bot_id") == bot_id or bot_id is None):
                     piece = payload.get("piece")
                     key = (int(payload.get("part", 0)), None if piece is None else int(piece))
                     parts.setdefault(key, str(message["ts"]))
@@ -203,6 +231,7 @@ class SlackAdapter:
             log.info("found %d part(s) of %s already posted; not posting them again", len(parts), delivery_key)
         return parts
 
+    @_for_team
     async def post_notice(self, target: ReplyTarget, notice: Notice) -> None:
         """A short line in the conversation's thread; "text only" is shown to the sender alone.
 
@@ -221,6 +250,7 @@ class SlackAdapter:
             except SlackApiError as exc:
                 place = await self._move(target, place, exc)
 
+    @_for_team
     async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
         """Ping the configured channel, user group or person with a link to the badly rated answer.
 
@@ -244,7 +274,10 @@ class SlackAdapter:
 
     async def user_email(self, workspace_id: str, user_id: str) -> str | None:
         """The asker's email from users.info (needs users:read.email), for workspaces that send it to Uppzy."""
-        return await self.users.email(user_id) if self.users is not None else None
+        if self.users is None:
+            return None
+        async with self.teams.using(workspace_id):
+            return await self.users.email(user_id)
 
     async def ephemeral(self, channel: str, user: str, message: str, *, thread_ts: str | None = None) -> None:
         """A line only `user` sees (feedback thanks, 'text only'); failures are logged, never raised."""

@@ -12,6 +12,8 @@ from cachetools import TTLCache
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.teams import TeamClient, TeamClients
+
 __all__ = ["SlackUsers"]
 
 log = logging.getLogger(__name__)
@@ -29,35 +31,38 @@ class SlackUsers:
 
     def __init__(self, client: AsyncWebClient, *, admin_ids: frozenset[str] = frozenset(), ttl: float = 300.0,
                  size: int = 2000, clock: Callable[[], float] = time.monotonic,
-                 quick_client: AsyncWebClient | None = None) -> None:
-        self._client = client
-        self._quick = quick_client or client
+                 quick_client: AsyncWebClient | None = None, teams: TeamClients | None = None) -> None:
+        self._teams = teams or TeamClients(TeamClient(None, client, quick_client or client))
         self._admin_ids = admin_ids
-        self._cache: TTLCache[str, dict[str, Any] | None] = TTLCache(maxsize=size, ttl=ttl, timer=clock)
-        self._asking: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
+        # Keyed by (team, user): with many workspaces each team's directory is asked with its own token.
+        self._cache: TTLCache[tuple[str, str], dict[str, Any] | None] = TTLCache(maxsize=size, ttl=ttl, timer=clock)
+        self._asking: dict[tuple[str, str], asyncio.Future[dict[str, Any] | None]] = {}
 
     async def info(self, user_id: str, *, quick: bool = False) -> dict[str, Any] | None:
         """The user object, or None if Slack would not say (unknown user, missing scope, outage, rate limit)."""
-        cached = self._cache.get(user_id, _MISSING)  # one lookup: an entry may expire between two
+        team = self._teams.current()
+        key = (team.team_id or "", user_id)
+        cached = self._cache.get(key, _MISSING)  # one lookup: an entry may expire between two
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
-        asking = self._asking.get(user_id)
+        asking = self._asking.get(key)
         if asking is not None:
             return await asyncio.shield(asking)
         future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
-        self._asking[user_id] = future
+        self._asking[key] = future
         try:
-            found = await self._ask(user_id, self._quick if quick else self._client)
+            found = await self._ask(key, team.cosmetic if quick else team.web)
         except BaseException:
             future.set_result(None)  # whoever shares this lookup learns nothing, and the next one asks again
             raise
         else:
             future.set_result(found)
         finally:
-            del self._asking[user_id]
+            del self._asking[key]
         return found
 
-    async def _ask(self, user_id: str, client: AsyncWebClient) -> dict[str, Any] | None:
+    async def _ask(self, key: tuple[str, str], client: AsyncWebClient) -> dict[str, Any] | None:
+        user_id = key[1]
         try:
             response = await client.users_info(user=user_id)
             user = response.get("user")
@@ -71,7 +76,7 @@ class SlackUsers:
             log.warning("users.info for user=%s failed: %s", user_id, type(exc).__name__)
             return None
         found = user if isinstance(user, dict) else None
-        self._cache[user_id] = found
+        self._cache[key] = found
         return found
 
     async def is_admin(self, user_id: str) -> bool:
