@@ -95,17 +95,18 @@ class Core:
     """What one process runs on: the store, the Uppzy client and the relay, sharing one metrics registry."""
 
     store: Store
-    uppzy: UppzyClient
+    uppzy: UppzyClient | None  # None: no deployment key ("Add to Slack", every workspace connects its own)
     relay: Relay
     metrics: Metrics
 
     async def aclose(self) -> None:
-        """Stop the relay (its state is durable), then close the client and the store."""
+        """Stop the relay (its state is durable), then close the clients and the store."""
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
                 await self.relay.stop(drain=1.5)  # submits on their way to Uppzy finish, none comes back "lost"
         await self.relay.connections.pool.aclose()  # workspaces' own clients (the deployment's is closed next)
-        await self.uppzy.aclose()
+        if self.uppzy is not None:
+            await self.uppzy.aclose()
         await self.store.close()
 
 
@@ -114,7 +115,8 @@ async def open_core(settings: Settings, *, path: str | None = None, tuning: Tuni
     """Open the store and build the Uppzy client and the relay on one metrics registry (not started yet)."""
     metrics = Metrics(workspace_labels=settings.metrics_workspace_labels)
     store = await open_store(settings, path, stop=stop)
-    uppzy = build_uppzy(settings, metrics=metrics)
+    # Without a deployment key (only in "Add to Slack" mode) every workspace must connect its own.
+    uppzy = build_uppzy(settings, metrics=metrics) if settings.uppzy_api_key and settings.uppzy_site_id else None
     return Core(store, uppzy, build_relay(settings, store, uppzy, metrics=metrics, tuning=tuning), metrics)
 
 
@@ -305,7 +307,9 @@ def build_slack_distribution(settings: Settings, relay: Relay, store: Store) -> 
     if not settings.secrets_key:
         raise ConfigError("SECRETS_KEY", "is required for \"Add to Slack\" distribution")
     box = SecretBox.from_setting(settings.secrets_key.reveal())
-    return SlackBot(settings, relay, installations=StoreInstallations(store, box, on_secret=register_secret))
+    # An uninstalled workspace's own Uppzy key is forgotten at once here (other replicas: within the cache's 30 s).
+    return SlackBot(settings, relay, installations=StoreInstallations(store, box, on_secret=register_secret),
+                    on_forget=relay.connections.credentials.invalidate)
 
 
 def check_run_settings(settings: Settings) -> None:
