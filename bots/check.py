@@ -202,7 +202,7 @@ async def _discord(settings: Settings) -> str:
 
 
 async def run_check(settings: Settings, *, no_chat: bool = False, as_json: bool = False,
-                    print_fn: Callable[[str], None] = print) -> int:
+                    print_fn: Callable[[str], None] = print, workspaces: bool = False) -> int:
     """Run every check that the configuration calls for; print the report; 0 only when all pass."""
     secrets = settings.secrets()
     results = [CheckResult("settings", True, "all values parse", 0.0)]
@@ -234,6 +234,10 @@ async def run_check(settings: Settings, *, no_chat: bool = False, as_json: bool 
         results.append(await _timed("slack oauth, SECRETS_KEY and database", lambda: _slack_oauth(settings), settings))
     if settings.discord_bot_token:
         results.append(await _timed("discord login and intents", lambda: _discord(settings), settings))
+    if workspaces:  # every workspace's own Uppzy key (bots/check_workspaces.py)
+        from bots.check_workspaces import workspace_results
+
+        results += await workspace_results(settings)
     if as_json:
         print_fn(json.dumps({"ok": all(r.ok for r in results), "checks": [asdict(r) for r in results]}))
     else:

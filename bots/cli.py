@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="staging smoke test of the configured Uppzy, Slack and Discord access")
     check.add_argument("--no-chat", action="store_true", help="skip the async chat round trip")
     check.add_argument("--json", action="store_true", help="print the results as JSON (for CI pipelines)")
+    check.add_argument("--workspaces", action="store_true",
+                       help="also check every workspace's own Uppzy key against its site (keys are never printed)")
     move = sub.add_parser("migrate-store", help="copy a stopped bot's SQLite database into an empty PostgreSQL one",
                           description="Copies every question (unfinished ones too), session, setting and channel "
                           "mode from a stopped bot's SQLite database into an empty PostgreSQL database, in one "
@@ -131,7 +133,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command == "check":
             from bots.check import run_check
 
-            return _run_async(run_check(settings, no_chat=args.no_chat, as_json=args.json))
+            return _run_async(run_check(settings, no_chat=args.no_chat, as_json=args.json,
+                                         workspaces=args.workspaces))
         from bots.runner import run_bot
 
         return _run_async(run_bot(settings))

@@ -20,6 +20,7 @@ from bots.connect import Connector
 from core.adaptive_budget import AdaptiveBudget
 from core.backoff import Backoff
 from core.config import ConfigError, Secret, Settings
+from core.connect import Connector as WorkspaceConnect
 from core.conversations import Conversations
 from core.credentials import UppzyCredentials, WorkspaceCredentials
 from core.delivery import Delivery
@@ -33,7 +34,7 @@ from core.models import Notice, SessionRow
 from core.platforms import Platforms
 from core.poll_lanes import PollLanes
 from core.poller import PollScheduler
-from core.ports import RateBudget, Store
+from core.ports import RateBudget, Store, WorkspaceConnector
 from core.ratelimit import LocalBudget
 from core.reaper import IdleReaper
 from core.relay import Components, Relay
@@ -51,8 +52,8 @@ from core.workspace import WorkspaceSettingsService
 if TYPE_CHECKING:
     from bots.web import WebServer
 
-__all__ = ["Core", "PlatformBot", "build_platforms", "build_relay", "build_slack_distribution", "build_uppzy",
-           "check_run_settings", "open_core", "open_store", "run_bot"]
+__all__ = ["Core", "PlatformBot", "build_connector", "build_platforms", "build_relay", "build_slack_distribution",
+           "build_uppzy", "check_run_settings", "open_core", "open_store", "run_bot", "uppzy_key_check"]
 
 log = logging.getLogger(__name__)
 DATABASE_WAIT = 60.0  # how long `run` waits for a PostgreSQL server that cannot be reached yet
@@ -88,6 +89,31 @@ def build_uppzy(settings: Settings, *, metrics: Metrics | None = None, retry: Re
         retry=retry or RetryPolicy(attempts=settings.uppzy_max_attempts, budget=settings.uppzy_retry_budget),
         observer=metrics.observe_call if metrics is not None else None,
     )
+
+
+def uppzy_key_check(settings: Settings, *, timeouts: Timeouts | None = None,
+                    retry: RetryPolicy | None = None) -> Callable[[str, Secret], Awaitable[None]]:
+    """`check(site_id, key)`: reads the site with a throwaway Uppzy client for that key; returns when Uppzy accepts
+    the key for the site, else raises its UppzyError (401, 403, 404, unreachable …)."""
+    timeouts = timeouts or Timeouts(min(settings.uppzy_connect_timeout, 2.0), min(settings.uppzy_timeout, 2.5),
+                                    settings.uppzy_chat_timeout)
+    retry = retry or RetryPolicy(attempts=1, budget=timeouts.default)
+
+    async def check(site_id: str, key: Secret) -> None:
+        async with UppzyClient(base_url=settings.uppzy_base_url, api_key=key, site_id=site_id, timeouts=timeouts,
+                               retry=retry, max_connections=2) as client:
+            await client.site(site_id)
+
+    return check
+
+
+def build_connector(settings: Settings, store: Store, *,
+                    on_change: Callable[[str, str], None] = lambda platform, workspace: None,
+                    check_key: Callable[[str, Secret], Awaitable[None]] | None = None) -> WorkspaceConnector:
+    """What admins' "Connect Uppzy" runs: keys checked against Uppzy, sealed with SECRETS_KEY (none set: the admin
+    is told the deployment must set it). `on_change` is the credentials cache's invalidate."""
+    box = SecretBox.from_setting(settings.secrets_key.reveal()) if settings.secrets_key else None
+    return WorkspaceConnect(store, box, check_key or uppzy_key_check(settings), on_change)
 
 
 @dataclass
@@ -281,19 +307,25 @@ def _connections(settings: Settings, store: Store, uppzy: UppzyClient | None, me
     return Connections(WorkspaceCredentials(store, box, default), pool)
 
 
-def build_platforms(settings: Settings, relay: Relay, store: Store | None = None) -> list[PlatformBot]:
-    """A bot for each platform whose token is set (Slack: or whose OAuth client settings are, on `store`)."""
+def build_platforms(settings: Settings, relay: Relay, store: Store | None = None,
+                    connector: WorkspaceConnector | None = None) -> list[PlatformBot]:
+    """A bot for each platform whose token is set (Slack: or whose OAuth client settings are, on `store`); with
+    `connector`, admins may connect their workspace to its own Uppzy site and key."""
     bots: list[PlatformBot] = []
     if settings.slack_bot_token:
         from bots.slack.app import SlackBot
 
-        bots.append(SlackBot(settings, relay))
+        slack = SlackBot(settings, relay)
+        slack.admin.connector = connector
+        bots.append(slack)
     elif settings.slack_oauth and store is not None:
-        bots.append(build_slack_distribution(settings, relay, store))
+        slack = build_slack_distribution(settings, relay, store)
+        slack.admin.connector = connector  # type: ignore[attr-defined]
+        bots.append(slack)
     if settings.discord_bot_token:
         from bots.discord.app import DiscordBot
 
-        bots.append(DiscordBot(settings, relay))
+        bots.append(DiscordBot(settings, relay, connector=connector))
     return bots
 
 
@@ -346,7 +378,11 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
             loop.add_signal_handler(sig, stop.set)
     core = await open_core(settings, stop=stop)
     store, relay, metrics = core.store, core.relay, core.metrics
-    bots = build_platforms(settings, relay, store)
+    # Admins connect their own Uppzy where secrets can be stored (SECRETS_KEY set); without it nothing changes.
+    # A connect applies from the next question: it drops the workspace's cached credentials.
+    admin_connect = build_connector(settings, store, on_change=relay.connections.credentials.invalidate) \
+        if settings.secrets_key else None
+    bots = build_platforms(settings, relay, store, admin_connect)
     routes = [route for bot in bots if getattr(bot, "mode", None) == "http" for route in bot.http_routes()]  # type: ignore[attr-defined]
     checks: dict[str, Callable[[], Awaitable[bool] | bool]] = {"store": _StoreCheck(store)}
     for bot in bots:
@@ -356,7 +392,7 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
 
     web = WebServer(metrics=metrics, checks=checks, routes=routes)
     connector = Connector(bots, tasks=TaskSupervisor("platform-connect"), stop=stop,
-                          **({"backoff": connect_backoff} if connect_backoff else {}))
+                        **({"backoff": connect_backoff} if connect_backoff else {}))
     try:
         await _listen(web, host, settings.port)
         await relay.start()

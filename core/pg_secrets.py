@@ -136,6 +136,19 @@ class PostgresSecrets:
             f"SELECT pg_notify('{SETTINGS_CHANNEL}', $1::text || E'\\t' || $2::text)", platform, workspace_id,
         )
 
+    async def workspace_connections(self, *, after: tuple[str, str] | None = None,
+                                    limit: int = 500) -> list[tuple[str, str, str, str]]:
+        """One page of (platform, workspace_id, site_id, sealed_key) in key order (byte order, as SQLite's)."""
+        order = 'ORDER BY platform COLLATE "C", workspace_id COLLATE "C" LIMIT $1'
+        if after is None:
+            rows = await self._rows(f"SELECT platform, workspace_id, site_id, sealed_key FROM workspace_credentials "
+                                    f"{order}", limit)
+        else:
+            rows = await self._rows('SELECT platform, workspace_id, site_id, sealed_key FROM workspace_credentials '
+                                    'WHERE (platform COLLATE "C", workspace_id COLLATE "C") > ($2, $3) ' + order,
+                                    limit, *after)
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     # ---- rotation -------------------------------------------------------------------------------------
 
     async def reseal_secrets(self, reseal: Callable[[str], str | None], *, batch: int = 200) -> int:

@@ -7,6 +7,7 @@ composition root (bots/runner.py) is the only place that builds core's component
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -37,6 +38,7 @@ __all__ = [
     "SESSION_ENDED",
     "SETTING_KEYS",
     "ChatPlatform",
+    "ConnectResult",
     "EndResult",
     "Inbound",
     "RateBudget",
@@ -45,6 +47,7 @@ __all__ = [
     "SettingSpec",
     "StatusReport",
     "Store",
+    "WorkspaceConnector",
     "WorkspaceSettings",
     "human_duration",
     "setting_spec",
@@ -453,6 +456,13 @@ class Store(Protocol):
         """Uninstall: remove that workspace's credentials, its settings and its channel modes at once (conversation
         records stay until the usual pruning). Other processes drop what they cached of its settings."""
 
+    async def workspace_connections(self, *, after: tuple[str, str] | None = None,
+                                    limit: int = 500) -> list[tuple[str, str, str, str]]:
+        """(platform, workspace_id, site_id, sealed_key) of workspaces connected to their own Uppzy, in
+        (platform, workspace_id) order, at most `limit` of them, starting after the key `after` (paging:
+        pass the last row's first two fields to get the next page)."""
+        ...
+
     async def reseal_secrets(self, reseal: Callable[[str], str | None], *, batch: int = 200) -> int:
         """Rotation: pass every sealed value of every row (installations, credentials) to `reseal` and store what
         it returns (None: leave the row), `batch` rows at a time in key order (never every row at once), one
@@ -477,3 +487,32 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections, the process's hold on the database, and its lease: other processes may adopt its
         unfinished questions at once."""
+
+
+# ---- a workspace's own Uppzy connection (issue 12): what the admin surfaces of Slack and Discord call ----------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResult:
+    """The outcome of an admin's "Connect Uppzy": ok, or one line for the admin (never the key) and the form
+    field it is about ("site", "api_key", or None for the form as a whole)."""
+
+    ok: bool
+    message: str
+    field: str | None = None
+    site_id: str = ""
+
+
+class WorkspaceConnector(Protocol):
+    """Connects a workspace to its own Uppzy site and API key (checked against Uppzy first, stored sealed)."""
+
+    async def connect(self, platform: str, workspace_id: str, site_id: str, api_key: str) -> ConnectResult:
+        """Check the key against the site, then save it; a refusal is a ConnectResult, never an exception."""
+        ...
+
+    async def connected_site(self, platform: str, workspace_id: str) -> str | None:
+        """The site a workspace is connected to with its own key, else None."""
+        ...
+
+    async def forget(self, platform: str, workspace_id: str) -> None:
+        """The bot left the workspace: its connection, settings and channel modes go."""

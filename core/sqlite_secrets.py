@@ -146,6 +146,14 @@ class SqliteSecrets:
         """Credentials, settings and channel modes of a workspace, gone in one transaction."""
         await self._tx(lambda c: _forget(c, platform, workspace_id))
 
+    async def workspace_connections(self, *, after: tuple[str, str] | None = None,
+                                    limit: int = 500) -> list[tuple[str, str, str, str]]:
+        """One page of (platform, workspace_id, site_id, sealed_key) in key order."""
+        where = "WHERE (platform, workspace_id) > (?, ?) " if after else ""
+        rows = await self._all(f"SELECT platform, workspace_id, site_id, sealed_key FROM workspace_credentials {where}"
+                               "ORDER BY platform, workspace_id LIMIT ?", (*(after or ()), limit))
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     # ---- rotation -------------------------------------------------------------------------------------
 
     async def reseal_secrets(self, reseal: Callable[[str], str | None], *, batch: int = 200) -> int:

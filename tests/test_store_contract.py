@@ -617,6 +617,25 @@ async def test_workspace_credentials_round_trip_and_forget_removes_settings_too(
     assert await store.get_turn(turn.id) is not None
 
 
+async def test_workspace_connections_list_every_connection_in_key_order_by_pages(store: Store) -> None:
+    """workspace_connections pages through (platform, workspace, site, sealed key) in key order; a replaced
+    connection is listed once with its new site; a forgotten one is gone."""
+    assert await store.workspace_connections() == []
+    for platform, workspace in (("slack", "T2"), ("discord", "G1"), ("slack", "T10"), ("slack", "T1")):
+        await store.set_credentials(platform, workspace, site_id=f"site-{workspace}", sealed_key=f"k-{workspace}",
+                                    now=T0)
+    await store.set_credentials("slack", "T1", site_id="site-new", sealed_key="k-new", now=T0 + 1)
+    everything = await store.workspace_connections()
+    assert everything == [("discord", "G1", "site-G1", "k-G1"), ("slack", "T1", "site-new", "k-new"),
+                          ("slack", "T10", "site-T10", "k-T10"), ("slack", "T2", "site-T2", "k-T2")]
+    first = await store.workspace_connections(limit=3)
+    rest = await store.workspace_connections(after=first[-1][:2], limit=3)
+    assert first + rest == everything and len(rest) == 1
+    assert await store.workspace_connections(after=("slack", "T2")) == []
+    await store.forget_workspace("slack", "T10")
+    assert [row[1] for row in await store.workspace_connections()] == ["G1", "T1", "T2"]
+
+
 async def test_reseal_walks_every_sealed_column_in_batches_and_a_rerun_rewrites_nothing(store: Store) -> None:
     """Every installation and credential passes through `reseal` once, `batch` rows per read (never all at once);
     what it returns is stored, None leaves the row; the count is of rewritten values; a rerun finds none to do."""

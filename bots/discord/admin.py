@@ -14,9 +14,19 @@ from discord import app_commands
 
 from bots.discord import format as fmt
 from bots.discord import strings as msgs
+from bots.discord.connect import ConnectModal, hide_modal_logs
 from bots.discord.translate import PLATFORM, workspace_of
 from core.models import ReplyTarget
-from core.ports import CHANNEL_MODES, SESSION_ENDED, SETTING_KEYS, EndResult, Inbound, SettingError, setting_spec
+from core.ports import (
+    CHANNEL_MODES,
+    SESSION_ENDED,
+    SETTING_KEYS,
+    EndResult,
+    Inbound,
+    SettingError,
+    WorkspaceConnector,
+    setting_spec,
+)
 
 __all__ = ["AdminCommands", "UserCommands", "install", "sync_commands"]
 
@@ -98,9 +108,14 @@ class AdminCommands(app_commands.Group, name="uppzy-admin", description=msgs.DES
                     guild_only=True, default_permissions=discord.Permissions(manage_guild=True)):
     """Per-server settings; only members with Manage Server."""
 
-    def __init__(self, relay: Inbound) -> None:
+    def __init__(self, relay: Inbound, connector: WorkspaceConnector | None = None) -> None:
         super().__init__()
         self.relay = relay
+        self.connector = connector
+        if connector is None:  # `connect` exists only where keys can be stored (the composition root decides)
+            self.remove_command("connect")
+        else:
+            hide_modal_logs()
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         """Re-check Manage Server at run time (admins can override the default permission per server)."""
@@ -194,6 +209,13 @@ class AdminCommands(app_commands.Group, name="uppzy-admin", description=msgs.DES
                                         allowed_mentions=discord.AllowedMentions.none())
 
 
+    @app_commands.command(name="connect", description="Connect this server to its own Uppzy site and API key")
+    async def connect(self, interaction: discord.Interaction) -> None:
+        """Answer with the modal (the key is typed there, never in a command option that Discord would show)."""
+        assert self.connector is not None
+        await interaction.response.send_modal(ConnectModal(self.connector))
+
+
 async def _on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
     """Refusals were already answered; anything else gets one friendly line and a log entry."""
     if isinstance(error, app_commands.CheckFailure):
@@ -209,10 +231,10 @@ async def _on_error(interaction: discord.Interaction, error: app_commands.AppCom
         log.warning("could not tell the user that /%s failed", name)
 
 
-def install(tree: app_commands.CommandTree, relay: Inbound) -> None:
+def install(tree: app_commands.CommandTree, relay: Inbound, connector: WorkspaceConnector | None = None) -> None:
     """Add both command groups and the friendly error handler to a client's tree."""
     tree.add_command(UserCommands(relay))
-    tree.add_command(AdminCommands(relay))
+    tree.add_command(AdminCommands(relay, connector))
     tree.error(_on_error)
 
 

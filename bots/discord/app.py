@@ -18,8 +18,9 @@ from bots.discord.admin import install, sync_commands
 from bots.discord.events import BAD_ID, GOOD_ID, DiscordEvents, FeedbackButtons
 from bots.discord.outbound import NO_PINGS, DiscordAdapter
 from bots.discord.shards import IdentifyPacer, ShardedClient, ShardPlan, plan_shards
+from bots.discord.translate import PLATFORM, workspace_of
 from core.config import ConfigError, Settings, shown_url
-from core.ports import Inbound
+from core.ports import Inbound, WorkspaceConnector
 
 __all__ = ["DiscordBot", "DiscordUnavailable", "bot_intents", "bot_permissions", "invite_url"]
 
@@ -73,7 +74,7 @@ class _Client(ShardedClient):
     async def setup_hook(self) -> None:
         """Persistent feedback buttons (clicks on old answers work after a restart), then command sync."""
         self.add_view(FeedbackButtons(self.bot.events))
-        install(self.tree, self.bot.relay)
+        install(self.tree, self.bot.relay, self.bot.connector)
         await sync_commands(self.tree, self.bot.settings.discord_guild_ids)
 
     async def on_ready(self) -> None:
@@ -96,6 +97,17 @@ class _Client(ShardedClient):
         """Raw, because the rated answer is usually not in discord.py's message cache."""
         await self.bot.events.on_reaction(self, payload)
 
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """GUILD_DELETE for a server the bot was removed from (an outage is `guild_unavailable` instead): its
+        connection, settings and channel modes are forgotten."""
+        if self.bot.connector is None:
+            return
+        log.info("removed from guild=%s: forgetting its connection and settings", guild.id)
+        try:
+            await self.bot.connector.forget(PLATFORM, workspace_of(guild.id))
+        except Exception as exc:
+            log.error("forgetting guild=%s failed: %s", guild.id, type(exc).__name__)
+
 
 class DiscordBot:
     """`uppzy-bot run`'s Discord side: registers its adapter with the relay, connects, and stops cleanly."""
@@ -104,9 +116,10 @@ class DiscordBot:
 
     def __init__(self, settings: Settings, relay: Inbound, *, guild_ready_timeout: float = 2.0,
                  ready_timeout: float = 60.0, typing_interval: float = 8.0, reconnect_delay: float = 1.0,
-                 identify_window: float = 5.0) -> None:
+                 identify_window: float = 5.0, connector: WorkspaceConnector | None = None) -> None:
         self.settings = settings
         self.relay = relay
+        self.connector = connector  # admins' `/uppzy-admin connect`, and forgetting servers the bot leaves
         self.guild_ready_timeout = guild_ready_timeout
         self.ready_timeout = ready_timeout
         self.reconnect_delay = reconnect_delay

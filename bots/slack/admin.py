@@ -8,13 +8,15 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from bots.form_logs import hide_form
+from bots.slack import connect_modal as connect
 from bots.slack import strings as text
 from bots.slack.format import defuse
 from bots.slack.outbound import SlackAdapter
 from bots.slack.translate import plain_text, workspace_of
 from bots.slack.users import SlackUsers
 from core.models import ReplyTarget
-from core.ports import SESSION_ENDED, SETTING_KEYS, EndResult, Inbound, SettingError, setting_spec
+from core.ports import SESSION_ENDED, SETTING_KEYS, EndResult, Inbound, SettingError, WorkspaceConnector, setting_spec
 
 __all__ = ["SlackAdmin", "home_view", "settings_modal"]
 
@@ -56,7 +58,7 @@ def compact_duration(seconds: float) -> str:
 
 
 def home_view(*, dm_channel: str | None, settings: list[tuple[str, str, str]] | None,
-              notice: str | None = None) -> dict[str, Any]:
+              notice: str | None = None, connection: str | None = None) -> dict[str, Any]:
     """The App Home tab: what the bot does and 'end my conversation'; for admins, settings and an edit button."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": text.HOME_TITLE}}]
     if notice:
@@ -72,7 +74,11 @@ def home_view(*, dm_channel: str | None, settings: list[tuple[str, str, str]] | 
                    {"type": "header", "text": {"type": "plain_text", "text": text.HOME_ADMIN_HEADER}}]
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines[i:i + 6])}}
                    for i in range(0, len(lines), 6)]
-        blocks.append({"type": "actions", "elements": [_button(text.HOME_EDIT_BUTTON, HOME_EDIT, dm_channel or "")]})
+        buttons = [_button(text.HOME_EDIT_BUTTON, HOME_EDIT, dm_channel or "")]
+        if connection is not None:  # admins may connect the workspace to its own Uppzy (the line says to which)
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": connection}})
+            buttons.append(_button(connect.BUTTON, connect.CONNECT_OPEN, dm_channel or ""))
+        blocks.append({"type": "actions", "elements": buttons})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": text.HOME_ADMIN_HINT}]})
     return {"type": "home", "blocks": blocks}
 
@@ -102,10 +108,12 @@ def settings_modal(values: Mapping[str, str], helps: Mapping[str, str], *, metad
 class SlackAdmin:
     """Runs /uppzy, keeps the App Home tab current and applies the settings modal; admins are checked each time."""
 
-    def __init__(self, *, relay: Inbound, adapter: SlackAdapter, users: SlackUsers) -> None:
+    def __init__(self, *, relay: Inbound, adapter: SlackAdapter, users: SlackUsers,
+                 connector: WorkspaceConnector | None = None) -> None:
         self.relay = relay
         self.adapter = adapter
         self.users = users
+        self.connector = connector  # None: no "Connect Uppzy" (the composition root sets it where keys can be stored)
 
     def register(self, app: Any, wrap: Callable[[Handler], Handler] = lambda h: h) -> None:
         """Attach the listeners to the bolt app (each passed through `wrap`)."""
@@ -114,6 +122,10 @@ class SlackAdmin:
         app.action(HOME_END)(wrap(self._on_home_end))
         app.action(HOME_EDIT)(wrap(self._on_home_edit))
         app.view(SETTINGS_CALLBACK)(wrap(self._on_settings_submit))
+        app.action(connect.CONNECT_OPEN)(wrap(self._on_connect_open))
+        app.view(connect.CONNECT_CALLBACK)(wrap(self._on_connect_submit))
+        # Socket Mode logs every envelope at DEBUG on the app's logger: a Connect Uppzy submission carries the key.
+        hide_form(connect.CONNECT_CALLBACK, app.logger, "slack_bolt", "slack_sdk")
 
     # ---- /uppzy ---------------------------------------------------------------------------------------
 
@@ -205,9 +217,13 @@ class SlackAdmin:
 
     async def publish_home(self, workspace: str, user: str, dm_channel: str | None, notice: str | None = None) -> None:
         """Render the Home tab for one person (settings only if they are an admin)."""
-        settings = await self.relay.describe_settings("slack", workspace) \
-            if await self.users.is_admin(user) else None
-        view = home_view(dm_channel=dm_channel, settings=settings, notice=notice)
+        admin = await self.users.is_admin(user)
+        settings = await self.relay.describe_settings("slack", workspace) if admin else None
+        connection = None
+        if admin and self.connector is not None:
+            site = await self.connector.connected_site("slack", workspace)
+            connection = connect.connection_line(defuse(site) if site else None)
+        view = home_view(dm_channel=dm_channel, settings=settings, notice=notice, connection=connection)
         await self.adapter.client.views_publish(user_id=user, view=view)
 
     async def _on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
@@ -274,6 +290,40 @@ class SlackAdmin:
         except ValueError:
             dm_channel = None
         await self.publish_home(workspace, user, dm_channel, notice=text.MODAL_SAVED)
+
+
+    # ---- "Connect Uppzy": the workspace's own Uppzy site and key ----------------------------------------
+
+    async def _on_connect_open(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        workspace, user = workspace_of(body)[0], body["user"]["id"]
+        dm_channel = str(action.get("value") or "") or None
+        if self.connector is None or not await self.users.is_admin(user):
+            log.info("Connect Uppzy refused for non-admin user=%s workspace=%s", user, workspace)
+            await self.publish_home(workspace, user, dm_channel, notice=text.ADMIN_ONLY)
+            return
+        modal = connect.connect_modal(metadata=json.dumps({"dm": dm_channel}))
+        await self.adapter.client.views_open(trigger_id=body["trigger_id"], view=modal)
+
+    async def _on_connect_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """Check the key with Uppzy and save it (within Slack's 3 s); a problem goes back under its field."""
+        workspace, user = workspace_of(body)[0], body["user"]["id"]
+        if self.connector is None or not await self.users.is_admin(user):
+            log.info("Connect Uppzy submission refused for non-admin user=%s workspace=%s", user, workspace)
+            await ack(response_action="errors", errors={connect.SITE_BLOCK: text.ADMIN_ONLY})
+            return
+        site, key = connect.submitted(view)
+        result = await self.connector.connect("slack", workspace, site, key)
+        if not result.ok:
+            await ack(response_action="errors", errors={connect.error_block(result.field): result.message[:150]})
+            return
+        await ack()
+        log.info("Connect Uppzy saved workspace=%s by=%s", workspace, user)
+        try:
+            dm_channel = json.loads(view.get("private_metadata") or "{}").get("dm")
+        except ValueError:
+            dm_channel = None
+        await self.publish_home(workspace, user, dm_channel, notice=defuse(result.message))
 
 
 def _target(workspace: str, channel: str, user: str) -> ReplyTarget:
