@@ -30,7 +30,8 @@ TENANT_ID = "demo-tenant"
 FAST_TIMEOUTS = Timeouts(connect=1, default=2, chat=3)
 
 _ENV_PREFIXES = ("UPPZY_", "SLACK_", "DISCORD_", "SESSION_", "LOG_")
-_ENV_NAMES = frozenset({"DATABASE_URL", "PORT", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"})
+_ENV_NAMES = frozenset({"DATABASE_URL", "PORT", "SECRETS_KEY", "METRICS_WORKSPACE_LABELS", "HTTP_PROXY",
+                        "HTTPS_PROXY", "http_proxy", "https_proxy"})
 
 
 @pytest.fixture(autouse=True)
