@@ -27,6 +27,16 @@ def _range(text: str) -> tuple[float, float]:
     return pair
 
 
+def _key_binding(text: str) -> tuple[str, tuple[str, ...]]:
+    """KEY=SITE[,SITE...] for `simulate --key` (one clear line when malformed)."""
+    from simulator import parse_key_binding
+
+    try:
+        return parse_key_binding(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _share(text: str) -> float:
     try:
         value = float(text)
@@ -91,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--stall-rate", type=_share, default=0.0, help="share of calls that stall first")
     sim.add_argument("--stall-seconds", type=float, default=30.0, help="how long a stall lasts (default: 30)")
     sim.add_argument("--fail-rate", type=_share, default=0.0, help="share of async requests that end failed")
+    sim.add_argument("--key", action="append", default=[], type=_key_binding, metavar="KEY=SITE[,SITE...]",
+                     help="an extra API key and the sites it may use (repeatable), as a workspace's own key")
     return parser
 
 
@@ -241,7 +253,7 @@ async def _simulate(args: argparse.Namespace) -> int:
         api_key=args.api_key, sites=(args.site_id,), tenant_id=args.tenant_id, latency=args.latency,
         seed=args.seed, error_rate=args.error_rate, rate_limit_rate=args.rate_limit_rate,
         retry_after=args.retry_after, stall_rate=args.stall_rate, stall_seconds=args.stall_seconds,
-        fail_rate=args.fail_rate,
+        fail_rate=args.fail_rate, keys=dict(args.key),
     ))
     try:
         base = await sim.start(args.host, args.port)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Secret
+from core.errors import UppzyError
 from core.retry import RetryPolicy
 from core.uppzy import UppzyClient
 
@@ -117,6 +118,30 @@ async def test_simulate_serves_async_chat_and_stops_cleanly_on_sigterm(tmp_path:
     assert process.returncode == 0, stderr.decode()
     assert f"Uppzy simulator on http://127.0.0.1:{port}/api/v1" in banner
     assert "Traceback" not in stderr.decode()
+
+
+async def test_simulate_serves_extra_keys_each_on_its_own_sites(tmp_path: Path) -> None:
+    """`simulate --key team-b-key=site-b` also accepts that key, on site-b only (another site: 404 site not found);
+    a malformed --key is one usage line."""
+    bad = bot("simulate", "--key", "no-equals-sign", cwd=tmp_path)
+    assert bad.returncode == 2 and "KEY=SITE" in bad.stderr and "Traceback" not in bad.stderr
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots", "simulate", "--port", str(port), "--latency", "0-0", "--key",
+        "team-b-key=site-b", cwd=tmp_path, env=dict(os.environ), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_for_banner(process)
+        base = f"http://127.0.0.1:{port}/api/v1"
+        async with UppzyClient(base_url=base, api_key=Secret("team-b-key"), site_id="site-b",
+                               retry=RetryPolicy.no_wait()) as client:
+            assert (await client.submit("cli-b", "how do returns work?")).status == "pending"
+            with pytest.raises(UppzyError):
+                await client.submit("cli-b", "and here?", site_id="demo-site")
+    finally:
+        process.kill()
+        await process.communicate()
 
 
 def test_simulate_reports_a_busy_port(tmp_path: Path) -> None:
