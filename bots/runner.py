@@ -250,7 +250,10 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient | None, *, 
     submission = Submitter(store=store, connections=connections, poller=poller, fail=delivery.fail, later=later,
                            tasks=tasks, answer_timeout=settings.uppzy_answer_timeout,
                            concurrency=tuning.submit_concurrency, store_writes=tuning.store_writes, clock=clock)
-    sequencer.append(Intake(store=store, router=Router(store, workspaces, connections), platforms=platforms,
+    # With "Add to Slack" each Slack workspace is its own tenant: their conversations never share a session.
+    router = Router(store, workspaces, connections, separate=frozenset({"slack"}) if settings.slack_oauth else
+                    frozenset())
+    sequencer.append(Intake(store=store, router=router, platforms=platforms,
                             submit=submission.submit, metrics=metrics, tasks=tasks, max_chars=tuning.max_chars,
                             clock=clock))
 
@@ -277,7 +280,8 @@ def build_relay(settings: Settings, store: Store, uppzy: UppzyClient | None, *, 
         delivery=delivery, poller=poller, reaper=reaper, membership=membership, tasks=tasks,
         feedback=Feedback(store=store, connections=connections, workspaces=workspaces, platforms=platforms,
                           metrics=metrics, tasks=tasks, takeover_after=tuning.feedback_takeover, clock=clock),
-        conversations=Conversations(store=store, connections=connections, workspaces=workspaces, reaper=reaper),
+        conversations=Conversations(store=store, connections=connections, workspaces=workspaces, reaper=reaper,
+                                    router=router),
         answer_timeout=settings.uppzy_answer_timeout, recovery_grace=tuning.recovery_grace,
         connections=connections, clock=clock,
     ))

@@ -8,7 +8,8 @@ from core.errors import UppzyAuthError, UppzyError, UppzyForbidden, UppzyNotFoun
 from core.models import ReplyTarget
 from core.ports import EndResult, Store
 from core.reaper import IdleReaper
-from core.session_ids import belongs_to_user, conversation_key, user_prefix
+from core.routing import Router
+from core.session_ids import belongs_to_user, user_prefix
 from core.uppzy import SessionInfo
 from core.uppzy_pool import Connections
 from core.workspace import WorkspaceSettingsService
@@ -31,7 +32,8 @@ class Conversations:
     """Ends, lists and reports on conversations; closing goes through the reaper so closes stay paced."""
 
     def __init__(self, *, store: Store, connections: Connections, workspaces: WorkspaceSettingsService,
-                 reaper: IdleReaper) -> None:
+                 reaper: IdleReaper, router: Router) -> None:
+        self._router = router  # the conversation key a message is recorded under
         self._store = store
         self._connections = connections
         self._workspaces = workspaces
@@ -39,8 +41,7 @@ class Conversations:
 
     async def end(self, target: ReplyTarget) -> EndResult:
         """Close the caller's session for this conversation now (the next message starts a fresh one)."""
-        ws = await self._workspaces.get(target.platform, target.workspace_id)
-        row = await self._store.live_session(conversation_key(target, ws.session_strategy))
+        row = await self._store.live_session(await self._router.key(target))
         if row is None:
             return EndResult.NO_SESSION
         return EndResult.ENDED if await self._reaper.close_now(row, "user") else EndResult.BUSY

@@ -5,13 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from core.credentials import UppzyCredentials
-from core.models import InboundMessage, MessagePlace
+from core.models import InboundMessage, MessagePlace, ReplyTarget
 from core.ports import Store
 from core.session_ids import conversation_key
 from core.uppzy_pool import Connections
 from core.workspace import WorkspaceSettings, WorkspaceSettingsService
 
-__all__ = ["Route", "Router"]
+__all__ = ["Route", "Router", "conversation_scope"]
+
+
+def conversation_scope(target: ReplyTarget, creds: UppzyCredentials | None,
+                       separate: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """What keeps conversations of different tenants apart: the workspace, where user and channel ids alone may meet
+    another workspace's (a platform in `separate`: Slack with "Add to Slack", where Slack Connect channels and
+    Enterprise Grid users span workspaces; or any workspace on its own Uppzy connection), and that connection's
+    site (a site change starts a new session, on the new site, instead of sending the old session's id there).
+    Empty for the single-workspace deployment, whose session ids stay `<platform>-user-<user>-<channel>`."""
+    own = creds is not None and creds.own
+    parts: list[str] = []
+    if own or target.platform in separate:
+        parts.append(target.workspace_id)
+    if own and creds is not None:
+        parts.append(creds.site_id)
+    return tuple(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +45,11 @@ class Router:
     """DMs always; in channels per the channel's mode (`mention`, `all`, `off`); an asker's follow-ups in a thread."""
 
     def __init__(self, store: Store, workspaces: WorkspaceSettingsService,
-                 connections: Connections | None = None) -> None:
+                 connections: Connections | None = None, *, separate: frozenset[str] = frozenset()) -> None:
         self._store = store
         self._workspaces = workspaces
         self._connections = connections
+        self._separate = separate  # platforms whose workspaces are separate tenants (see conversation_scope)
 
     async def route(self, msg: InboundMessage) -> Route | str:
         """The route of a question, or why the message is not one (a short reason for logs and tests).
@@ -58,12 +75,22 @@ class Router:
                     return "not mentioned"
         ws = await self._workspaces.get(t.platform, t.workspace_id)
         if self._connections is None:
-            return Route(ws, conversation_key(t, ws.session_strategy))
+            return Route(ws, self._key(t, ws, None))
         # The workspace's own Uppzy connection wins (its site replaces the site setting); else the deployment key
         # on the workspace's site setting (or UPPZY_SITE_ID); else it is not connected.
         conn = await self._connections.workspace(t.platform, t.workspace_id, ws.site_id)
         if conn is None:
-            return Route(ws, conversation_key(t, ws.session_strategy), None, connected=False)
+            return Route(ws, self._key(t, ws, None), None, connected=False)
         if conn.creds.site_id != ws.site_id:
             ws = replace(ws, site_id=conn.creds.site_id)
-        return Route(ws, conversation_key(t, ws.session_strategy), conn.creds)
+        return Route(ws, self._key(t, ws, conn.creds), conn.creds)
+
+    async def key(self, target: ReplyTarget) -> str:
+        """The conversation key a question from `target` would be recorded under now (`/uppzy end` closes it)."""
+        ws = await self._workspaces.get(target.platform, target.workspace_id)
+        conn = None if self._connections is None else \
+            await self._connections.workspace(target.platform, target.workspace_id, ws.site_id)
+        return self._key(target, ws, conn.creds if conn is not None else None)
+
+    def _key(self, target: ReplyTarget, ws: WorkspaceSettings, creds: UppzyCredentials | None) -> str:
+        return conversation_key(target, ws.session_strategy, conversation_scope(target, creds, self._separate))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from core.models import ReplyTarget
 
@@ -15,18 +16,21 @@ def _part(value: str) -> str:
     return _UNSAFE.sub("_", value)
 
 
-def conversation_key(target: ReplyTarget, strategy: str) -> str:
-    """`<platform>-user-<user>-<channel>` by default; per thread or per user when the workspace chose so.
+def conversation_key(target: ReplyTarget, strategy: str, scope: Sequence[str] = ()) -> str:
+    """`<platform>-user-<user>-<channel>` by default; per thread or per user when the workspace chose so; each part
+    of `scope` appended after a colon (`…:<workspace>:<site>`: see core.routing.conversation_scope).
 
     The channel is the conversation's channel (a thread's parent), so a conversation keeps its session as it
     moves into its thread.
     """
     p, user, channel = _part(target.platform), _part(target.user_id), _part(target.channel_id)
     if strategy == "thread":
-        return f"{p}-thread-{channel}-{_part(target.thread_root)}"
-    if strategy == "user":
-        return f"{p}-user-{user}"
-    return f"{p}-user-{user}-{channel}"
+        key = f"{p}-thread-{channel}-{_part(target.thread_root)}"
+    elif strategy == "user":
+        key = f"{p}-user-{user}"
+    else:
+        key = f"{p}-user-{user}-{channel}"
+    return key + "".join(f":{_part(part)}" for part in scope)
 
 
 def session_id(key: str, generation: int, *, stamp: float | None = None) -> str:
@@ -62,4 +66,4 @@ def user_prefix(platform: str, user_id: str) -> str:
 def belongs_to_user(session: str, platform: str, user_id: str) -> bool:
     """Whether an Uppzy session id (from the session list) is one of this user's conversations."""
     prefix = user_prefix(platform, user_id)
-    return session == prefix or session.startswith(prefix + "-")
+    return session == prefix or session.startswith((prefix + "-", prefix + ":"))

@@ -214,3 +214,49 @@ async def test_a_connection_applies_from_the_next_question(make_sim, rigs) -> No
     assert submits == [(key_fingerprint(DEPLOY_KEY), "demo-site"), (key_fingerprint(KEY_B), "site-b")]
     assert keys_of(sim, "chat_status", "demo-site") == {key_fingerprint(DEPLOY_KEY)}
     assert all(r.status < 300 for r in sim.requests)
+
+
+async def test_the_same_user_and_channel_in_two_workspaces_never_share_a_session(make_sim, rigs) -> None:
+    """The same user and channel ids in ws-a (on the deployment's key) and ws-b (its own site and key): two
+    sessions, ws-a's with the id it always had. When ws-a then connects its own site, its next question starts a
+    new session there instead of carrying the old session's id (and context) to another site; the old one stays
+    recorded on its own site, to be closed there."""
+    sim = await make_sim(keys={KEY_B: ("site-b",)})
+    rig = await rigs(sim)
+    await connect(rig.store, "ws-b", "site-b", KEY_B)
+    (_, a1), (_, b1) = await rig.ask("ws-a", "first", user="same"), await rig.ask("ws-b", "second", user="same")
+    await rig.until(lambda: rig.answered(a1) and rig.answered(b1))
+    ids_a = await rig.store.session_ids("console", "ws-a", "console-user-same")
+    ids_b = await rig.store.session_ids("console", "ws-b", "console-user-same")
+    assert ids_a == {"console-user-same-dm-same"}  # the deployment's single-tenant format, unchanged
+    assert ids_b == {"console-user-same-dm-same:ws-b:site-b"}
+    await connect(rig.store, "ws-a", "site-b", KEY_B)
+    rig.relay.connections.credentials.invalidate("console", "ws-a")  # what the connect modal does
+    _, a2 = await rig.ask("ws-a", "third", user="same")
+    await rig.until(lambda: rig.answered(a2))
+    assert await rig.store.session_ids("console", "ws-a", "console-user-same") == {
+        "console-user-same-dm-same", "console-user-same-dm-same:ws-a:site-b"}
+    by_session = {sim.chats[r].session_id: r for r in sim.chats}
+    assert set(by_session) == {"console-user-same-dm-same", "console-user-same-dm-same:ws-b:site-b",
+                               "console-user-same-dm-same:ws-a:site-b"}
+
+
+def test_separate_platforms_keep_workspaces_apart_and_others_keep_their_ids() -> None:
+    """With "Add to Slack" (Slack in `separate`), the same user and channel in two teams are two conversations;
+    Discord, and Slack with one bot token, keep `<platform>-user-<user>-<channel>`."""
+    from core.routing import conversation_scope
+    from core.session_ids import belongs_to_user, conversation_key
+
+    def target(platform: str, workspace: str) -> ReplyTarget:
+        return ReplyTarget(platform, workspace, "C1", "C1", "1.0", "U1")
+
+    slack = frozenset({"slack"})
+    keys = {conversation_key(target("slack", ws), "user-channel", conversation_scope(target("slack", ws), None, slack))
+            for ws in ("T2", "T3")}
+    assert keys == {"slack-user-U1-C1:T2", "slack-user-U1-C1:T3"}
+    assert conversation_key(target("slack", "T2"), "user-channel",
+                            conversation_scope(target("slack", "T2"), None)) == "slack-user-U1-C1"
+    assert conversation_key(target("discord", "G1"), "user",
+                            conversation_scope(target("discord", "G1"), None, slack)) == "discord-user-U1"
+    assert all(belongs_to_user(key, "slack", "U1") for key in keys | {"slack-user-U1:T2", "slack-user-U1:T2-3"})
+    assert not belongs_to_user("slack-user-U12-C1:T2", "slack", "U1")
