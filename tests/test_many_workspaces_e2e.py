@@ -34,6 +34,7 @@ KEY_B = "uk_team2_4a6c8e0f2b4d6f8a0c2e4b6d8f0a2c4e"  # T2's own key, bound to si
 SITE_B = "site-b"
 K1, K2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 ADMIN, MEMBER = "UADMIN2", "UMEMBER2"  # T2's workspace admin and a plain member
+ASKER = {"T2": "U2ASK", "T3": "U3ASK"}  # Slack user ids differ between (non-Grid) workspaces
 WAIT = 10.0  # a real process polls Uppzy on its own schedule
 
 
@@ -129,7 +130,7 @@ async def world(make_sim: Callable[..., Awaitable[Simulator]], tmp_path: Path
 
 async def ask(fake: FakeSlack, bot: Bot, team: str, text: str) -> ApiCall:
     """A mention in `team`; returns the chat.postMessage that answered it in its thread."""
-    event = fake.app_mention_event("U1", "C1", text, team_id=team)
+    event = fake.app_mention_event(ASKER[team], f"C{team}", text, team_id=team)
     assert await post_event(fake, bot.base, event, team) == 200
     answered = await fake.wait_until(
         lambda: [c for c in fake.calls_to("chat.postMessage")
@@ -142,6 +143,12 @@ def uppzy_call(sim: Simulator, text: str) -> tuple[str | None, str]:
     """(key fingerprint, path) of the one chat_async that carried `text`."""
     [call] = [c for c in sim.calls("chat_async") if c.body["message"] == text]
     return call.key_id, call.path
+
+
+def session_of(sim: Simulator, text: str) -> str:
+    """The Uppzy session the question `text` was asked in."""
+    [call] = [c for c in sim.calls("chat_async") if c.body["message"] == text]
+    return str(call.body["session_id"])
 
 
 async def interact(fake: FakeSlack, bot: Bot, team: str, payload: dict[str, Any]) -> tuple[int, str]:
@@ -193,6 +200,7 @@ async def test_many_workspaces_journey_with_the_real_bot(world: tuple[Simulator,
         call = await ask(fake, bot, team, f"returns for {team}?")
         assert (call.team_id, call.token) == (team, tokens[team])
         assert uppzy_call(sim, f"returns for {team}?")[0] == key_fingerprint(DEPLOY_KEY)
+    assert session_of(sim, "returns for T2?") != session_of(sim, "returns for T3?")  # no shared conversation
 
     # 3. T2's admin opens "Connect Uppzy" from the App Home; a plain member's forged submission is refused first
     press = {"type": "block_actions", "user": {"id": ADMIN}, "view": {"type": "home", "id": "VHOME2"},
@@ -229,7 +237,7 @@ async def test_many_workspaces_journey_with_the_real_bot(world: tuple[Simulator,
                           what="T3's installation removed")
     await fake.wait_until(lambda: not bot.rows("SELECT 1 FROM workspace_settings WHERE workspace_id='T3'"),
                           timeout=WAIT, what="T3's settings removed")
-    gone = fake.app_mention_event("U1", "C1", "anyone there for T3?", team_id="T3")
+    gone = fake.app_mention_event(ASKER["T3"], "CT3", "anyone there for T3?", team_id="T3")
     assert await post_event(fake, bot.base, gone, "T3") == 200
     call = await ask(fake, bot, "T2", "still there for T2?")  # answered after T3's mention was handled
     assert (call.team_id, call.token) == ("T2", tokens["T2"])
