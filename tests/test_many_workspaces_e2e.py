@@ -212,7 +212,7 @@ async def test_many_workspaces_journey_with_the_real_bot(world: tuple[Simulator,
     assert [b["label"]["text"] for b in modal["blocks"] if b["type"] == "input"] == ["Site", "API key"]
 
     status, text = await interact(fake, bot, "T2", submission(MEMBER, SITE_B, KEY_B))
-    assert status == 200 and json.loads(text)["response_action"] == "errors", text
+    assert status == 200 and '"response_action": "errors"' in text, f"a member's submission was not refused: {text!r}"
     assert "only workspace admins" in text and KEY_B not in text
     assert bot.rows("SELECT * FROM workspace_credentials") == [] and sim.calls("site", key=KEY_B) == []
 
