@@ -34,7 +34,10 @@ KEY_B = "uk_team2_4a6c8e0f2b4d6f8a0c2e4b6d8f0a2c4e"  # T2's own key, bound to si
 SITE_B = "site-b"
 K1, K2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 ADMIN, MEMBER = "UADMIN2", "UMEMBER2"  # T2's workspace admin and a plain member
-ASKER = {"T2": "U2ASK", "T3": "U3ASK"}  # Slack user ids differ between (non-Grid) workspaces
+# The same user and channel ids in both teams (a Slack Connect channel, an Enterprise Grid user): their
+# conversations must still never share an Uppzy session.
+ASKER = {"T2": "USAMEASK", "T3": "USAMEASK"}
+CHANNEL = "CSHARED"
 WAIT = 10.0  # a real process polls Uppzy on its own schedule
 
 
@@ -130,7 +133,7 @@ async def world(make_sim: Callable[..., Awaitable[Simulator]], tmp_path: Path
 
 async def ask(fake: FakeSlack, bot: Bot, team: str, text: str) -> ApiCall:
     """A mention in `team`; returns the chat.postMessage that answered it in its thread."""
-    event = fake.app_mention_event(ASKER[team], f"C{team}", text, team_id=team)
+    event = fake.app_mention_event(ASKER[team], CHANNEL, text, team_id=team)
     assert await post_event(fake, bot.base, event, team) == 200
     answered = await fake.wait_until(
         lambda: [c for c in fake.calls_to("chat.postMessage")
@@ -237,7 +240,7 @@ async def test_many_workspaces_journey_with_the_real_bot(world: tuple[Simulator,
                           what="T3's installation removed")
     await fake.wait_until(lambda: not bot.rows("SELECT 1 FROM workspace_settings WHERE workspace_id='T3'"),
                           timeout=WAIT, what="T3's settings removed")
-    gone = fake.app_mention_event(ASKER["T3"], "CT3", "anyone there for T3?", team_id="T3")
+    gone = fake.app_mention_event(ASKER["T3"], CHANNEL, "anyone there for T3?", team_id="T3")
     assert await post_event(fake, bot.base, gone, "T3") == 200
     call = await ask(fake, bot, "T2", "still there for T2?")  # answered after T3's mention was handled
     assert (call.team_id, call.token) == ("T2", tokens["T2"])
