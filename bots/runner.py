@@ -312,7 +312,8 @@ def _connections(settings: Settings, store: Store, uppzy: UppzyClient | None, me
 
 
 def build_platforms(settings: Settings, relay: Relay, store: Store | None = None,
-                    connector: WorkspaceConnector | None = None) -> list[PlatformBot]:
+                    connector: WorkspaceConnector | None = None,
+                    forget: Callable[[str, str], Awaitable[None]] | None = None) -> list[PlatformBot]:
     """A bot for each platform whose token is set (Slack: or whose OAuth client settings are, on `store`); with
     `connector`, admins may connect their workspace to its own Uppzy site and key."""
     bots: list[PlatformBot] = []
@@ -329,7 +330,7 @@ def build_platforms(settings: Settings, relay: Relay, store: Store | None = None
     if settings.discord_bot_token:
         from bots.discord.app import DiscordBot
 
-        bots.append(DiscordBot(settings, relay, connector=connector))
+        bots.append(DiscordBot(settings, relay, connector=connector, forget=forget))
     return bots
 
 
@@ -343,9 +344,16 @@ def build_slack_distribution(settings: Settings, relay: Relay, store: Store) -> 
     if not settings.secrets_key:
         raise ConfigError("SECRETS_KEY", "is required for \"Add to Slack\" distribution")
     box = SecretBox.from_setting(settings.secrets_key.reveal())
-    # An uninstalled workspace's own Uppzy key is forgotten at once here (other replicas: within the cache's 30 s).
+    # An uninstalled workspace's own Uppzy key and settings are dropped from the caches at once here (other
+    # replicas: the settings notice on PostgreSQL, the credentials cache's 30 s).
     return SlackBot(settings, relay, installations=StoreInstallations(store, box, on_secret=register_secret),
-                    on_forget=relay.connections.credentials.invalidate)
+                    on_forget=lambda platform, workspace: _reread(relay, platform, workspace))
+
+
+def _reread(relay: Relay, platform: str, workspace: str) -> None:
+    """A workspace connected, or was forgotten: its cached Uppzy connection and settings are read again."""
+    relay.connections.credentials.invalidate(platform, workspace)
+    relay.workspaces.forget(platform, workspace)
 
 
 def check_run_settings(settings: Settings) -> None:
@@ -384,9 +392,11 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
     store, relay, metrics = core.store, core.relay, core.metrics
     # Admins connect their own Uppzy where secrets can be stored (SECRETS_KEY set); without it nothing changes.
     # A connect applies from the next question: it drops the workspace's cached credentials.
-    admin_connect = build_connector(settings, store, on_change=relay.connections.credentials.invalidate) \
-        if settings.secrets_key else None
-    bots = build_platforms(settings, relay, store, admin_connect)
+    # A server the bot is removed from is forgotten in every mode; only connecting needs SECRETS_KEY.
+    forgetter = build_connector(settings, store, on_change=lambda platform, workspace: _reread(relay, platform,
+                                                                                               workspace))
+    admin_connect = forgetter if settings.secrets_key else None
+    bots = build_platforms(settings, relay, store, admin_connect, forget=forgetter.forget)
     routes = [route for bot in bots if getattr(bot, "mode", None) == "http" for route in bot.http_routes()]  # type: ignore[attr-defined]
     checks: dict[str, Callable[[], Awaitable[bool] | bool]] = {"store": _StoreCheck(store)}
     for bot in bots:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -100,11 +101,12 @@ class _Client(ShardedClient):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """GUILD_DELETE for a server the bot was removed from (an outage is `guild_unavailable` instead): its
         connection, settings and channel modes are forgotten."""
-        if self.bot.connector is None:
+        forget = self.bot.forget or (self.bot.connector.forget if self.bot.connector is not None else None)
+        if forget is None:
             return
         log.info("removed from guild=%s: forgetting its connection and settings", guild.id)
         try:
-            await self.bot.connector.forget(PLATFORM, workspace_of(guild.id))
+            await forget(PLATFORM, workspace_of(guild.id))
         except Exception as exc:
             log.error("forgetting guild=%s failed: %s", guild.id, type(exc).__name__)
 
@@ -116,10 +118,12 @@ class DiscordBot:
 
     def __init__(self, settings: Settings, relay: Inbound, *, guild_ready_timeout: float = 2.0,
                  ready_timeout: float = 60.0, typing_interval: float = 8.0, reconnect_delay: float = 1.0,
-                 identify_window: float = 5.0, connector: WorkspaceConnector | None = None) -> None:
+                 identify_window: float = 5.0, connector: WorkspaceConnector | None = None,
+                 forget: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         self.settings = settings
         self.relay = relay
-        self.connector = connector  # admins' `/uppzy-admin connect`, and forgetting servers the bot leaves
+        self.connector = connector  # admins' `/uppzy-admin connect` (only with SECRETS_KEY)
+        self.forget = forget  # a server the bot was removed from: its connection and settings (else the connector's)
         self.guild_ready_timeout = guild_ready_timeout
         self.ready_timeout = ready_timeout
         self.reconnect_delay = reconnect_delay

@@ -146,3 +146,25 @@ async def test_leaving_a_server_forgets_it_but_an_outage_does_not(world: World) 
     await h.fake.wait_for(lambda: world.changes, what="the guild forgotten")
     assert await h.store.get_credentials("discord", WORKSPACE) is None
     assert await h.store.workspace_settings("discord", WORKSPACE) == {}
+
+
+async def test_leaving_a_server_forgets_its_settings_without_secrets_key_too(fake: FakeDiscord, sim: Simulator,
+                                                                             uppzy: UppzyClient,
+                                                                             tmp_path: Path) -> None:
+    """A deployment without SECRETS_KEY offers no `connect`, but a server the bot is removed from still loses its
+    settings (the issue: leaving a server does what an uninstall does)."""
+    h = DiscordHarness(fake, sim, uppzy, tmp_path)
+    forgotten: list[tuple[str, str]] = []
+    try:
+        await h._open_relay()
+        assert h.relay is not None and h.store is not None
+        await h.relay.start(reaper=False)
+        assert h.settings.secrets_key is None
+        forgetter = build_connector(h.settings, h.store, on_change=lambda p, w: forgotten.append((p, w)))
+        await h.start_bot(forget=forgetter.forget)
+        await h.relay.set_setting("discord", WORKSPACE, "reply_mode", "all", by="x")
+        await h.fake.dispatch("GUILD_DELETE", {"id": str(GUILD_ID)})
+        await h.fake.wait_for(lambda: forgotten, what="the guild forgotten")
+        assert await h.store.workspace_settings("discord", WORKSPACE) == {}
+    finally:
+        await h.aclose()
