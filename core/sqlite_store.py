@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -23,11 +23,13 @@ from typing import IO, Any, NamedTuple
 
 from core.config import ConfigError
 from core.health import StoreHealth, StoreUnavailable
-from core.models import Counts, FeedbackClaim, InboundMessage, SessionRow, Turn, TurnState
+from core.models import Counts, FeedbackClaim, InboundMessage, Turn, TurnState
 from core.ratelimit import LocalBudget
 from core.schema import MIGRATIONS
 from core.session_ids import session_id as make_session_id
 from core.sqlite_secrets import SqliteSecrets
+from core.sqlite_sessions import SqliteSessions
+from core.sqlite_settings import SqliteSettings
 from core.sqlite_thread import DbThread
 from core.turn_rows import TURN_COLUMNS
 from core.turn_rows import turn_from_row as _turn
@@ -236,7 +238,7 @@ def _prepare_probe(c: sqlite3.Connection) -> None:
     c.execute("INSERT OR REPLACE INTO store_probe (id, n) VALUES (1, 0)")  # a real write
 
 
-class SqliteStore(SqliteSecrets):
+class SqliteStore(SqliteSessions, SqliteSettings, SqliteSecrets):
     """One sqlite3 connection in WAL mode on its own thread; every multi-step change is one transaction there."""
 
     shared = False  # one process per file (the lock file): it holds every question and leads every job
@@ -584,60 +586,6 @@ class SqliteStore(SqliteSecrets):
         else:
             await self._exec("DELETE FROM feedback WHERE turn_id=? AND state='sending'", (turn_id,))
 
-    # ---- sessions ---------------------------------------------------------------------------------
-
-    async def _session_rows(self, where: str, params: Iterable[Any]) -> list[SessionRow]:
-        columns = ", ".join("t." + c.strip() for c in _TURN_COLUMNS.split(","))
-        rows = await self._all(
-            "SELECT s.id, s.key, s.platform, s.workspace_id, s.site_id, s.state, s.last_activity, s.idle_timeout, "
-            f"{columns} FROM sessions s LEFT JOIN turns t ON t.id = s.last_turn_id WHERE {where}", params,
-        )
-        return [SessionRow(*r[:8], _turn(r[8:]).target if r[8] is not None else None) for r in rows]
-
-    async def live_session(self, key: str) -> SessionRow | None:
-        """The open session of a conversation key, if any."""
-        rows = await self._session_rows("s.key=? AND s.state='open'", (key,))
-        return rows[0] if rows else None
-
-    async def idle_sessions(self, now: float, limit: int) -> list[SessionRow]:
-        """Open sessions whose idle timeout has passed at `now`, stalest first (an index on last activity)."""
-        return await self._session_rows(
-            "s.state='open' AND s.last_activity + s.idle_timeout < ? ORDER BY s.last_activity + s.idle_timeout "
-            "LIMIT ?", (now, limit),
-        )
-
-    async def claim_for_close(self, session_id: str, *, idle_at: float | None, now: float | None = None) -> bool:
-        """Atomically mark a session 'closing' (at `now`) if it is open, idle at `idle_at` (None: any) and not busy."""
-        changed = await self._exec(
-            "UPDATE sessions SET state='closing', closing_at=? WHERE id=? AND state='open' "
-            "AND (? IS NULL OR last_activity + idle_timeout < ?) "
-            "AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id=sessions.id "
-            "AND t.state NOT IN ('answered','failed'))",
-            (now, session_id, idle_at, idle_at),
-        )
-        return changed == 1
-
-    async def set_idle_timeout(self, platform: str, workspace_id: str, seconds: float) -> None:
-        """A workspace changed its idle timeout: open sessions follow it from now on."""
-        await self._exec(
-            "UPDATE sessions SET idle_timeout=? WHERE platform=? AND workspace_id=? AND state='open'",
-            (seconds, platform, workspace_id),
-        )
-
-    async def closing_sessions(self, limit: int = 500, *, before: float | None = None) -> list[SessionRow]:
-        """Sessions whose close was started (before `before`) but not confirmed: resumed after a crash or a failed
-        call."""
-        return await self._session_rows(
-            "s.state='closing' AND (? IS NULL OR s.closing_at IS NULL OR s.closing_at < ?) ORDER BY s.last_activity "
-            "LIMIT ?", (before, before, limit))
-
-    async def mark_closed(self, session_id: str, reason: str, *, now: float) -> None:
-        """Uppzy confirmed the close."""
-        await self._exec(
-            "UPDATE sessions SET state='closed', closed_at=COALESCE(closed_at, ?), "
-            "close_reason=COALESCE(close_reason, ?) WHERE id=?", (now, reason, session_id),
-        )
-
     async def counts(self, platform: str | None = None, workspace_id: str | None = None) -> Counts:
         """Pending questions and open sessions, optionally for one workspace."""
         scope, params = "", ()
@@ -666,68 +614,6 @@ class SqliteStore(SqliteSecrets):
             self.health.file_check(None)
         self._probes += 1
         await self._exec("INSERT OR REPLACE INTO store_probe (id, n) VALUES (1, ?)", (self._probes,))
-
-    # ---- settings ---------------------------------------------------------------------------------
-
-    async def workspace_settings(self, platform: str, workspace_id: str) -> dict[str, str]:
-        """The raw overrides an admin stored for a workspace."""
-        rows = await self._all("SELECT key, value FROM workspace_settings WHERE platform=? AND workspace_id=?",
-                               (platform, workspace_id))
-        return {k: v for k, v in rows}
-
-    async def put_workspace_setting(self, platform: str, workspace_id: str, key: str, value: str | None, *,
-                                    by: str | None, now: float) -> None:
-        """Store (or with None, remove) one override."""
-        if value is None:
-            await self._exec("DELETE FROM workspace_settings WHERE platform=? AND workspace_id=? AND key=?",
-                                   (platform, workspace_id, key))
-            return
-        await self._exec(
-            "INSERT INTO workspace_settings (platform, workspace_id, key, value, updated_by, updated_at) "
-            "VALUES (?,?,?,?,?,?) ON CONFLICT (platform, workspace_id, key) DO UPDATE SET value=excluded.value, "
-            "updated_by=excluded.updated_by, updated_at=excluded.updated_at",
-            (platform, workspace_id, key, value, by, now),
-        )
-
-    async def channel_mode(self, platform: str, workspace_id: str, channel_id: str) -> str | None:
-        """The reply mode an admin set for one channel, if any."""
-        row = await self._one("SELECT mode FROM channel_modes WHERE platform=? AND workspace_id=? AND channel_id=?",
-                              (platform, workspace_id, channel_id))
-        return row[0] if row else None
-
-    async def put_channel_mode(self, platform: str, workspace_id: str, channel_id: str, mode: str, *,
-                               by: str | None, now: float) -> None:
-        """Set one channel's reply mode."""
-        await self._exec(
-            "INSERT INTO channel_modes (platform, workspace_id, channel_id, mode, updated_by, updated_at) "
-            "VALUES (?,?,?,?,?,?) ON CONFLICT (platform, workspace_id, channel_id) DO UPDATE SET "
-            "mode=excluded.mode, updated_by=excluded.updated_by, updated_at=excluded.updated_at",
-            (platform, workspace_id, channel_id, mode, by, now),
-        )
-
-    async def knows_thread(self, platform: str, channel_id: str, thread_root: str) -> bool:
-        """True when the bot has answered (or is answering) in this thread: follow-ups need no mention."""
-        row = await self._one(
-            "SELECT 1 FROM turns WHERE platform=? AND channel_id=? AND (thread_id=? OR message_id=?) LIMIT 1",
-            (platform, channel_id, thread_root, thread_root),
-        )
-        return row is not None
-
-    async def asked_in_thread(self, platform: str, channel_id: str, thread_root: str, user_id: str) -> bool:
-        """True when this user asked in (or started) this thread: their follow-ups need no mention."""
-        row = await self._one(
-            "SELECT 1 FROM turns WHERE platform=? AND channel_id=? AND (thread_id=? OR message_id=?) AND user_id=? "
-            "LIMIT 1", (platform, channel_id, thread_root, thread_root, user_id),
-        )
-        return row is not None
-
-    async def session_ids(self, platform: str, workspace_id: str, prefix: str) -> set[str]:
-        """Ids (keys starting with `prefix`) of the sessions this workspace opened."""
-        rows = await self._all(
-            "SELECT id FROM sessions WHERE platform=? AND workspace_id=? AND substr(key, 1, ?)=?",
-            (platform, workspace_id, len(prefix), prefix),
-        )
-        return {row[0] for row in rows}
 
     async def prune(self, done_before: float) -> int:
         """Forget finished questions (and their answer-message links) older than the retention window."""
