@@ -274,11 +274,11 @@ def prompt_list(raw: str) -> str:
     value = raw.strip()
     if value.lower() in ("", "none", "off", "-"):
         return ""
-    prompts = [" :: ".join(part.strip() for part in p.split("::", 1)) for p in value.split("|") if p.strip()]
-    if len(prompts) > MAX_PROMPTS or any(len(p) > PROMPT_CHARS or p.startswith("::") or p.endswith("::")
-                                         for p in prompts):
+    prompts = [[half.strip() for half in p.split("::", 1)] for p in value.split("|") if p.strip()]
+    if len(prompts) > MAX_PROMPTS or any(not all(halves) or len(" :: ".join(halves)) > PROMPT_CHARS
+                                         for halves in prompts):
         raise SettingError(f"must be {PROMPTS_ACCEPTED}")
-    return " | ".join(prompts)
+    return " | ".join(" :: ".join(halves) for halves in prompts)
 
 
 def render_value(value: Any) -> str:
