@@ -17,8 +17,8 @@ __all__ = [
     "WORKSPACE_SPECS", "SettingError", "SettingSpec", "choice", "database_url", "emoji_list", "env_spec",
     "fernet_keys", "id_set", "int_ids",
     "normalize_emoji", "number", "parse_bool", "parse_duration", "parse_port", "parse_site_id", "plain",
-    "positive_float", "positive_int", "postgres_url", "refine", "render_value", "setting_key", "sqlite_path", "target",
-    "text", "url",
+    "positive_float", "positive_int", "postgres_url", "prompt_list", "refine", "render_value", "setting_key",
+    "sqlite_path", "target", "text", "url",
     "workspace_spec",
 ]
 
@@ -261,6 +261,26 @@ def target(raw: str) -> str | None:
     return value
 
 
+MAX_PROMPTS = 4  # Slack shows at most four suggested prompts
+PROMPT_CHARS = 300
+DEFAULT_SUGGESTED_PROMPTS = "What can you help me with? | How do I get started?"
+PROMPTS_ACCEPTED = (f"1 to {MAX_PROMPTS} prompts separated by |, each up to {PROMPT_CHARS} characters "
+                    "(Title :: message gives a short title), or none")
+
+
+def prompt_list(raw: str) -> str:
+    """Suggested prompts separated by '|' (each 'Title :: message' or just the message), normalised to
+    'a | b'; '' (none shown) for none, off, '-' or blank."""
+    value = raw.strip()
+    if value.lower() in ("", "none", "off", "-"):
+        return ""
+    prompts = [[half.strip() for half in p.split("::", 1)] for p in value.split("|") if p.strip()]
+    if len(prompts) > MAX_PROMPTS or any(not all(halves) or len(" :: ".join(halves)) > PROMPT_CHARS
+                                         for halves in prompts):
+        raise SettingError(f"must be {PROMPTS_ACCEPTED}")
+    return " | ".join(" :: ".join(halves) for halves in prompts)
+
+
 def render_value(value: Any) -> str:
     """A value the way an admin would type it: on/off, comma-joined lists, 'none'."""
     if isinstance(value, bool):
@@ -376,6 +396,8 @@ WORKSPACE_SPECS: tuple[SettingSpec, ...] = (
     _Spec("send_email", parse_bool, "on, off", "send the asker's email address to Uppzy", env="UPPZY_SEND_EMAIL"),
     _Spec("escalation_target", target, "a user group, role or channel, or none",
           "who is pinged when an answer is rated bad"),
+    _Spec("suggested_prompts", prompt_list, PROMPTS_ACCEPTED,
+          "prompts offered when someone opens the app's Messages tab (Slack)", render=lambda v: v or "none"),
 )
 
 

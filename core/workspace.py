@@ -14,6 +14,7 @@ from core import messages
 from core.config import Settings
 from core.setting_specs import (
     CHANNEL_MODES,
+    DEFAULT_SUGGESTED_PROMPTS,
     SESSION_STRATEGIES,
     WORKSPACE_SPECS,
     SettingError,
@@ -61,6 +62,7 @@ class WorkspaceSettings:
     low_confidence_note: str = messages.DEFAULT_LOW_CONFIDENCE_NOTE
     send_email: bool = False
     escalation_target: str | None = None
+    suggested_prompts: str = DEFAULT_SUGGESTED_PROMPTS  # "a | Title :: b"; "" shows none
 
     def rating_for(self, emoji: str) -> str | None:
         """'good', 'bad' or None for a reaction emoji name, ignoring skin tones."""

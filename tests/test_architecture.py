@@ -84,7 +84,7 @@ COMPONENTS = {"Relay", "Components", "Intake", "Router", "Submitter", "Delivery"
               "PostgresStore", "Membership", "UppzyClient"}
 COMPOSITION_ROOT = "bots/runner.py"
 # Supervisors of an adapter's own event handlers are built where those handlers live.
-OWN_SUPERVISORS = {"bots/slack/events.py", "bots/discord/events.py", "core/poller.py"}
+OWN_SUPERVISORS = {"bots/slack/events.py", "bots/slack/assistant.py", "bots/discord/events.py", "core/poller.py"}
 
 
 def core_imports(tree: ast.AST) -> set[str]:

@@ -26,6 +26,8 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "views_publish": set(),
     "views_open": set(),
     "assistant_threads_setStatus": {"chat:write"},
+    "assistant_threads_setTitle": {"assistant:write"},
+    "assistant_threads_setSuggestedPrompts": {"assistant:write"},
 }
 SOCKET_MODE_CALLS = {"send_socket_mode_response"}  # the Socket Mode client's own frames, not Web API methods
 EVENT_SUBSCRIPTIONS: dict[str, tuple[set[str], set[str]]] = {  # bolt event -> (manifest bot_events, scopes)

@@ -27,6 +27,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.admin import SlackAdmin
+from bots.slack.assistant import SlackAssistant
 from bots.slack.distribution import INSTALL_PATH, Distribution, oauth_settings
 from bots.slack.events import SlackEvents
 from bots.slack.installations import StoreInstallations, StoreStates
@@ -148,6 +149,8 @@ class SlackBot:
         self._started = False
         self.events = SlackEvents(relay, self.adapter)
         self.events.register(self.app)
+        self.assistant = SlackAssistant(relay, self.adapter)  # the Messages tab as an agent: before admin's Home tab
+        self.assistant.register(self.app, self.events.detached, self.events)
         self.admin.register(self.app, self.events.detached)
         # Registered now, before relay.start(), so answers recovered after a restart can be delivered.
         relay.register(self.adapter)
@@ -239,6 +242,7 @@ class SlackBot:
             await self._http_runner.cleanup()
             self._http_runner = None
         await self.events.drain(drain)
+        await self.assistant.stop()
         await self._close_session()
 
     async def _close_session(self) -> None:

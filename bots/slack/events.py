@@ -21,7 +21,7 @@ from bots.slack.translate import (
     to_inbound,
     workspace_of,
 )
-from core.models import FeedbackOutcome
+from core.models import Accepted, FeedbackOutcome, ReplyTarget
 from core.ports import Inbound
 from core.supervisor import TaskSupervisor
 
@@ -38,6 +38,7 @@ class SlackEvents:
         self.relay = relay
         self.adapter = adapter
         self._handlers = TaskSupervisor("slack-events")
+        self.on_question: Callable[[ReplyTarget, str], None] | None = None  # told of each accepted DM question
 
     def register(self, app: AsyncApp) -> None:
         """Attach the other listeners to the bolt app (the admin surfaces attach their own, detached the same way).
@@ -136,7 +137,9 @@ class SlackEvents:
             return
         if event.get("channel_type") != "im" and mentions_bot(str(event.get("text") or ""), bot_user_id):
             return  # the app_mention copy of this message is the one we answer
-        await self.relay.handle_message(to_inbound(body, event, bot_user_id))
+        inbound = to_inbound(body, event, bot_user_id)
+        if isinstance(await self.relay.handle_message(inbound), Accepted) and self.on_question and inbound.target.is_dm:
+            self.on_question(inbound.target, inbound.text)
 
     # ---- feedback ---------------------------------------------------------------------------------------
 

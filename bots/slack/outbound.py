@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import strings as text
+from bots.slack.assistant import LOADING_MESSAGES, AssistantStatus
 from bots.slack.format import ANSWER_EVENT_TYPE, SlackMessage, answer_messages, to_mrkdwn
 from bots.slack.progress import ProgressBudget
 from bots.slack.teams import TeamClient, TeamClients
@@ -75,6 +76,7 @@ class SlackAdapter:
         self._cosmetic_timeout = cosmetic_timeout
         self._moved: LRUCache[str, _Place] = LRUCache(maxsize=10_000)  # delivery_key -> place it moved to
         self._progress = ProgressBudget()
+        self.status = AssistantStatus()  # assistant-thread statuses kept alive while answers are pending
 
     @property
     def client(self) -> AsyncWebClient:
@@ -102,26 +104,37 @@ class SlackAdapter:
 
     @_for_team
     async def show_working(self, target: ReplyTarget) -> bool:
-        """An hourglass on the question; the 'is thinking…' status in AI assistant threads (core calls this only
-        for an answer not there within Tuning.working_after). False, showing nothing, beyond the workspace's
-        progress budget: Slack would refuse those calls (429) anyway, and every answer still comes."""
+        """An hourglass on the question; in an assistant thread (any thread of the app's DM, the Messages tab) also
+        the status with loading messages, kept alive until clear_working (core calls this only for an answer not
+        there within Tuning.working_after). False, showing nothing, beyond the workspace's progress budget: Slack
+        would refuse those calls (429) anyway, and every answer still comes."""
         if not self._progress.take(target.workspace_id):
             return False
         await self._cosmetic("reactions_add", ("already_reacted",), channel=target.message_channel_id,
                              timestamp=target.message_id, name=WORKING_REACTION)
-        if target.extra("assistant"):
-            await self._cosmetic("assistant_threads_setStatus", channel_id=target.channel_id,
-                                 thread_ts=target.thread_root, status=text.THINKING_STATUS)
+        if target.is_dm or target.extra("assistant"):
+            await self.status.show(target, self._status_sender(target))
         return True
 
     @_for_team
     async def clear_working(self, target: ReplyTarget) -> None:
-        """Take the hourglass (and assistant status) away again."""
+        """Take the hourglass (and assistant status, with its refresher) away again."""
         await self._cosmetic("reactions_remove", ("no_reaction",), channel=target.message_channel_id,
                              timestamp=target.message_id, name=WORKING_REACTION)
-        if target.extra("assistant"):
-            await self._cosmetic("assistant_threads_setStatus", channel_id=target.channel_id,
-                                 thread_ts=target.thread_root, status="")
+        if target.is_dm or target.extra("assistant"):
+            await self.status.clear(target, self._status_sender(target))
+
+    def _status_sender(self, target: ReplyTarget) -> Callable[[str], Awaitable[None]]:
+        """setStatus for one assistant thread, on its team's client ('' clears; anything else shows the status)."""
+
+        async def send(status: str) -> None:
+            async with self.teams.using(target.workspace_id, target.extra("enterprise_id")):
+                loading = {"loading_messages": list(LOADING_MESSAGES)} if status else {}
+                await self._cosmetic("assistant_threads_setStatus", channel_id=target.channel_id,
+                                     thread_ts=target.thread_root, status=text.THINKING_STATUS if status else "",
+                                     **loading)
+
+        return send
 
     @_for_team
     async def post_answer(self, target: ReplyTarget, answer: Answer, *, recovering: bool = False) -> list[str]:

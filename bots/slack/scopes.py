@@ -4,6 +4,6 @@ equal). Kept in code because the Docker image ships no manifest.yml; "Add to Sla
 __all__ = ["SLACK_SCOPES"]
 
 SLACK_SCOPES = (
-    "app_mentions:read", "channels:history", "chat:write", "chat:write.public", "commands", "groups:history",
-    "im:history", "reactions:read", "reactions:write", "users:read", "users:read.email",
+    "app_mentions:read", "assistant:write", "channels:history", "chat:write", "chat:write.public", "commands",
+    "groups:history", "im:history", "reactions:read", "reactions:write", "users:read", "users:read.email",
 )

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from tests.fakes.slack_assistant import SlackAssistantFake
 from tests.fakes.slack_sockets import MAX_RETRIES, TOO_MANY_WEBSOCKETS, Delivery, SocketConn, SocketHub
 from tests.fakes.slack_teams import OAUTH_METHOD, IssuedToken, SlackTeams, Team, event_callback_body
 from tests.fakes.slack_teams import Refusal as _Refusal
@@ -123,7 +124,7 @@ def interactive_form(payload: dict[str, Any]) -> dict[str, str]:
     return {"payload": json.dumps(payload)}
 
 
-class FakeSlack(SlackTeams):
+class FakeSlack(SlackTeams, SlackAssistantFake):
     """An aiohttp server on 127.0.0.1 that answers like Slack, so bolt runs unchanged in tests.
 
     Many workspaces (see ``slack_teams``): ``add_team``, ``authorize`` + ``oauth.v2.access`` install a team and
@@ -224,6 +225,7 @@ class FakeSlack(SlackTeams):
             "apps.connections.open": self._apps_connections_open,
         }
         self._init_teams(client_id, client_secret)
+        self._init_assistant()
         self.add_user(bot_user_id, name=bot_name, is_bot=True)
 
     # ------------------------------------------------------------------ lifecycle
