@@ -17,8 +17,8 @@ __all__ = [
     "WORKSPACE_SPECS", "SettingError", "SettingSpec", "choice", "database_url", "emoji_list", "env_spec",
     "fernet_keys", "id_set", "int_ids",
     "normalize_emoji", "number", "parse_bool", "parse_duration", "parse_port", "parse_site_id", "plain",
-    "positive_float", "positive_int", "postgres_url", "refine", "render_value", "setting_key", "sqlite_path", "target",
-    "text", "url",
+    "positive_float", "positive_int", "postgres_url", "refine", "render_value", "setting_key", "sqlite_path",
+    "tag_name", "target", "text", "url",
     "workspace_spec",
 ]
 
@@ -261,6 +261,16 @@ def target(raw: str) -> str | None:
     return value
 
 
+def tag_name(raw: str) -> str | None:
+    """A forum tag's name (Discord allows 1 to 20 characters), or None for 'none', 'off' or '-'."""
+    value = raw.strip()
+    if value.lower() in ("none", "off", "-"):
+        return None
+    if not 0 < len(value) <= 20:
+        raise SettingError("must be a forum tag name of 1 to 20 characters (or 'none')")
+    return value
+
+
 def render_value(value: Any) -> str:
     """A value the way an admin would type it: on/off, comma-joined lists, 'none'."""
     if isinstance(value, bool):
@@ -376,6 +386,10 @@ WORKSPACE_SPECS: tuple[SettingSpec, ...] = (
     _Spec("send_email", parse_bool, "on, off", "send the asker's email address to Uppzy", env="UPPZY_SEND_EMAIL"),
     _Spec("escalation_target", target, "a user group, role or channel, or none",
           "who is pinged when an answer is rated bad"),
+    _Spec("answered_tag", tag_name, "a forum tag name, or none",
+          "Discord forums: the tag put on a post once the bot has answered it"),
+    _Spec("escalated_tag", tag_name, "a forum tag name, or none",
+          "Discord forums: the tag put on a post once it is escalated (👎 or \"Talk to a human\")"),
 )
 
 

@@ -61,6 +61,8 @@ class WorkspaceSettings:
     low_confidence_note: str = messages.DEFAULT_LOW_CONFIDENCE_NOTE
     send_email: bool = False
     escalation_target: str | None = None
+    answered_tag: str | None = None  # Discord forum posts: tag names applied after an answer / an escalation
+    escalated_tag: str | None = None
 
     def rating_for(self, emoji: str) -> str | None:
         """'good', 'bad' or None for a reaction emoji name, ignoring skin tones."""

@@ -12,6 +12,7 @@ from cachetools import LRUCache
 
 from bots.discord import format as fmt
 from bots.discord import strings as msgs
+from bots.discord.forum import ForumTags, SettingsOf
 from bots.discord.translate import PLATFORM
 from core.models import Answer, Notice, NoticeKind, ReplyTarget
 
@@ -63,8 +64,10 @@ class DiscordAdapter:
     feedback_emoji = (("👍",), ("👎",))
 
     def __init__(self, *, feedback_view: Callable[[], discord.ui.View] | None = None,
-                 typing_interval: float = 8.0, typing_limit: float = 180.0, ready_timeout: float = 60.0) -> None:
+                 typing_interval: float = 8.0, typing_limit: float = 180.0, ready_timeout: float = 60.0,
+                 settings_of: SettingsOf | None = None) -> None:
         self._client: discord.Client | None = None
+        self._forum = ForumTags(settings_of)
         self._ready = asyncio.Event()
         self._feedback_view = feedback_view
         self._typing_interval = typing_interval  # Discord shows typing for ~10 s per call
@@ -196,6 +199,8 @@ class DiscordAdapter:
             else:
                 if recovering:
                     log.info("answer re-posted after an interrupted delivery channel=%s", dest.channel_id)
+                if target.thread_id is not None:
+                    await self._forum.mark(await self.client(), target, "answered", dest.channel_id)
                 return ids
         while True:
             try:
@@ -311,3 +316,5 @@ class DiscordAdapter:
         else:
             allowed = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(ident)])
             await self._send(target, dest, msgs.escalation_in_thread(f"<@{ident}>", link), mentions=allowed)
+        if target.thread_id is not None:
+            await self._forum.mark(client, target, "escalated", dest.channel_id)
