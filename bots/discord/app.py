@@ -16,7 +16,7 @@ from discord.http import Route
 
 from bots.discord import strings as msgs
 from bots.discord.admin import install, sync_commands
-from bots.discord.events import BAD_ID, GOOD_ID, DiscordEvents, FeedbackButtons
+from bots.discord.events import BAD_ID, GOOD_ID, HUMAN_ID, DiscordEvents, FeedbackButtons
 from bots.discord.outbound import NO_PINGS, DiscordAdapter
 from bots.discord.shards import IdentifyPacer, ShardedClient, ShardPlan, plan_shards
 from bots.discord.translate import PLATFORM, workspace_of
@@ -92,7 +92,7 @@ class _Client(ShardedClient):
         """Components that are not ours (e.g. left on old messages by another version) are logged, not answered."""
         if interaction.type is discord.InteractionType.component:
             custom_id = (interaction.data or {}).get("custom_id")
-            if custom_id not in (GOOD_ID, BAD_ID):
+            if custom_id not in (GOOD_ID, BAD_ID, HUMAN_ID):
                 log.info("interaction dropped: unknown component custom_id=%r", str(custom_id)[:100])
 
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:

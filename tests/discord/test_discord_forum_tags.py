@@ -110,3 +110,15 @@ async def test_untagged_forums_and_text_channels_are_left_alone(desk: DiscordHar
     await desk.wait_idle(2)
     assert desk.fake.calls("PATCH", PATCH_TAGS) == []
     assert desk.fake.applied_tag_names(post_id) == []
+
+
+async def test_talk_to_a_human_tags_the_post_escalated(desk: DiscordHarness) -> None:
+    """"Talk to a human" on a forum answer escalates it like 👎, so the post gets the escalated tag too."""
+    await desk.relay.workspaces.set("discord", str(GUILD_ID), "escalation_target", f"<#{ESCALATION_ID}>", by="test")
+    post_id = await new_post(desk, "How do returns work?", ["Billing"])
+    answer = (await desk.wait_posts(post_id))[-1]
+    await desk.fake.wait_for(lambda: "Answered" in desk.fake.applied_tag_names(post_id), what="answered tag")
+    await desk.fake.component_click(custom_id="uppzy:human", message_id=int(answer["id"]), channel_id=post_id,
+                                    user_id=USER_ID, guild_id=GUILD_ID)
+    await desk.fake.wait_for(lambda: desk.fake.applied_tag_names(post_id) == ["Billing", "Answered", "Escalated"],
+                             what="escalated tag")
