@@ -6,6 +6,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from cachetools import LRUCache
+
 from core import messages
 from core.errors import UppzyError
 from core.metrics import Metrics
@@ -35,16 +37,58 @@ class Feedback:
         self._tasks = tasks
         self._takeover_after = takeover_after
         self._clock = clock
+        self._humans: LRUCache[int, str] = LRUCache(maxsize=10_000)  # turns a human was already asked for
 
-    async def handle(self, event: FeedbackEvent) -> FeedbackResult:
-        """Rate the answer the event points at; the result tells the adapter what to say to the rater."""
-        if event.removed:
-            return FeedbackResult(FeedbackOutcome.IGNORED)  # Uppzy keeps the first rating; nothing to undo
+    async def _turn_of(self, event: FeedbackEvent) -> Turn | None:
         turn = await self._store.turn_for_message(event.platform, event.message_id, event.channel_id)
         if turn is None and event.channel_id is not None:
             # An answer the adapter had to post elsewhere (the asker's DM, the parent channel) is stored under the
             # question's channel; its message id alone still names it.
             turn = await self._store.turn_for_message(event.platform, event.message_id)
+        return turn
+
+    async def request_human(self, event: FeedbackEvent) -> str:
+        """"Talk to a human" on an answer: escalate it as a 👎 would (same target, same adapter call) and return
+        the private line for the clicker saying who was notified; counted in uppzy_bot_human_requests_total.
+
+        Who may ask follows feedback_raters; one request per answer (per process) notifies anyone. An adapter
+        may offer `escalate_human(target, escalation_target, answer_message_id)` to word it as a request for a
+        human rather than a bad rating; else its `escalate` is used.
+        """
+        outcome, line = await self._request_human(event)
+        self._metrics.human_requests.labels(event.platform, outcome).inc()
+        log.info("human requested on message=%s outcome=%s", event.message_id, outcome)
+        return line
+
+    async def _request_human(self, event: FeedbackEvent) -> tuple[str, str]:
+        turn = await self._turn_of(event)
+        if turn is None:
+            return "not_an_answer", messages.NOT_AN_ANSWER
+        ws = await self._workspaces.get(event.platform, turn.target.workspace_id)
+        if ws.feedback_raters == "asker" and event.user_id != turn.target.user_id:
+            return "not_allowed", messages.HUMAN_NOT_YOURS
+        if not ws.escalation_target:
+            return "no_target", messages.HUMAN_NOBODY
+        if turn.id in self._humans:
+            return "repeated", messages.human_already(self._humans[turn.id])
+        platform = self._platforms.get(event.platform)
+        if platform is None:
+            return "failed", messages.HUMAN_FAILED
+        escalate = getattr(platform, "escalate_human", None) or platform.escalate
+        self._humans[turn.id] = ws.escalation_target
+        try:
+            await escalate(turn.target, ws.escalation_target, event.message_id)
+        except Exception as exc:
+            self._humans.pop(turn.id, None)
+            log.warning("human request for turn=%d failed: %s", turn.id, type(exc).__name__)
+            return "failed", messages.HUMAN_FAILED
+        return "escalated", messages.human_notified(ws.escalation_target)
+
+    async def handle(self, event: FeedbackEvent) -> FeedbackResult:
+        """Rate the answer the event points at; the result tells the adapter what to say to the rater."""
+        if event.removed:
+            return FeedbackResult(FeedbackOutcome.IGNORED)  # Uppzy keeps the first rating; nothing to undo
+        turn = await self._turn_of(event)
         if turn is None:
             return FeedbackResult(FeedbackOutcome.NOT_AN_ANSWER, message=messages.NOT_AN_ANSWER)
         ws = await self._workspaces.get(event.platform, turn.target.workspace_id)

@@ -103,6 +103,9 @@ class Metrics:
                                registry=r)
         self.feedback = Counter("uppzy_bot_feedback_total", "Ratings sent to Uppzy",
                                 ["platform", "workspace", "rating"], registry=r)
+        self.human_requests = Counter("uppzy_bot_human_requests_total",
+                                      "\"Talk to a human\" clicks on answers, by what came of them",
+                                      ["platform", "outcome"], registry=r)
         self.sessions_opened = Counter("uppzy_bot_sessions_opened_total", "Uppzy sessions started",
                                        ["platform", "workspace"], registry=r)
         self.sessions_closed = Counter("uppzy_bot_sessions_closed_total", "Uppzy sessions closed",

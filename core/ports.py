@@ -97,6 +97,12 @@ class Inbound(Protocol):
         """Turn a reaction or button on an answer into Uppzy feedback, at most once per answer."""
         ...
 
+    async def request_human(self, event: FeedbackEvent) -> str:
+        """"Talk to a human" on an answer (`event.message_id`): escalate it to the workspace's escalation_target
+        as a 👎 would, once per answer, and return the line to show the clicker privately (who was notified,
+        or why nobody was); counted in uppzy_bot_human_requests_total{platform,outcome}. Never raises."""
+        ...
+
     async def end_conversation(self, target: ReplyTarget) -> EndResult:
         """Close the caller's session for this conversation now; the next message starts a fresh one."""
         ...

@@ -119,6 +119,10 @@ class Relay:
         """Turn a reaction or button on an answer into Uppzy feedback, at most once per answer."""
         return await self.parts.feedback.handle(event)
 
+    async def request_human(self, event: FeedbackEvent) -> str:
+        """"Talk to a human" on an answer: escalate it and return the private line for the clicker."""
+        return await self.parts.feedback.request_human(event)
+
     async def end_conversation(self, target: ReplyTarget) -> EndResult:
         """Close the caller's session for this conversation now."""
         return await self.parts.conversations.end(target)

@@ -18,7 +18,7 @@ __all__ = [
     "fernet_keys", "id_set", "int_ids",
     "normalize_emoji", "number", "parse_bool", "parse_duration", "parse_port", "parse_site_id", "plain",
     "positive_float", "positive_int", "postgres_url", "prompt_list", "refine", "render_value", "setting_key",
-    "sqlite_path", "target", "text", "url",
+    "sqlite_path", "tag_name", "target", "text", "url",
     "workspace_spec",
 ]
 
@@ -281,6 +281,16 @@ def prompt_list(raw: str) -> str:
     return " | ".join(" :: ".join(halves) for halves in prompts)
 
 
+def tag_name(raw: str) -> str | None:
+    """A forum tag's name (Discord allows 1 to 20 characters), or None for 'none', 'off' or '-'."""
+    value = raw.strip()
+    if value.lower() in ("none", "off", "-"):
+        return None
+    if not 0 < len(value) <= 20:
+        raise SettingError("must be a forum tag name of 1 to 20 characters (or 'none')")
+    return value
+
+
 def render_value(value: Any) -> str:
     """A value the way an admin would type it: on/off, comma-joined lists, 'none'."""
     if isinstance(value, bool):
@@ -398,6 +408,10 @@ WORKSPACE_SPECS: tuple[SettingSpec, ...] = (
           "who is pinged when an answer is rated bad"),
     _Spec("suggested_prompts", prompt_list, PROMPTS_ACCEPTED,
           "prompts offered when someone opens the app's Messages tab (Slack)", render=lambda v: v or "none"),
+    _Spec("answered_tag", tag_name, "a forum tag name, or none",
+          "Discord forums: the tag put on a post once the bot has answered it"),
+    _Spec("escalated_tag", tag_name, "a forum tag name, or none",
+          "Discord forums: the tag put on a post once it is escalated (👎 or \"Talk to a human\")"),
 )
 
 

@@ -63,6 +63,8 @@ class WorkspaceSettings:
     send_email: bool = False
     escalation_target: str | None = None
     suggested_prompts: str = DEFAULT_SUGGESTED_PROMPTS  # "a | Title :: b"; "" shows none
+    answered_tag: str | None = None  # Discord forum posts: tag names applied after an answer / an escalation
+    escalated_tag: str | None = None
 
     def rating_for(self, emoji: str) -> str | None:
         """'good', 'bad' or None for a reaction emoji name, ignoring skin tones."""

@@ -98,8 +98,8 @@ def test_ids_links_intents_and_invite() -> None:
     assert fmt.jump_link("5", 6, 7) == "https://discord.com/channels/5/6/7"
     intents = bot_intents()
     assert intents.message_content and not intents.members and not intents.presences
-    assert bot_permissions().value == 309237713920
-    assert invite_url(99).endswith("client_id=99&scope=bot+applications.commands&permissions=309237713920")
+    assert bot_permissions().value == 326417583104
+    assert invite_url(99).endswith("client_id=99&scope=bot+applications.commands&permissions=326417583104")
 
 
 def test_importing_the_discord_modules_changes_nothing() -> None:

@@ -82,8 +82,10 @@ def target_of(interaction: discord.Interaction) -> ReplyTarget:
     )
 
 
+@app_commands.allowed_installs(guilds=True, users=True)
+@app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 class UserCommands(app_commands.Group, name="uppzy", description=msgs.DESCRIBE_GROUP):
-    """Commands every member (and DM) may use."""
+    """Commands every member (and DM) may use; offered where a member installed the app for themselves too."""
 
     def __init__(self, relay: Inbound) -> None:
         super().__init__()
@@ -104,6 +106,8 @@ class UserCommands(app_commands.Group, name="uppzy", description=msgs.DESCRIBE_G
         await interaction.followup.send(text, ephemeral=True)
 
 
+@app_commands.allowed_installs(guilds=True, users=False)
+@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
 class AdminCommands(app_commands.Group, name="uppzy-admin", description=msgs.DESCRIBE_ADMIN_GROUP,
                     guild_only=True, default_permissions=discord.Permissions(manage_guild=True)):
     """Per-server settings; only members with Manage Server."""

@@ -16,7 +16,7 @@ from discord.http import Route
 
 from bots.discord import strings as msgs
 from bots.discord.admin import install, sync_commands
-from bots.discord.events import BAD_ID, GOOD_ID, DiscordEvents, FeedbackButtons
+from bots.discord.events import BAD_ID, GOOD_ID, HUMAN_ID, DiscordEvents, FeedbackButtons
 from bots.discord.outbound import NO_PINGS, DiscordAdapter
 from bots.discord.shards import IdentifyPacer, ShardedClient, ShardPlan, plan_shards
 from bots.discord.translate import PLATFORM, workspace_of
@@ -45,9 +45,10 @@ def bot_intents() -> discord.Intents:
 
 
 def bot_permissions() -> discord.Permissions:
-    """What the bot does in a channel: see it, post, open public threads, post in threads, reply to messages."""
+    """What the bot does in a channel: see it, post, open public threads, post in threads, reply to messages, and
+    tag forum posts (Manage Threads: Discord lets only a post's creator or thread managers change its tags)."""
     return discord.Permissions(view_channel=True, send_messages=True, create_public_threads=True,
-                               send_messages_in_threads=True, read_message_history=True)
+                               send_messages_in_threads=True, read_message_history=True, manage_threads=True)
 
 
 def invite_url(application_id: int) -> str:
@@ -91,7 +92,7 @@ class _Client(ShardedClient):
         """Components that are not ours (e.g. left on old messages by another version) are logged, not answered."""
         if interaction.type is discord.InteractionType.component:
             custom_id = (interaction.data or {}).get("custom_id")
-            if custom_id not in (GOOD_ID, BAD_ID):
+            if custom_id not in (GOOD_ID, BAD_ID, HUMAN_ID):
                 log.info("interaction dropped: unknown component custom_id=%r", str(custom_id)[:100])
 
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
@@ -129,7 +130,8 @@ class DiscordBot:
         self.reconnect_delay = reconnect_delay
         self.identify_window = identify_window  # Discord's: max_concurrency IDENTIFYs per bucket per 5 s
         self.adapter = DiscordAdapter(feedback_view=FeedbackButtons.rendered, typing_interval=typing_interval,
-                                      typing_limit=settings.uppzy_answer_timeout + 30, ready_timeout=ready_timeout)
+                                      typing_limit=settings.uppzy_answer_timeout + 30, ready_timeout=ready_timeout,
+                                      settings_of=relay.settings)
         self.events = DiscordEvents(relay, self.adapter)
         relay.register(self.adapter)  # now, so answers the relay recovers at start wait for us to connect
         self.client: _Client | None = None

@@ -30,10 +30,12 @@ log = logging.getLogger(__name__)
 
 GOOD_ID = "uppzy:fb:good"
 BAD_ID = "uppzy:fb:bad"
+HUMAN_ID = "uppzy:human"
 
 
 class FeedbackButtons(discord.ui.View):
-    """👍/👎 under every answer; fixed custom ids so clicks on answers from before a restart still work."""
+    """👍/👎 and "Talk to a human" under every answer; fixed custom ids so clicks on answers from before a restart
+    still work."""
 
     def __init__(self, events: DiscordEvents | None = None) -> None:
         super().__init__(timeout=None)
@@ -57,6 +59,12 @@ class FeedbackButtons(discord.ui.View):
         """Rate the clicked answer bad."""
         if self._events is not None:
             await self._events.on_button(interaction, "bad")
+
+    @discord.ui.button(label=msgs.BUTTON_HUMAN, emoji="🙋", style=discord.ButtonStyle.secondary, custom_id=HUMAN_ID)
+    async def human(self, interaction: discord.Interaction, button: discord.ui.Button[FeedbackButtons]) -> None:
+        """Ask for a person: escalate like 👎 and tell the clicker privately who was notified."""
+        if self._events is not None:
+            await self._events.on_human(interaction)
 
 
 class DiscordEvents:
@@ -132,3 +140,15 @@ class DiscordEvents:
                           interaction.message.id if interaction.message else None)
             text = msgs.FEEDBACK_UNKNOWN
         await interaction.edit_original_response(content=text)
+
+    async def on_human(self, interaction: discord.Interaction) -> None:
+        """A "Talk to a human" click: escalate through core and answer the clicker privately."""
+        with self._tracked():
+            await interaction.response.defer(ephemeral=True, thinking=True)  # the escalation posts first
+            try:
+                text = await self.relay.request_human(button_feedback(interaction, None))
+            except Exception:
+                log.exception("human request on message=%s failed",
+                              interaction.message.id if interaction.message else None)
+                text = msgs.FEEDBACK_UNKNOWN
+            await interaction.edit_original_response(content=text)

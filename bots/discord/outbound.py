@@ -12,6 +12,7 @@ from cachetools import LRUCache
 
 from bots.discord import format as fmt
 from bots.discord import strings as msgs
+from bots.discord.forum import ForumTags, SettingsOf
 from bots.discord.translate import PLATFORM
 from core.models import Answer, Notice, NoticeKind, ReplyTarget
 
@@ -63,8 +64,10 @@ class DiscordAdapter:
     feedback_emoji = (("👍",), ("👎",))
 
     def __init__(self, *, feedback_view: Callable[[], discord.ui.View] | None = None,
-                 typing_interval: float = 8.0, typing_limit: float = 180.0, ready_timeout: float = 60.0) -> None:
+                 typing_interval: float = 8.0, typing_limit: float = 180.0, ready_timeout: float = 60.0,
+                 settings_of: SettingsOf | None = None) -> None:
         self._client: discord.Client | None = None
+        self._forum = ForumTags(settings_of)
         self._ready = asyncio.Event()
         self._feedback_view = feedback_view
         self._typing_interval = typing_interval  # Discord shows typing for ~10 s per call
@@ -196,6 +199,8 @@ class DiscordAdapter:
             else:
                 if recovering:
                     log.info("answer re-posted after an interrupted delivery channel=%s", dest.channel_id)
+                if target.thread_id is not None:
+                    await self._forum.mark(await self.client(), target, "answered", dest.channel_id)
                 return ids
         while True:
             try:
@@ -292,6 +297,14 @@ class DiscordAdapter:
 
     async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
         """Ping the configured role/user in the thread, or post a jump link in the configured channel."""
+        await self._escalate(target, escalation_target, answer_message_id, human=False)
+
+    async def escalate_human(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
+        """"Talk to a human": the same places as a 👎 escalation, worded as a request for a person."""
+        await self._escalate(target, escalation_target, answer_message_id, human=True)
+
+    async def _escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str, *,
+                        human: bool) -> None:
         client = await self.client()
         parsed = fmt.escalation_of(escalation_target)
         if parsed is None or target.is_dm:
@@ -303,11 +316,15 @@ class DiscordAdapter:
             kind = "channel" if client.get_channel(ident) else "role" if guild and guild.get_role(ident) else "user"
         dest = _Dest((await self.destination(target)).channel_id)
         link = fmt.jump_link(target.workspace_id, dest.channel_id, int(answer_message_id))
+        in_thread = msgs.human_in_thread if human else msgs.escalation_in_thread
         if kind == "channel":
-            await self._send(target, _Dest(ident), msgs.escalation_in_channel(link))
+            in_channel = msgs.human_in_channel if human else msgs.escalation_in_channel
+            await self._send(target, _Dest(ident), in_channel(link))
         elif kind == "role":
             allowed = discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(ident)])
-            await self._send(target, dest, msgs.escalation_in_thread(f"<@&{ident}>", link), mentions=allowed)
+            await self._send(target, dest, in_thread(f"<@&{ident}>", link), mentions=allowed)
         else:
             allowed = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(ident)])
-            await self._send(target, dest, msgs.escalation_in_thread(f"<@{ident}>", link), mentions=allowed)
+            await self._send(target, dest, in_thread(f"<@{ident}>", link), mentions=allowed)
+        if target.thread_id is not None:
+            await self._forum.mark(client, target, "escalated", dest.channel_id)

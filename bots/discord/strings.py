@@ -6,6 +6,7 @@ __all__ = [
     "ADMIN_ONLY",
     "BUTTON_BAD",
     "BUTTON_GOOD",
+    "BUTTON_HUMAN",
     "COMMAND_FAILED",
     "DESCRIBE_ADMIN_GROUP",
     "DESCRIBE_CHANNEL",
@@ -39,6 +40,8 @@ __all__ = [
     "escalation_in_channel",
     "escalation_in_thread",
     "gateway_timeout",
+    "human_in_channel",
+    "human_in_thread",
     "low_confidence",
     "sessions_list",
     "setting_invalid",
@@ -52,6 +55,7 @@ __all__ = [
 TEXT_ONLY = "I can only read text for now. Could you type your question as a message?"
 BUTTON_GOOD = "Helpful"
 BUTTON_BAD = "Not helpful"
+BUTTON_HUMAN = "Talk to a human"
 FEEDBACK_UNKNOWN = "Sorry, I couldn't record that rating. Please try again in a minute."
 
 
@@ -83,6 +87,16 @@ def escalation_in_thread(mention: str, link: str) -> str:
 def escalation_in_channel(link: str) -> str:
     """Posted in the configured escalation channel, with a jump link to the rated answer."""
     return f"An answer was rated 👎 and could use a human look: {link}"
+
+
+def human_in_thread(mention: str, link: str) -> str:
+    """"Talk to a human": posted in the conversation's thread, pinging exactly the configured role or user."""
+    return f"{mention} someone here asked to talk to a human about this answer: {link}"
+
+
+def human_in_channel(link: str) -> str:
+    """"Talk to a human": posted in the configured escalation channel, with a jump link to the answer."""
+    return f"Someone asked to talk to a human about this answer: {link}"
 
 
 # --- slash commands ------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def reaction_feedback(payload: discord.RawReactionActionEvent) -> FeedbackEvent:
     )
 
 
-def button_feedback(interaction: discord.Interaction, rating: Rating) -> FeedbackEvent:
+def button_feedback(interaction: discord.Interaction, rating: Rating | None) -> FeedbackEvent:
     """A 👍/👎 button click on an answer as feedback; the clicked message is the rated answer."""
     message_id = interaction.message.id if interaction.message is not None else 0
     return FeedbackEvent(

@@ -44,7 +44,7 @@ async def test_mention_starts_thread_from_message_and_answers_there(h: DiscordHa
     assert "Returns are accepted within 30 days" in posts[0]["content"]
     assert_pings_nobody(posts[0])
     buttons = posts[-1]["components"][0]["components"]
-    assert [b["custom_id"] for b in buttons] == ["uppzy:fb:good", "uppzy:fb:bad"]
+    assert [b["custom_id"] for b in buttons] == ["uppzy:fb:good", "uppzy:fb:bad", "uppzy:human"]
     assert h.posts(TEXT_ID) == []
     chat = h.chats()[0]
     assert chat.body["session_id"] == f"discord-user-{USER_ID}-{TEXT_ID}"

@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from tests.fakes.discord_forums import DiscordForums, TagError
+
 DISCORD_EPOCH_MS = 1420070400000
 INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_PRESENCES = 1 << 8
@@ -140,7 +142,7 @@ class _Conn:
     close_code: int | None = None
 
 
-class FakeDiscord:
+class FakeDiscord(DiscordForums):
     """Fake Discord server: a small world model, REST routes, a gateway, recordings and scripted faults."""
 
     def __init__(
@@ -1521,6 +1523,10 @@ class FakeDiscord:
             raise _HttpError(403, "Missing Access", self.send_denied[int(cid)])
         if (meta["locked"] or body.get("locked")) and not self.bot_manages_threads:
             raise _HttpError(403, "Missing Permissions", 50013)
+        try:
+            self._edit_applied_tags(channel, body)
+        except TagError as err:
+            raise _HttpError(err.status, err.message, err.code) from None
         for key in ("archived", "locked"):
             if key in body:
                 meta[key] = bool(body[key])
