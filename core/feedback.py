@@ -6,10 +6,21 @@ import logging
 import time
 from collections.abc import Callable
 
+from cachetools import LRUCache
+
 from core import messages
 from core.errors import UppzyError
 from core.metrics import Metrics
-from core.models import FeedbackEvent, FeedbackOutcome, FeedbackResult, Rating, Turn
+from core.models import (
+    FeedbackEvent,
+    FeedbackOutcome,
+    FeedbackResult,
+    HumanOutcome,
+    HumanRequest,
+    HumanResult,
+    Rating,
+    Turn,
+)
 from core.platforms import Platforms
 from core.ports import Store
 from core.supervisor import TaskSupervisor
@@ -35,6 +46,7 @@ class Feedback:
         self._tasks = tasks
         self._takeover_after = takeover_after
         self._clock = clock
+        self._humans_asked: LRUCache[int, bool] = LRUCache(maxsize=10_000)  # answers escalated on request
 
     async def handle(self, event: FeedbackEvent) -> FeedbackResult:
         """Rate the answer the event points at; the result tells the adapter what to say to the rater."""
@@ -79,6 +91,37 @@ class Feedback:
                                   name="escalate")
         thanks = messages.THANKS_GOOD if rating == "good" else messages.THANKS_BAD
         return FeedbackResult(FeedbackOutcome.RECORDED, rating, thanks, turn)
+
+    async def request_human(self, request: HumanRequest) -> HumanResult:
+        """"Talk to a human": the workspace's escalation target gets the thread link (once per answer here)."""
+        result = await self._human(request)
+        self._metrics.human_requests.labels(request.platform, result.outcome.value).inc()
+        log.info("human request on message=%s outcome=%s", request.message_id, result.outcome.value)
+        return result
+
+    async def _human(self, request: HumanRequest) -> HumanResult:
+        turn = await self._store.turn_for_message(request.platform, request.message_id, request.channel_id)
+        if turn is None and request.channel_id is not None:
+            turn = await self._store.turn_for_message(request.platform, request.message_id)
+        if turn is None:
+            return HumanResult(HumanOutcome.NOT_AN_ANSWER)
+        ws = await self._workspaces.get(request.platform, turn.target.workspace_id)
+        if not ws.escalation_target:
+            return HumanResult(HumanOutcome.NOT_CONFIGURED, None, turn)
+        if turn.id in self._humans_asked:
+            return HumanResult(HumanOutcome.ALREADY_SENT, ws.escalation_target, turn)
+        platform = self._platforms.get(request.platform)
+        if platform is None:
+            return HumanResult(HumanOutcome.FAILED, ws.escalation_target, turn)
+        self._humans_asked[turn.id] = True
+        try:
+            await platform.escalate(turn.target, ws.escalation_target, request.message_id,
+                                    requested_by=request.user_id)
+        except Exception as exc:  # a platform error becomes an outcome the asker is told
+            self._humans_asked.pop(turn.id, None)
+            log.warning("human request for turn=%d not passed on: %s", turn.id, type(exc).__name__)
+            return HumanResult(HumanOutcome.FAILED, ws.escalation_target, turn)
+        return HumanResult(HumanOutcome.SENT, ws.escalation_target, turn)
 
     async def _claim(self, turn: Turn, rating: Rating, event: FeedbackEvent) -> Rating | None:
         """Reserve the rating; None if ours, else the rating already there.
