@@ -73,9 +73,30 @@ def defuse(raw: str) -> str:
 
 
 def defuse_markdown(raw: str) -> str:
-    """Standard Markdown (for the markdown block) that cannot ping: Slack's <!…>, <@…> and <#…> tokens and plain
-    @channel/@here/@everyone are broken with a zero-width space; the text otherwise stays as written."""
-    return _BROADCAST.sub("@" + _ZWSP, _SLACK_TOKEN.sub("<" + _ZWSP, raw.replace("\x00", "")))
+    """Standard Markdown (for the markdown block) that cannot ping or mislead: Slack's <!…>, <@…> and <#…> tokens
+    and plain @channel/@here/@everyone are broken with a zero-width space, and a link whose text reads as another
+    address (or whose target is no web or mail address) shows where it really goes; otherwise as written."""
+    lines = raw.replace("\x00", "").split("\n")
+    in_fence = False
+    for index, line in enumerate(lines):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence:
+            out, pos = [], 0
+            for span in _CODE_SPAN.finditer(line):  # code spans stay exactly as written
+                out += [_LINK.sub(_honest_link, line[pos:span.start()]), span.group(0)]
+                pos = span.end()
+            lines[index] = "".join([*out, _LINK.sub(_honest_link, line[pos:])])
+    return _BROADCAST.sub("@" + _ZWSP, _SLACK_TOKEN.sub("<" + _ZWSP, "\n".join(lines)))
+
+
+def _honest_link(match: re.Match[str]) -> str:
+    label, url = match.group(1), match.group(2)
+    if not url.lower().startswith(("http://", "https://", "mailto:")):
+        return f"{label} ({url})"
+    if link_text_misleads(label, url):
+        return f"{label} (<{url}>)"
+    return match.group(0)
 
 
 def _link(label: str, url: str) -> str:
