@@ -11,7 +11,16 @@ from cachetools import LRUCache
 from core import messages
 from core.errors import UppzyError
 from core.metrics import Metrics
-from core.models import FeedbackEvent, FeedbackOutcome, FeedbackResult, Rating, Turn
+from core.models import (
+    FeedbackEvent,
+    FeedbackOutcome,
+    FeedbackResult,
+    HumanOutcome,
+    HumanRequest,
+    HumanResult,
+    Rating,
+    Turn,
+)
 from core.platforms import Platforms
 from core.ports import Store
 from core.supervisor import TaskSupervisor
@@ -37,7 +46,7 @@ class Feedback:
         self._tasks = tasks
         self._takeover_after = takeover_after
         self._clock = clock
-        self._humans: LRUCache[int, str] = LRUCache(maxsize=10_000)  # turns a human was already asked for
+        self._humans_asked: LRUCache[int, bool] = LRUCache(maxsize=10_000)  # answers escalated on request
 
     async def _turn_of(self, event: FeedbackEvent) -> Turn | None:
         turn = await self._store.turn_for_message(event.platform, event.message_id, event.channel_id)
@@ -46,43 +55,6 @@ class Feedback:
             # question's channel; its message id alone still names it.
             turn = await self._store.turn_for_message(event.platform, event.message_id)
         return turn
-
-    async def request_human(self, event: FeedbackEvent) -> str:
-        """"Talk to a human" on an answer: escalate it as a 👎 would (same target, same adapter call) and return
-        the private line for the clicker saying who was notified; counted in uppzy_bot_human_requests_total.
-
-        Who may ask follows feedback_raters; one request per answer (per process) notifies anyone. An adapter
-        may offer `escalate_human(target, escalation_target, answer_message_id)` to word it as a request for a
-        human rather than a bad rating; else its `escalate` is used.
-        """
-        outcome, line = await self._request_human(event)
-        self._metrics.human_requests.labels(event.platform, outcome).inc()
-        log.info("human requested on message=%s outcome=%s", event.message_id, outcome)
-        return line
-
-    async def _request_human(self, event: FeedbackEvent) -> tuple[str, str]:
-        turn = await self._turn_of(event)
-        if turn is None:
-            return "not_an_answer", messages.NOT_AN_ANSWER
-        ws = await self._workspaces.get(event.platform, turn.target.workspace_id)
-        if ws.feedback_raters == "asker" and event.user_id != turn.target.user_id:
-            return "not_allowed", messages.HUMAN_NOT_YOURS
-        if not ws.escalation_target:
-            return "no_target", messages.HUMAN_NOBODY
-        if turn.id in self._humans:
-            return "repeated", messages.human_already(self._humans[turn.id])
-        platform = self._platforms.get(event.platform)
-        if platform is None:
-            return "failed", messages.HUMAN_FAILED
-        escalate = getattr(platform, "escalate_human", None) or platform.escalate
-        self._humans[turn.id] = ws.escalation_target
-        try:
-            await escalate(turn.target, ws.escalation_target, event.message_id)
-        except Exception as exc:
-            self._humans.pop(turn.id, None)
-            log.warning("human request for turn=%d failed: %s", turn.id, type(exc).__name__)
-            return "failed", messages.HUMAN_FAILED
-        return "escalated", messages.human_notified(ws.escalation_target)
 
     async def handle(self, event: FeedbackEvent) -> FeedbackResult:
         """Rate the answer the event points at; the result tells the adapter what to say to the rater."""
@@ -123,6 +95,37 @@ class Feedback:
                                   name="escalate")
         thanks = messages.THANKS_GOOD if rating == "good" else messages.THANKS_BAD
         return FeedbackResult(FeedbackOutcome.RECORDED, rating, thanks, turn)
+
+    async def request_human(self, request: HumanRequest) -> HumanResult:
+        """"Talk to a human": the workspace's escalation target gets the thread link (once per answer here)."""
+        result = await self._human(request)
+        self._metrics.human_requests.labels(request.platform, result.outcome.value).inc()
+        log.info("human request on message=%s outcome=%s", request.message_id, result.outcome.value)
+        return result
+
+    async def _human(self, request: HumanRequest) -> HumanResult:
+        turn = await self._store.turn_for_message(request.platform, request.message_id, request.channel_id)
+        if turn is None and request.channel_id is not None:
+            turn = await self._store.turn_for_message(request.platform, request.message_id)
+        if turn is None:
+            return HumanResult(HumanOutcome.NOT_AN_ANSWER)
+        ws = await self._workspaces.get(request.platform, turn.target.workspace_id)
+        if not ws.escalation_target:
+            return HumanResult(HumanOutcome.NOT_CONFIGURED, None, turn)
+        if turn.id in self._humans_asked:
+            return HumanResult(HumanOutcome.ALREADY_SENT, ws.escalation_target, turn)
+        platform = self._platforms.get(request.platform)
+        if platform is None:
+            return HumanResult(HumanOutcome.FAILED, ws.escalation_target, turn)
+        self._humans_asked[turn.id] = True
+        try:
+            await platform.escalate(turn.target, ws.escalation_target, request.message_id,
+                                    requested_by=request.user_id)
+        except Exception as exc:  # a platform error becomes an outcome the asker is told
+            self._humans_asked.pop(turn.id, None)
+            log.warning("human request for turn=%d not passed on: %s", turn.id, type(exc).__name__)
+            return HumanResult(HumanOutcome.FAILED, ws.escalation_target, turn)
+        return HumanResult(HumanOutcome.SENT, ws.escalation_target, turn)
 
     async def _claim(self, turn: Turn, rating: Rating, event: FeedbackEvent) -> Rating | None:
         """Reserve the rating; None if ours, else the rating already there.

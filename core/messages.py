@@ -9,9 +9,6 @@ __all__ = [
     "DEFAULT_LOW_CONFIDENCE_NOTE",
     "EMPTY_MESSAGE",
     "FEEDBACK_FAILED",
-    "HUMAN_FAILED",
-    "HUMAN_NOBODY",
-    "HUMAN_NOT_YOURS",
     "LOST_IN_RESTART",
     "NOT_AN_ANSWER",
     "NOT_CONNECTED",
@@ -23,9 +20,7 @@ __all__ = [
     "THANKS_GOOD",
     "TIMED_OUT",
     "UNAVAILABLE",
-    "human_already",
     "human_duration",
-    "human_notified",
     "idle_closed",
     "too_long",
 ]
@@ -42,19 +37,6 @@ THANKS_GOOD = "Thanks for the feedback! 👍"
 THANKS_BAD = "Thanks for telling us. We'll use it to improve the answers."
 ALREADY_RATED = "You've already rated this answer; the first rating is the one that counts."
 NOT_YOUR_ANSWER = "Only the person who asked the question can rate this answer."
-HUMAN_NOT_YOURS = "Only the person who asked the question can ask for a human here."
-HUMAN_NOBODY = "Nobody is set up to take questions from me here yet; please ask an admin of this workspace."
-HUMAN_FAILED = "I couldn't reach a human just now. Please try again in a moment."
-
-
-def human_notified(target: str) -> str:
-    """Told privately to whoever asked for a human: who was notified."""
-    return f"I've asked {target} to take a look; they'll follow up in this conversation."
-
-
-def human_already(target: str) -> str:
-    """A second "Talk to a human" on the same answer."""
-    return f"{target} was already asked to take a look at this answer."
 
 
 NOT_AN_ANSWER = "That message isn't one of my answers, so there's nothing to rate."

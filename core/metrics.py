@@ -104,7 +104,7 @@ class Metrics:
         self.feedback = Counter("uppzy_bot_feedback_total", "Ratings sent to Uppzy",
                                 ["platform", "workspace", "rating"], registry=r)
         self.human_requests = Counter("uppzy_bot_human_requests_total",
-                                      "\"Talk to a human\" clicks on answers, by what came of them",
+                                      '"Talk to a human" requests on answers, by what happened',
                                       ["platform", "outcome"], registry=r)
         self.sessions_opened = Counter("uppzy_bot_sessions_opened_total", "Uppzy sessions started",
                                        ["platform", "workspace"], registry=r)
@@ -138,5 +138,5 @@ METRIC_NAMES = (
     "uppzy_bot_answers_delivered_total", "uppzy_bot_answers_failed_total", "uppzy_bot_answer_timeouts_total",
     "uppzy_bot_answer_seconds", "uppzy_bot_pending_requests", "uppzy_bot_feedback_total",
     "uppzy_bot_sessions_opened_total", "uppzy_bot_sessions_closed_total", "uppzy_bot_platform_connected",
-    "uppzy_bot_poll_rate",
+    "uppzy_bot_poll_rate", "uppzy_bot_human_requests_total",
 )

@@ -15,6 +15,9 @@ __all__ = [
     "FeedbackEvent",
     "FeedbackOutcome",
     "FeedbackResult",
+    "HumanOutcome",
+    "HumanRequest",
+    "HumanResult",
     "Ignored",
     "InboundMessage",
     "MessagePlace",
@@ -221,6 +224,36 @@ class FeedbackResult:
     outcome: FeedbackOutcome
     rating: Rating | None = None
     message: str | None = None
+    turn: Turn | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HumanRequest:
+    """Someone asked for a person to look at an answer ("Talk to a human" on the answer's message)."""
+
+    platform: str
+    workspace_id: str
+    message_id: str
+    user_id: str
+    channel_id: str | None = None  # where the answer lives, when message ids are unique only per channel (Slack)
+
+
+class HumanOutcome(StrEnum):
+    """What a "Talk to a human" request did (also the metric's `outcome` label)."""
+
+    SENT = "sent"
+    ALREADY_SENT = "already_sent"
+    NOT_CONFIGURED = "not_configured"
+    NOT_AN_ANSWER = "not_an_answer"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class HumanResult:
+    """Outcome of a human request, with the escalation target that was (or would have been) notified."""
+
+    outcome: HumanOutcome
+    escalation_target: str | None = None
     turn: Turn | None = None
 
 

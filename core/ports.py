@@ -20,6 +20,8 @@ from core.models import (
     FeedbackClaim,
     FeedbackEvent,
     FeedbackResult,
+    HumanRequest,
+    HumanResult,
     Ignored,
     InboundMessage,
     Notice,
@@ -97,10 +99,10 @@ class Inbound(Protocol):
         """Turn a reaction or button on an answer into Uppzy feedback, at most once per answer."""
         ...
 
-    async def request_human(self, event: FeedbackEvent) -> str:
-        """"Talk to a human" on an answer (`event.message_id`): escalate it to the workspace's escalation_target
-        as a 👎 would, once per answer, and return the line to show the clicker privately (who was notified,
-        or why nobody was); counted in uppzy_bot_human_requests_total{platform,outcome}. Never raises."""
+    async def request_human(self, request: HumanRequest) -> HumanResult:
+        """Someone wants a person to look at an answer: notify the workspace's `escalation_target` (the platform's
+        `escalate`, with `requested_by`), once per answer per process; counted in uppzy_bot_human_requests_total.
+        NOT_CONFIGURED when the workspace names nobody. Anyone who sees the answer may ask. Never raises."""
         ...
 
     async def end_conversation(self, target: ReplyTarget) -> EndResult:
@@ -172,8 +174,10 @@ class ChatPlatform(Protocol):
     async def post_notice(self, target: ReplyTarget, notice: Notice) -> None:
         """Post a short non-answer line (error, idle close, text only) in the conversation."""
 
-    async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
-        """Tell the configured people that an answer was rated bad, with a link to the thread."""
+    async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str, *,
+                       requested_by: str | None = None) -> None:
+        """Tell the configured people that an answer was rated bad (`requested_by` None) or that this user asked to
+        talk to a human about it, with a link to the thread. Core passes `requested_by` only for the latter."""
 
     async def user_email(self, workspace_id: str, user_id: str) -> str | None:
         """The asker's email address, asked only when the workspace sends emails to Uppzy; None if unknown."""

@@ -18,6 +18,8 @@ from core.models import (
     Accepted,
     FeedbackEvent,
     FeedbackResult,
+    HumanRequest,
+    HumanResult,
     Ignored,
     InboundMessage,
     NoticeKind,
@@ -119,9 +121,9 @@ class Relay:
         """Turn a reaction or button on an answer into Uppzy feedback, at most once per answer."""
         return await self.parts.feedback.handle(event)
 
-    async def request_human(self, event: FeedbackEvent) -> str:
-        """"Talk to a human" on an answer: escalate it and return the private line for the clicker."""
-        return await self.parts.feedback.request_human(event)
+    async def request_human(self, request: HumanRequest) -> HumanResult:
+        """Ask the workspace's escalation target to look at an answer ("Talk to a human")."""
+        return await self.parts.feedback.request_human(request)
 
     async def end_conversation(self, target: ReplyTarget) -> EndResult:
         """Close the caller's session for this conversation now."""

@@ -61,33 +61,37 @@ def test_pings_are_defused_everywhere(ping: str) -> None:
 
 
 def test_answer_blocks_carry_note_buttons_and_delivery_metadata() -> None:
-    """One short answer is one message: section, low-confidence context, then the feedback buttons."""
+    """One short answer is one message: a markdown block, the low-confidence context, Slack's feedback buttons and
+    "Talk to a human"; its section fallback carries the hand-made buttons."""
     [message] = answer_messages("Hi **there**", delivery_key="uppzy-turn-1", low_confidence_note="Check <!here>")
-    assert [b["type"] for b in message.blocks] == ["section", "context", "actions"]
+    assert [b["type"] for b in message.blocks] == ["markdown", "context", "context_actions", "actions"]
+    assert message.blocks[0]["text"] == "Hi **there**"
     assert message.blocks[1]["elements"][0]["text"] == ":warning: Check &lt;!here&gt;"
+    assert [b["type"] for b in message.sections] == ["section", "context", "actions", "actions"]
     assert message.metadata == {"event_type": "uppzy_answer",
                                 "event_payload": {"delivery_key": "uppzy-turn-1", "part": 0, "parts": 1}}
     assert message.text == "Hi *there*"
 
 
 def test_a_giant_unbroken_answer_still_fits_slack_limits() -> None:
-    """Even 100,000 characters without a single space are cut into sections and messages Slack accepts."""
+    """Even 100,000 characters without a single space are cut into markdown blocks Slack accepts."""
     messages = answer_messages("x" * 100_000, delivery_key="k")
-    sections = [b["text"]["text"] for m in messages for b in m.blocks if b["type"] == "section"]
-    assert "".join(sections) == "x" * 100_000
-    assert all(len(s) <= 3000 for s in sections) and all(len(m.blocks) <= 50 for m in messages)
+    parts = [b["text"] for m in messages for b in m.blocks if b["type"] == "markdown"]
+    assert "".join(parts) == "x" * 100_000
+    assert all(len(p) <= 12_000 for p in parts) and all(len(m.blocks) <= 50 for m in messages)
 
 
 @pytest.mark.parametrize("answer", [
-    "\n\n".join([f"Part {i}: " + "a < b & c > d " * 200 for i in range(12)]),  # escaping grows the text
+    "\n\n".join([f"Part {i}: " + "a < b & c > d " * 200 for i in range(12)]),  # escaping grows the mrkdwn
     "\n\n".join([f"Part {i}: " + "shipping and returns " * 140 for i in range(4)]),  # just under 12,000
 ])
 def test_every_message_of_a_long_answer_stays_under_slacks_block_limit(answer: str) -> None:
-    """Blocks (sections, the note and the buttons) stay under the ~12,000 characters Slack accepts per message,
-    counted the strict way (their JSON), also when escaping grows the text."""
+    """Markdown blocks stay under the 12,000 characters Slack accepts per message; a section fallback, when there
+    is one, under the ~12,000 of its blocks counted the strict way (their JSON), also when escaping grows it."""
     messages = answer_messages(answer, delivery_key="k", low_confidence_note=("Check this. " * 25)[:299])
     assert len(messages) >= 2
-    assert all(len(json.dumps(m.blocks, ensure_ascii=False)) <= 11_000 for m in messages)
+    assert all(sum(len(b["text"]) for b in m.blocks if b["type"] == "markdown") <= 12_000 for m in messages)
+    assert all(len(json.dumps(m.sections, ensure_ascii=False)) <= 11_000 for m in messages)
 
 
 def test_plain_text_fallback_keeps_code_fences_balanced() -> None:

@@ -18,6 +18,7 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "apps_connections_open": set(),  # app-level token with connections:write
     "chat_postMessage": {"chat:write"},
     "chat_postEphemeral": {"chat:write"},
+    "chat_update": {"chat:write"},  # an answer shows its rating was received
     "chat_getPermalink": set(),
     "reactions_add": {"reactions:write"},
     "reactions_remove": {"reactions:write"},

@@ -91,6 +91,8 @@ class ConsoleAdapter:
         """Bots cannot see members' email addresses here."""
         return None
 
-    async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
+    async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str, *,
+                       requested_by: str | None = None) -> None:
         """In a terminal there is nobody to ping; say who would have been."""
-        self.screen.show(f"uppzy ▸ (would notify {escalation_target} about a bad answer)", style="dim")
+        why = "a request for a human" if requested_by else "a bad answer"
+        self.screen.show(f"uppzy ▸ (would notify {escalation_target} about {why})", style="dim")

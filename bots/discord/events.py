@@ -19,7 +19,7 @@ from bots.discord.translate import (
     reaction_feedback,
     to_inbound,
 )
-from core.models import Rating
+from core.models import HumanRequest, Rating
 from core.ports import Inbound
 from core.supervisor import TaskSupervisor
 from core.text import is_blank
@@ -146,7 +146,10 @@ class DiscordEvents:
         with self._tracked():
             await interaction.response.defer(ephemeral=True, thinking=True)  # the escalation posts first
             try:
-                text = await self.relay.request_human(button_feedback(interaction, None))
+                asked = button_feedback(interaction, None)
+                result = await self.relay.request_human(HumanRequest(asked.platform, asked.workspace_id,
+                                                                     asked.message_id, asked.user_id))
+                text = msgs.human_line(result.outcome.value, result.escalation_target)
             except Exception:
                 log.exception("human request on message=%s failed",
                               interaction.message.id if interaction.message else None)

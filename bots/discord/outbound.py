@@ -295,13 +295,11 @@ class DiscordAdapter:
         """Bots cannot see members' email addresses here."""
         return None
 
-    async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
-        """Ping the configured role/user in the thread, or post a jump link in the configured channel."""
-        await self._escalate(target, escalation_target, answer_message_id, human=False)
-
-    async def escalate_human(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
-        """"Talk to a human": the same places as a 👎 escalation, worded as a request for a person."""
-        await self._escalate(target, escalation_target, answer_message_id, human=True)
+    async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str, *,
+                       requested_by: str | None = None) -> None:
+        """Ping the configured role/user in the thread, or post a jump link in the configured channel; with
+        `requested_by` ("Talk to a human") worded as a request for a person rather than a bad rating."""
+        await self._escalate(target, escalation_target, answer_message_id, human=requested_by is not None)
 
     async def _escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str, *,
                         human: bool) -> None:

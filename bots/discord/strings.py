@@ -26,6 +26,9 @@ __all__ = [
     "FEEDBACK_UNKNOWN",
     "GUILD_ONLY",
     "HELP",
+    "HUMAN_FAILED",
+    "HUMAN_NOBODY",
+    "HUMAN_NOT_AN_ANSWER",
     "INTENT_REFUSED",
     "NO_SESSIONS",
     "SHARDING_REQUIRED",
@@ -42,6 +45,7 @@ __all__ = [
     "gateway_timeout",
     "human_in_channel",
     "human_in_thread",
+    "human_line",
     "low_confidence",
     "sessions_list",
     "setting_invalid",
@@ -195,3 +199,22 @@ def gateway_timeout(seconds: float) -> str:
 def api_unreachable(reason: str) -> str:
     """Login could not reach Discord's REST API."""
     return f"could not reach Discord's API to log in ({reason}); check network access or DISCORD_API_BASE_URL"
+
+
+# "Talk to a human": what the person who asked is told privately, by the request's outcome.
+HUMAN_NOBODY = "Nobody is set up to take questions from me here yet; please ask an admin of this server."
+HUMAN_FAILED = "I couldn't reach a human just now. Please try again in a moment."
+HUMAN_NOT_AN_ANSWER = "That message isn't one of my answers."
+
+
+def human_line(outcome: str, target: str | None) -> str:
+    """The private reply to a "Talk to a human" click (outcome: core's HumanOutcome value)."""
+    if outcome == "sent" and target:
+        return f"I've asked {target} to take a look; they'll follow up in this conversation."
+    if outcome == "already_sent" and target:
+        return f"{target} was already asked to take a look at this answer."
+    if outcome == "not_configured":
+        return HUMAN_NOBODY
+    if outcome == "not_an_answer":
+        return HUMAN_NOT_AN_ANSWER
+    return HUMAN_FAILED

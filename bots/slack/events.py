@@ -11,6 +11,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bots.slack import strings as text
+from bots.slack.format import HUMAN_ACTION, RATE_ACTION
 from bots.slack.outbound import SlackAdapter
 from bots.slack.teams import TeamClient
 from bots.slack.translate import (
@@ -21,7 +23,7 @@ from bots.slack.translate import (
     to_inbound,
     workspace_of,
 )
-from core.models import Accepted, FeedbackOutcome, ReplyTarget
+from core.models import Accepted, FeedbackOutcome, HumanOutcome, HumanRequest, ReplyTarget
 from core.ports import Inbound
 from core.supervisor import TaskSupervisor
 
@@ -47,7 +49,8 @@ class SlackEvents:
         (feedback calls Uppzy) and runs detached: acked first, finished in the background.
         """
         app.event("reaction_added")(self.detached(self._on_reaction))
-        app.action(re.compile(r"^uppzy_feedback_(good|bad)$"))(self.detached(self._on_feedback_button))
+        app.action(re.compile(rf"^(uppzy_feedback_(good|bad)|{RATE_ACTION})$"))(self.detached(self._on_feedback_button))
+        app.action(HUMAN_ACTION)(self.detached(self._on_human_button))
 
     @staticmethod
     def is_question(body: Mapping[str, Any]) -> bool:
@@ -157,7 +160,8 @@ class SlackEvents:
                                          thread_ts=thread)
 
     async def _on_feedback_button(self, ack: Any, body: dict[str, Any]) -> None:
-        """👍/👎 buttons: ack at once, rate, and tell the rater privately what happened."""
+        """👍/👎 (Slack's feedback buttons, or the hand-made ones of older answers): ack at once, rate, show the
+        rating as received on the answer, and tell the rater privately what happened."""
         await ack()
         feedback = button_feedback(body)
         if feedback is None:
@@ -166,7 +170,38 @@ class SlackEvents:
         if not result.message:
             return
         channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
-        thread = (body.get("message") or {}).get("thread_ts") or (result.turn.target.thread_root
-                                                                   if result.turn else None)
-        if channel:
+        message = body.get("message") or {}
+        thread = message.get("thread_ts") or (result.turn.target.thread_root if result.turn else None)
+        if not channel:
+            return
+        _, extras = workspace_of(body)
+        ids = dict(extras)
+        async with self.adapter.teams.using(ids.get("team_id"), ids.get("enterprise_id")):
+            if result.outcome is FeedbackOutcome.RECORDED and result.rating:
+                await self.adapter.show_rated(str(channel), feedback.message_id, message.get("blocks"),
+                                              str(message.get("text") or ""), result.rating)
             await self.adapter.ephemeral(str(channel), feedback.user_id, result.message, thread_ts=thread)
+
+    async def _on_human_button(self, ack: Any, body: dict[str, Any]) -> None:
+        """"Talk to a human": ack at once, have core notify the escalation target, tell the clicker who it was."""
+        await ack()
+        container = body.get("container") or {}
+        message_ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+        user = (body.get("user") or {}).get("id")
+        if not message_ts or not channel or not user:
+            return
+        workspace, extras = workspace_of(body)
+        result = await self.relay.request_human(HumanRequest(
+            platform="slack", workspace_id=workspace, message_id=str(message_ts), user_id=str(user),
+            channel_id=str(channel)))
+        if result.outcome in (HumanOutcome.SENT, HumanOutcome.ALREADY_SENT) and result.escalation_target:
+            line = text.human_notified(self.adapter.who(result.escalation_target))
+        else:
+            line = {HumanOutcome.NOT_CONFIGURED: text.HUMAN_NOBODY,
+                    HumanOutcome.NOT_AN_ANSWER: text.HUMAN_NOT_AN_ANSWER}.get(result.outcome, text.HUMAN_FAILED)
+        thread = (body.get("message") or {}).get("thread_ts") or (result.turn.target.thread_root
+                                                                  if result.turn else None)
+        ids = dict(extras)
+        async with self.adapter.teams.using(ids.get("team_id"), ids.get("enterprise_id")):
+            await self.adapter.ephemeral(str(channel), str(user), line, thread_ts=thread)

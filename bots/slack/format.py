@@ -1,10 +1,11 @@
-"""Uppzy Markdown to Slack mrkdwn and Block Kit, with every ping sequence defused; pure, no I/O."""
+"""Uppzy's answers as Slack messages: a `markdown` block Slack renders itself, with native feedback buttons and a
+"Talk to a human" button; section blocks (Markdown converted to mrkdwn) as the fallback. Nothing can ping; pure."""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bots.slack import strings as text
@@ -15,13 +16,19 @@ __all__ = [
     "FEEDBACK_ACTIONS",
     "FEEDBACK_BAD",
     "FEEDBACK_GOOD",
+    "HUMAN_ACTION",
+    "RATE_ACTION",
     "SlackMessage",
     "answer_messages",
     "defuse",
+    "defuse_markdown",
     "escape",
+    "rated_blocks",
+    "rating_of",
     "to_mrkdwn",
 ]
 
+MARKDOWN_LIMIT = 11_000  # Slack's markdown blocks hold 12,000 characters per message in all; room for the note
 SECTION_LIMIT = 2900  # Slack rejects section text over 3,000 characters
 BLOCKS_LIMIT = 11_000  # Slack refuses a message whose blocks hold more than about 12,000 characters in all
 PLAIN_LIMIT = 3900  # plain-text messages (when Slack refuses the blocks) stay under Slack's 4,000
@@ -29,7 +36,11 @@ MAX_SECTIONS = 10  # Slack allows 50 blocks per message; leave room for the cont
 FALLBACK_LIMIT = 3000  # the notification text that travels with blocks
 FEEDBACK_GOOD = "uppzy_feedback_good"
 FEEDBACK_BAD = "uppzy_feedback_bad"
-FEEDBACK_ACTIONS = {FEEDBACK_GOOD: "good", FEEDBACK_BAD: "bad"}
+FEEDBACK_ACTIONS = {FEEDBACK_GOOD: "good", FEEDBACK_BAD: "bad"}  # the hand-made buttons (fallback, older answers)
+RATE_ACTION = "uppzy_rate"  # the native feedback_buttons element; its value says good or bad
+HUMAN_ACTION = "uppzy_human"
+RATE_BLOCK = "uppzy_rate"
+FEEDBACK_BLOCK = "uppzy_feedback"
 ANSWER_EVENT_TYPE = "uppzy_answer"
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -48,6 +59,7 @@ _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _SENTINEL = re.compile(r"\x00(\d+)\x00")
 _BULLETS = ("•", "◦", "▪")
 _ZWSP = "\u200b"
+_SLACK_TOKEN = re.compile(r"<(?=[!@#])")  # <!channel>, <!here>, <!subteam^S…>, <@U…>, <#C…>
 
 
 def escape(raw: str) -> str:
@@ -58,6 +70,33 @@ def escape(raw: str) -> str:
 def defuse(raw: str) -> str:
     """Escape, and break plain @channel/@here/@everyone with a zero-width space, so text can never ping."""
     return _BROADCAST.sub("@" + _ZWSP, escape(raw))
+
+
+def defuse_markdown(raw: str) -> str:
+    """Standard Markdown (for the markdown block) that cannot ping or mislead: Slack's <!…>, <@…> and <#…> tokens
+    and plain @channel/@here/@everyone are broken with a zero-width space, and a link whose text reads as another
+    address (or whose target is no web or mail address) shows where it really goes; otherwise as written."""
+    lines = raw.replace("\x00", "").split("\n")
+    in_fence = False
+    for index, line in enumerate(lines):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence:
+            out, pos = [], 0
+            for span in _CODE_SPAN.finditer(line):  # code spans stay exactly as written
+                out += [_LINK.sub(_honest_link, line[pos:span.start()]), span.group(0)]
+                pos = span.end()
+            lines[index] = "".join([*out, _LINK.sub(_honest_link, line[pos:])])
+    return _BROADCAST.sub("@" + _ZWSP, _SLACK_TOKEN.sub("<" + _ZWSP, "\n".join(lines)))
+
+
+def _honest_link(match: re.Match[str]) -> str:
+    label, url = match.group(1), match.group(2)
+    if not url.lower().startswith(("http://", "https://", "mailto:")):
+        return f"{label} ({url})"
+    if link_text_misleads(label, url):
+        return f"{label} (<{url}>)"
+    return match.group(0)
 
 
 def _link(label: str, url: str) -> str:
@@ -158,22 +197,20 @@ def to_mrkdwn(markdown: str) -> str:
 class SlackMessage:
     """One chat.postMessage worth of an answer: notification text, blocks and the delivery metadata.
 
-    `plain` is the same part as plain-text messages (each under Slack's text limit, code fences balanced),
-    posted instead when Slack refuses the blocks.
+    `blocks` carry the part as a markdown block. `sections` is the same part as mrkdwn section blocks, posted
+    when Slack refuses the markdown block (empty when they would not fit one message); `plain` is the part as
+    plain-text messages (each under Slack's text limit, code fences balanced), the last resort.
     """
 
     text: str
     blocks: list[dict[str, Any]]
     metadata: dict[str, Any]
     plain: tuple[str, ...] = ()
+    sections: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _section(mrkdwn: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}
-
-
-def _fallback(sections: list[str]) -> str:
-    return truncate_markdown("\n\n".join(sections), FALLBACK_LIMIT)
 
 
 def blocks_size(blocks: list[dict[str, Any]]) -> int:
@@ -187,11 +224,11 @@ def plain_pieces(mrkdwn: str) -> tuple[str, ...]:
 
 
 def feedback_block() -> dict[str, Any]:
-    """The 👍/👎 buttons that end every answer."""
+    """Hand-made 👍/👎 buttons: the section fallback's (older answers carry them too, and they keep working)."""
     buttons = [(FEEDBACK_GOOD, text.FEEDBACK_GOOD_LABEL, "good"), (FEEDBACK_BAD, text.FEEDBACK_BAD_LABEL, "bad")]
     return {
         "type": "actions",
-        "block_id": "uppzy_feedback",
+        "block_id": FEEDBACK_BLOCK,
         "elements": [
             {"type": "button", "action_id": action, "value": value,
              "text": {"type": "plain_text", "text": label, "emoji": True}}
@@ -200,40 +237,83 @@ def feedback_block() -> dict[str, Any]:
     }
 
 
-def _group(chunks: list[str], budget: int) -> list[list[str]]:
-    """Sections per message, each message's blocks within `budget` (measured like Slack: blocks_size)."""
-    groups: list[list[str]] = [[]]
-    size = 2
-    for chunk in chunks:
-        cost = blocks_size([_section(chunk)]) + 1
-        if groups[-1] and (size + cost > budget or len(groups[-1]) >= MAX_SECTIONS):
-            groups.append([])
-            size = 2
-        groups[-1].append(chunk)
-        size += cost
-    return groups
+def rate_block() -> dict[str, Any]:
+    """Slack's native 👍/👎 (a feedback_buttons element in a context_actions block) under an answer."""
+    def button(label: str, value: str, spoken: str) -> dict[str, Any]:
+        return {"text": {"type": "plain_text", "text": label}, "value": value, "accessibility_label": spoken}
+
+    return {"type": "context_actions", "block_id": RATE_BLOCK, "elements": [{
+        "type": "feedback_buttons", "action_id": RATE_ACTION,
+        "positive_button": button("👍", "good", text.FEEDBACK_GOOD_LABEL),
+        "negative_button": button("👎", "bad", text.FEEDBACK_BAD_LABEL)}]}
+
+
+def human_block() -> dict[str, Any]:
+    """The "Talk to a human" button. Not an icon_button in the context_actions block: Slack offers only a trash
+    icon for those, so it is a plain button of its own."""
+    return {"type": "actions", "block_id": HUMAN_ACTION, "elements": [{
+        "type": "button", "action_id": HUMAN_ACTION, "value": "human",
+        "text": {"type": "plain_text", "text": text.HUMAN_LABEL, "emoji": True}}]}
+
+
+def rating_of(action: Any) -> str | None:
+    """'good'/'bad' for a click on either kind of feedback button, else None."""
+    if not isinstance(action, dict):
+        return None
+    action_id = str(action.get("action_id"))
+    if action_id == RATE_ACTION:
+        value = str(action.get("value"))
+        return value if value in ("good", "bad") else None
+    return FEEDBACK_ACTIONS.get(action_id)
+
+
+def rated_blocks(blocks: list[dict[str, Any]], rating: str) -> list[dict[str, Any]] | None:
+    """The answer's blocks with its feedback buttons replaced by a line saying the rating was received (the
+    "Talk to a human" button stays); None when it carries no feedback buttons (already shown as rated)."""
+    line = text.RATED_GOOD if rating == "good" else text.RATED_BAD
+    out: list[dict[str, Any]] = []
+    found = False
+    for block in blocks:
+        if isinstance(block, dict) and block.get("block_id") in (RATE_BLOCK, FEEDBACK_BLOCK):
+            out.append({"type": "context", "block_id": "uppzy_rated", "elements": [{"type": "mrkdwn", "text": line}]})
+            found = True
+        else:
+            out.append(block)
+    return out if found else None
+
+
+def _sections(mrkdwn: str, tail: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A part as section blocks plus `tail`, or [] when that would not fit one message."""
+    blocks = [_section(c) for c in split_markdown(mrkdwn, SECTION_LIMIT) if c.strip()] or [_section("…")]
+    if len(blocks) > MAX_SECTIONS or blocks_size(blocks + tail) > BLOCKS_LIMIT:
+        return []
+    return blocks + tail
 
 
 def answer_messages(markdown: str, *, delivery_key: str, low_confidence_note: str | None = None
                     ) -> list[SlackMessage]:
-    """The messages that carry one answer; the last gets the low-confidence note and the feedback buttons."""
-    rendered = to_mrkdwn(markdown).strip() or "…"
-    tail: list[dict[str, Any]] = []
+    """The messages that carry one answer (a markdown block each); the last gets the low-confidence note, the
+    feedback buttons and "Talk to a human"."""
+    safe = defuse_markdown(markdown.replace("\r\n", "\n").replace("\r", "\n")).strip() or "…"
     note = ""
+    notes: list[dict[str, Any]] = []
     if low_confidence_note:
         note = truncate_markdown(f"{text.LOW_CONFIDENCE_PREFIX} {to_mrkdwn(low_confidence_note)}", FALLBACK_LIMIT)
-        tail.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    tail.append(feedback_block())
-    budget = BLOCKS_LIMIT - blocks_size(tail)  # every message keeps room for the note and the buttons
-    groups = _group([c for c in split_markdown(rendered, SECTION_LIMIT) if c.strip()] or ["…"], budget)
+        notes.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+    parts = [close_fence(p) for p in split_markdown(safe, MARKDOWN_LIMIT) if p.strip()] or ["…"]
     messages: list[SlackMessage] = []
-    for index, sections in enumerate(groups):
-        blocks = [_section(s) for s in sections]
-        body = "\n\n".join(sections)
-        if index == len(groups) - 1:
-            blocks += tail
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        blocks: list[dict[str, Any]] = [{"type": "markdown", "text": part}]
+        rendered = to_mrkdwn(part).strip() or "…"
+        body = rendered
+        sections_tail: list[dict[str, Any]] = []
+        if last:
+            blocks += [*notes, rate_block(), human_block()]
+            sections_tail = [*notes, feedback_block(), human_block()]
             body = f"{body}\n\n{note}" if note else body
         metadata = {"event_type": ANSWER_EVENT_TYPE,
-                    "event_payload": {"delivery_key": delivery_key, "part": index, "parts": len(groups)}}
-        messages.append(SlackMessage(_fallback(sections), blocks, metadata, plain_pieces(body)))
+                    "event_payload": {"delivery_key": delivery_key, "part": index, "parts": len(parts)}}
+        messages.append(SlackMessage(truncate_markdown(rendered, FALLBACK_LIMIT), blocks, metadata,
+                                     plain_pieces(body), _sections(rendered, sections_tail)))
     return messages

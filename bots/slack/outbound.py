@@ -9,13 +9,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import strings as text
 from bots.slack.assistant import LOADING_MESSAGES, AssistantStatus
-from bots.slack.format import ANSWER_EVENT_TYPE, SlackMessage, answer_messages, to_mrkdwn
+from bots.slack.format import ANSWER_EVENT_TYPE, SlackMessage, answer_messages, rated_blocks, to_mrkdwn
 from bots.slack.progress import ProgressBudget
 from bots.slack.teams import TeamClient, TeamClients
 from bots.slack.translate import escalation_ids
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 WORKING_REACTION = "hourglass_flowing_sand"
 _BLOCK_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long",
-                           "too_many_blocks"})
+                           "too_many_blocks", "invalid_arguments"})
+_MARKDOWN_REFUSED_FOR = 3600.0  # a workspace that refused a markdown block gets section blocks for an hour
 # The question's thread (or its parent message) is gone. Slack has been seen to say channel_not_found then too:
 # posting in the channel itself tells the two apart.
 _THREAD_GONE = frozenset({"thread_not_found", "cannot_reply_to_message", "message_not_found", "channel_not_found"})
@@ -77,6 +78,7 @@ class SlackAdapter:
         self._moved: LRUCache[str, _Place] = LRUCache(maxsize=10_000)  # delivery_key -> place it moved to
         self._progress = ProgressBudget()
         self.status = AssistantStatus()  # assistant-thread statuses kept alive while answers are pending
+        self._no_markdown: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=_MARKDOWN_REFUSED_FOR)  # team ids
 
     @property
     def client(self) -> AsyncWebClient:
@@ -156,7 +158,7 @@ class SlackAdapter:
                 if place.lead and not place.lead_posted:
                     await self._send(place, text=place.lead)
                     place.lead_posted = True
-                return [await self._post_part(place, message) for message in messages]
+                return [await self._post_part(place, message, target.workspace_id) for message in messages]
             except SlackApiError as exc:
                 place = await self._move(target, place, exc)
                 self._moved[answer.delivery_key] = place
@@ -181,19 +183,25 @@ class SlackAdapter:
             return None
         return str(response.get("permalink") or "") or None
 
-    async def _post_part(self, place: _Place, message: SlackMessage) -> str:
-        """One part: with blocks, or (Slack refused them) as plain-text pieces; parts already there are kept."""
+    async def _post_part(self, place: _Place, message: SlackMessage, team: str) -> str:
+        """One part: as a markdown block; else (Slack refused it) as section blocks; else as plain-text pieces.
+        Parts already there are kept. A team that refused the markdown block gets sections for a while."""
         part = int(message.metadata["event_payload"]["part"])
         if (part, None) in place.posted:
             return place.posted[(part, None)]
         if not any(p == part for p, _ in place.posted):
-            try:
-                return await self._send(place, text=message.text, blocks=message.blocks, metadata=message.metadata,
-                                        key=(part, None))
-            except SlackApiError as exc:
-                if exc.response.get("error") not in _BLOCK_ERRORS:
-                    raise
-                log.warning("Slack refused the answer blocks (%s); posting plain text", exc.response.get("error"))
+            tries = [message.sections] if team in self._no_markdown else [message.blocks, message.sections]
+            for blocks in (b for b in tries if b):
+                try:
+                    return await self._send(place, text=message.text, blocks=blocks, metadata=message.metadata,
+                                            key=(part, None))
+                except SlackApiError as exc:
+                    if exc.response.get("error") not in _BLOCK_ERRORS:
+                        raise
+                    kind = "markdown" if blocks is message.blocks else "section"
+                    log.warning("Slack refused the answer's %s blocks (%s)", kind, exc.response.get("error"))
+                    if blocks is message.blocks:
+                        self._no_markdown[team] = True
         ids = []
         for piece, body in enumerate(message.plain):
             payload = {**message.metadata["event_payload"], "piece": piece, "pieces": len(message.plain)}
@@ -264,8 +272,10 @@ class SlackAdapter:
                 place = await self._move(target, place, exc)
 
     @_for_team
-    async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str) -> None:
-        """Ping the configured channel, user group or person with a link to the badly rated answer.
+    async def escalate(self, target: ReplyTarget, escalation_target: str, answer_message_id: str, *,
+                       requested_by: str | None = None) -> None:
+        """Ping the configured channel, user group or person with a link to the answer: rated 👎, or `requested_by`
+        asked to talk to a human about it.
 
         A channel id gets the message there (pinging a user group too if one is named); a user group alone
         is pinged in the conversation's own thread (not in DMs, where it cannot see it); a user gets a DM.
@@ -273,7 +283,8 @@ class SlackAdapter:
         ids = escalation_ids(escalation_target)
         link = await self.client.chat_getPermalink(channel=target.channel_id, message_ts=answer_message_id)
         ping = f"<!subteam^{ids['group']}> " if "group" in ids else f"<@{ids['user']}> " if "user" in ids else ""
-        body = text.ESCALATION.format(ping=ping, link=link["permalink"])
+        body = text.ESCALATION.format(ping=ping, link=link["permalink"]) if requested_by is None \
+            else text.human_escalation(ping, requested_by, str(link["permalink"]))
         if "channel" in ids:
             await self.client.chat_postMessage(channel=ids["channel"], text=body, unfurl_links=False)
         elif "group" in ids and not target.is_dm:
@@ -291,6 +302,29 @@ class SlackAdapter:
             return None
         async with self.teams.using(workspace_id):
             return await self.users.email(user_id)
+
+    async def show_rated(self, channel: str, ts: str, blocks: Any, fallback: str, rating: str) -> None:
+        """Update an answer so its feedback buttons read "rating received"; failures are logged, never raised."""
+        updated = rated_blocks(blocks, rating) if isinstance(blocks, list) else None
+        if updated is None:
+            return
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, blocks=updated, text=fallback)
+        except SlackApiError as exc:
+            log.info("could not show the rating on the answer: %s", exc.response.get("error"))
+        except OSError as exc:
+            log.info("could not show the rating on the answer: %s", type(exc).__name__)
+
+    @staticmethod
+    def who(escalation_target: str) -> str:
+        """The escalation target as the asker reads it (mentions render as names; only they see the line)."""
+        ids = escalation_ids(escalation_target)
+        named = [f"<#{ids['channel']}>" if "channel" in ids else "", f"<!subteam^{ids['group']}>"
+                 if "group" in ids else "", f"<@{ids['user']}>" if "user" in ids else ""]
+        shown = [n for n in named if n]
+        if not shown:
+            return "the people who help here"
+        return " in ".join(reversed(shown[:2])) if "channel" in ids and len(shown) > 1 else shown[0]
 
     async def ephemeral(self, channel: str, user: str, message: str, *, thread_ts: str | None = None) -> None:
         """A line only `user` sees (feedback thanks, 'text only'); failures are logged, never raised."""

@@ -20,11 +20,17 @@ __all__ = [
     "HOME_INTRO",
     "HOME_NO_DM",
     "HOME_TITLE",
+    "HUMAN_FAILED",
+    "HUMAN_LABEL",
+    "HUMAN_NOBODY",
+    "HUMAN_NOT_AN_ANSWER",
     "LOW_CONFIDENCE_PREFIX",
     "MODAL_CANCEL",
     "MODAL_SAVE",
     "MODAL_SAVED",
     "MODAL_TITLE",
+    "RATED_BAD",
+    "RATED_GOOD",
     "SESSIONS_FAILED",
     "SESSIONS_NONE",
     "SET_USAGE",
@@ -32,6 +38,8 @@ __all__ = [
     "THINKING_STATUS",
     "answer_in_dm",
     "channel_mode_set",
+    "human_escalation",
+    "human_notified",
     "reset_done",
     "sessions_header",
     "setting_saved",
@@ -46,6 +54,13 @@ FEEDBACK_GOOD_LABEL = "👍 Helpful"
 FEEDBACK_BAD_LABEL = "👎 Not helpful"
 ANSWER_IN_CHANNEL = "<@{user}> I couldn't reply in the thread of your question (it seems to be gone), so here it is:"
 ESCALATION = "{ping}An answer was rated 👎 and may need a human look. <{link}|Open the thread>"
+HUMAN_LABEL = "🙋 Talk to a human"
+RATED_GOOD = "👍 Rating received: helpful. Thank you!"
+RATED_BAD = "👎 Rating received: not helpful. Thank you!"
+HUMAN_NOBODY = ("Nobody is set up to take questions from here yet, so I couldn't pass this on. Please ask a "
+                "workspace admin (they can name someone with `/uppzy set escalation_target`).")
+HUMAN_FAILED = "Sorry, I couldn't reach the people who help here just now. Please try again in a minute."
+HUMAN_NOT_AN_ANSWER = "That message isn't one of my answers any more, so I can't pass it on."
 
 HELP = (
     "*Uppzy assistant*: mention me in a channel, message me directly, or keep talking in a thread where you asked me.\n"
@@ -131,6 +146,16 @@ def status_lines(*, uppzy_ok: bool, uppzy_detail: str, pending: int, open_sessio
     ]
     lines += [f"• `{key}` = `{value}`: {help_text}" for key, value, help_text in settings]
     return "\n".join(lines)
+
+
+def human_escalation(ping: str, user: str, link: str) -> str:
+    """The message the escalation target gets when someone asks for a human on an answer."""
+    return f"{ping}<@{user}> asked to talk to a human about an answer. <{link}|Open the thread>"
+
+
+def human_notified(who: str) -> str:
+    """What the person who asked for a human is told (only they see it)."""
+    return f"I've asked {who} to take a look; they'll follow up in the thread."
 
 
 def answer_in_dm(link: str | None) -> str:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bots.slack.format import FEEDBACK_ACTIONS
+from bots.slack.format import rating_of
 from core.models import FeedbackEvent, InboundMessage, MessagePlace, ReplyTarget
 from core.text import is_blank
 
@@ -151,9 +151,9 @@ def reaction_feedback(body: Mapping[str, Any], event: Mapping[str, Any]) -> Feed
 
 
 def button_feedback(body: Mapping[str, Any]) -> FeedbackEvent | None:
-    """A 👍/👎 button press as feedback on the message that carries the buttons."""
+    """A 👍/👎 press (Slack's feedback_buttons or the hand-made buttons) as feedback on the message carrying it."""
     actions = body.get("actions") or [{}]
-    rating = FEEDBACK_ACTIONS.get(str(actions[0].get("action_id")))
+    rating = rating_of(actions[0])
     container = body.get("container") or {}
     message_ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
     channel = container.get("channel_id") or (body.get("channel") or {}).get("id")

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from tests.fakes.slack_assistant import SlackAssistantFake
+from tests.fakes.slack_blocks import SlackBlocks
 from tests.fakes.slack_sockets import MAX_RETRIES, TOO_MANY_WEBSOCKETS, Delivery, SocketConn, SocketHub
 from tests.fakes.slack_teams import OAUTH_METHOD, IssuedToken, SlackTeams, Team, event_callback_body
 from tests.fakes.slack_teams import Refusal as _Refusal
@@ -124,7 +125,7 @@ def interactive_form(payload: dict[str, Any]) -> dict[str, str]:
     return {"payload": json.dumps(payload)}
 
 
-class FakeSlack(SlackTeams, SlackAssistantFake):
+class FakeSlack(SlackTeams, SlackAssistantFake, SlackBlocks):
     """An aiohttp server on 127.0.0.1 that answers like Slack, so bolt runs unchanged in tests.
 
     Many workspaces (see ``slack_teams``): ``add_team``, ``authorize`` + ``oauth.v2.access`` install a team and
@@ -1000,6 +1001,7 @@ class FakeSlack(SlackTeams, SlackAssistantFake):
         if args.get("thread_ts") and (channel, str(args["thread_ts"])) in self.gone_threads:
             raise _Refusal(self.gone_threads[(channel, str(args["thread_ts"]))])
         blocks = args.get("blocks") or []
+        self.check_blocks(blocks)
         if any(len((b.get("text") or {}).get("text") or "") > _SECTION_TEXT_LIMIT for b in blocks
                if b.get("type") == "section"):
             raise _Refusal("invalid_blocks")
@@ -1037,6 +1039,7 @@ class FakeSlack(SlackTeams, SlackAssistantFake):
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         """Edit a stored message; only the bot's own messages can be edited."""
         channel, ts, message = self._own_message(args, "cant_update_message")
+        self.check_blocks(args.get("blocks"))
         if "markdown_text" in args or "text" in args:
             message["text"] = args.get("markdown_text") or args.get("text") or ""
         for key in ("blocks", "attachments", "metadata"):

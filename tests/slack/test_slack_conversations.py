@@ -18,10 +18,12 @@ async def test_mention_is_answered_in_its_thread(rig: SlackRig) -> None:
     [question] = rig.questions()
     assert question["message"] == "what are your opening hours?"
     assert question["session_id"] == "slack-user-U1-C1"
-    section = answer["blocks"][0]["text"]["text"]
-    assert section == "We are open *9 to 5*. See <https://shop.example.com/hours|hours>."
-    actions = answer["blocks"][-1]
-    assert [e["action_id"] for e in actions["elements"]] == ["uppzy_feedback_good", "uppzy_feedback_bad"]
+    markdown = answer["blocks"][0]
+    assert markdown == {"type": "markdown",
+                        "text": "We are open **9 to 5**. See [hours](https://shop.example.com/hours)."}
+    rate, human = answer["blocks"][-2:]
+    assert rate["type"] == "context_actions" and rate["elements"][0]["type"] == "feedback_buttons"
+    assert [e["action_id"] for e in human["elements"]] == ["uppzy_human"]
     assert answer["unfurl_links"] in (False, "0", "false")
     await rig.relay.wait_idle()
     assert rig.fake.reactions_on("C1", event["ts"]) == {}  # answered at once: no ⏳ (test_slack_progress.py)

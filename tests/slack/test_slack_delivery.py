@@ -21,6 +21,8 @@ def _texts(message: dict) -> list[str]:
     for block in message.get("blocks") or []:
         if block["type"] == "section":
             texts.append(block["text"]["text"])
+        elif block["type"] == "markdown":
+            texts.append(block["text"])
         elif block["type"] == "context":
             texts += [e["text"] for e in block["elements"]]
     return texts
@@ -34,16 +36,16 @@ async def test_broadcasts_and_mentions_written_by_the_model_never_ping(rig: Slac
     event = await rig.mention("ping everyone")
     [answer] = await rig.wait_answer(event["ts"])
     texts = _texts(answer)
-    assert len(texts) == 3  # fallback, section, low-confidence context
+    assert len(texts) == 3  # fallback, markdown block, low-confidence context
     for shown in texts:
         assert not PINGS.search(shown), shown
-    assert "&lt;!channel&gt;" in texts[1] and "@\u200bhere" in texts[1]
+    assert "<\u200b!channel>" in texts[1] and "@\u200bhere" in texts[1] and "&lt;" in texts[0]
     assert texts[2].startswith(":warning: Careful @\u200bhere")
 
 
 async def test_long_answer_is_split_at_paragraphs_and_code_fences(make_rig: RigFactory) -> None:
-    """With the answer cap raised, a 30,000-character answer arrives as several messages of sections under 3,000
-    chars, fences intact."""
+    """With the answer cap raised, a 30,000-character answer arrives as several messages, each one markdown block
+    under Slack's 12,000 characters, fences intact."""
     rig = await make_rig(admins=("U9",), uppzy_answer_max_chars=50_000)
     paragraphs = [f"Paragraph {i}: " + "lorem ipsum dolor " * 110 for i in range(12)]
     code = "```python\n" + "\n".join(f"print({i})  # line" for i in range(300)) + "\n```"
@@ -55,14 +57,13 @@ async def test_long_answer_is_split_at_paragraphs_and_code_fences(make_rig: RigF
     parts = rig.answers(event["ts"])
     assert len(parts) >= 3
     for index, part in enumerate(parts):
-        sections = [b["text"]["text"] for b in part["blocks"] if b["type"] == "section"]
-        assert all(0 < len(s) <= 3000 for s in sections)
-        assert all(s.count("```") % 2 == 0 for s in sections)
-        assert sum(map(len, sections)) < 40_000 and len(part["text"]) <= 3000
+        [markdown] = [b["text"] for b in part["blocks"] if b["type"] == "markdown"]
+        assert 0 < len(markdown) <= 12_000 and markdown.count("```") % 2 == 0
+        assert len(part["text"]) <= 3000
         has_buttons = part["blocks"][-1]["type"] == "actions"
         assert has_buttons == (index == len(parts) - 1)
         assert part["metadata"]["event_payload"]["part"] == index
-    joined = "".join(b["text"]["text"] for p in parts for b in p["blocks"] if b["type"] == "section")
+    joined = "".join(b["text"] for p in parts for b in p["blocks"] if b["type"] == "markdown")
     assert all(f"Paragraph {i}:" in joined for i in range(12)) and "print(299)" in joined
 
 

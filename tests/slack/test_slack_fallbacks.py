@@ -10,7 +10,7 @@ import pytest
 from core.models import TurnState
 
 if TYPE_CHECKING:
-    from tests.slack_support import SlackRig
+    from tests.slack_support import RigFactory, SlackRig
 
 
 async def _ask_then(rig: SlackRig, question: str, answer: str, **script: Any) -> dict[str, Any]:
@@ -45,7 +45,7 @@ async def test_answer_for_a_deleted_thread_goes_to_the_channel_once(rig: SlackRi
     await rig.drain()
     lead, answer = [p for p in _top_level(rig, "C1") if p["ts"] in {x["ts"] for x in posts}]
     assert lead["text"].startswith("<@U1> ") and "thread" in lead["text"] and not lead.get("metadata")
-    assert "*tomorrow*" in answer["blocks"][0]["text"]["text"] and answer["metadata"]
+    assert "**tomorrow**" in answer["blocks"][0]["text"] and answer["metadata"]
     assert len([m for m in rig.fake.posted_messages() if m.get("metadata")]) == 1
     in_thread = [c for c in rig.fake.calls_to("chat.postMessage") if c.args.get("thread_ts") == event["ts"]]
     assert [c.error for c in in_thread] == [error]  # the thread was tried once, not on every retry
@@ -63,7 +63,7 @@ async def test_answer_for_a_closed_channel_goes_to_the_asker_by_dm(rig: SlackRig
     assert await _state(rig) is TurnState.ANSWERED
     lead, answer = dms
     assert "archived" in lead["text"] and f"/archives/C1/p{event['ts'].replace('.', '')}" in lead["text"]
-    assert "30 days" in answer["blocks"][0]["text"]["text"] and answer["metadata"]
+    assert "30 days" in answer["blocks"][0]["text"] and answer["metadata"]
     rig.fake.refusing_channels.clear()
     await rig.drain()
     assert len(rig.fake.posted_messages("U1")) == 2 and len(rig.answers()) == 1
@@ -80,9 +80,10 @@ async def test_failure_notice_follows_the_same_fallback(rig: SlackRig) -> None:
     assert "archived" in dm["text"] and "\n" in dm["text"]
 
 
-async def test_a_retry_after_moving_posts_only_the_missing_part(rig: SlackRig) -> None:
+async def test_a_retry_after_moving_posts_only_the_missing_part(make_rig: RigFactory) -> None:
     """A two-part answer moves to the channel; Slack refuses its second part once: the retry posts that part
     alone in the channel, without trying the deleted thread again or repeating the first part and the lead."""
+    rig = await make_rig(admins=("U9",), uppzy_answer_max_chars=50_000)  # 21,000 characters: two markdown blocks
     long_answer = "\n\n".join([f"Paragraph {i}: " + "lorem ipsum dolor " * 150 for i in range(8)])
     event = await _ask_then(rig, "tell me all", long_answer)
     rig.fake.delete_thread("C1", event["ts"])
@@ -120,7 +121,7 @@ async def test_long_answer_with_a_note_keeps_every_message_under_the_block_limit
     refused = [c for c in rig.fake.calls_to("chat.postMessage") if not c.ok]
     assert refused == [] and len(parts) == 2
     assert all(p["blocks"] for p in parts)  # blocks, not the plain-text fallback
-    assert parts[-1]["blocks"][-2]["type"] == "context" and parts[-1]["blocks"][-1]["type"] == "actions"
+    assert [b["type"] for b in parts[-1]["blocks"][-3:]] == ["context", "context_actions", "actions"]
 
 
 async def test_refused_blocks_fall_back_to_plain_text_with_balanced_code_fences(rig: SlackRig) -> None:
@@ -154,7 +155,7 @@ async def test_misleading_link_text_shows_the_real_target(rig: SlackRig) -> None
     event = await _ask_then(rig, "which site", "Log in at [https://good.example](https://evil.example/login).")
     rig.sim.complete_now()
     [answer] = await rig.wait_answer(event["ts"])
-    shown = answer["blocks"][0]["text"]["text"]
+    shown = answer["blocks"][0]["text"]
     assert "https://good.example (<https://evil.example/login>)" in shown
     assert "|https://good.example>" not in shown
 
