@@ -308,12 +308,8 @@ class SlackAdapter:
         updated = rated_blocks(blocks, rating) if isinstance(blocks, list) else None
         if updated is None:
             return
-        try:
-            await self.client.chat_update(channel=channel, ts=ts, blocks=updated, text=fallback)
-        except SlackApiError as exc:
-            log.info("could not show the rating on the answer: %s", exc.response.get("error"))
-        except OSError as exc:
-            log.info("could not show the rating on the answer: %s", type(exc).__name__)
+        await _best_effort(self.client.chat_update(channel=channel, ts=ts, blocks=updated, text=fallback),
+                           "could not show the rating on the answer")
 
     @staticmethod
     def who(escalation_target: str) -> str:
@@ -328,9 +324,15 @@ class SlackAdapter:
 
     async def ephemeral(self, channel: str, user: str, message: str, *, thread_ts: str | None = None) -> None:
         """A line only `user` sees (feedback thanks, 'text only'); failures are logged, never raised."""
-        try:
-            await self.client.chat_postEphemeral(channel=channel, user=user, text=message, thread_ts=thread_ts)
-        except SlackApiError as exc:
-            log.info("ephemeral reply failed: %s", exc.response.get("error"))
-        except OSError as exc:
-            log.info("ephemeral reply failed: %s", type(exc).__name__)
+        await _best_effort(self.client.chat_postEphemeral(channel=channel, user=user, text=message,
+                                                          thread_ts=thread_ts), "ephemeral reply failed")
+
+
+async def _best_effort(call: Awaitable[Any], what: str) -> None:
+    """A Web API call whose failure only deserves a log line (`what`: the line, before Slack's error)."""
+    try:
+        await call
+    except SlackApiError as exc:
+        log.info("%s: %s", what, exc.response.get("error"))
+    except OSError as exc:
+        log.info("%s: %s", what, type(exc).__name__)
