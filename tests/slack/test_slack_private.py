@@ -92,7 +92,7 @@ async def test_the_private_answer_can_be_rated(rig: SlackRig) -> None:
     _, _, answer = await _ask_privately(rig, "rate me", "An answer.")
     fake = rig.fake
     await fake.wait_for_ack(await fake.send_interactive(fake.feedback_click(answer, "good", channel="D1")))
-    await fake.wait_until(lambda: rig.sim.calls("feedback"), what="feedback at Uppzy")
+    await fake.wait_until(lambda: rig.sim.calls("chat_feedback"), what="feedback at Uppzy")
     stored = await fake.wait_until(lambda: (m := fake.messages["D1"][answer["ts"]]).get("edited") and m,
                                    what="the rating shown")
     assert "context_actions" not in [b["type"] for b in stored["blocks"]]
