@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Literal
 
 __all__ = [
+    "PRIVATE",
     "Accepted",
     "Answer",
     "Counts",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 Rating = Literal["good", "bad"]
+PRIVATE = "private"  # ReplyTarget extra: the channel a private question was asked in (only the asker sees its answer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from core.models import ReplyTarget
+from core.models import PRIVATE, ReplyTarget
 
 __all__ = ["belongs_to_user", "conversation_key", "session_id", "user_prefix"]
 
@@ -22,9 +22,16 @@ def conversation_key(target: ReplyTarget, strategy: str, scope: Sequence[str] = 
 
     The channel is the conversation's channel (a thread's parent), so a conversation keeps its session as it
     moves into its thread.
+
+    A private question (the target's `private` extra names the channel it was asked in; the answer goes to the
+    asker alone) has its own key whatever the strategy, `<platform>-user-<user>-<channel>-private`: never the
+    asker's public conversation in that channel, nor their DM's.
     """
     p, user, channel = _part(target.platform), _part(target.user_id), _part(target.channel_id)
-    if strategy == "thread":
+    private = target.extra(PRIVATE)
+    if private:
+        key = f"{p}-user-{user}-{_part(private)}-private"
+    elif strategy == "thread":
         key = f"{p}-thread-{channel}-{_part(target.thread_root)}"
     elif strategy == "user":
         key = f"{p}-user-{user}"

@@ -13,6 +13,7 @@ from bots.slack import connect_modal as connect
 from bots.slack import strings as text
 from bots.slack.format import defuse
 from bots.slack.outbound import SlackAdapter
+from bots.slack.private import SlackPrivate
 from bots.slack.translate import plain_text, workspace_of
 from bots.slack.users import SlackUsers
 from core.models import ReplyTarget
@@ -114,6 +115,7 @@ class SlackAdmin:
         self.adapter = adapter
         self.users = users
         self.connector = connector  # None: no "Connect Uppzy" (the composition root sets it where keys can be stored)
+        self.private: SlackPrivate | None = None  # `/uppzy ask` (the composition root sets it)
 
     def register(self, app: Any, wrap: Callable[[Handler], Handler] = lambda h: h) -> None:
         """Attach the listeners to the bolt app (each passed through `wrap`)."""
@@ -150,6 +152,8 @@ class SlackAdmin:
             return text.HELP
         if verb == "status":
             return await self._status(workspace, channel)
+        if verb == "ask":
+            return await self.private.ask(command, rest) if self.private else text.unknown_command(verb)
         if verb == "end":
             return _END_TEXT[await self.relay.end_conversation(_target(workspace, channel, user))]
         if verb not in ADMIN_VERBS:

@@ -32,6 +32,7 @@ from bots.slack.distribution import INSTALL_PATH, Distribution, oauth_settings
 from bots.slack.events import SlackEvents
 from bots.slack.installations import StoreInstallations, StoreStates
 from bots.slack.outbound import SlackAdapter
+from bots.slack.private import SlackPrivate
 from bots.slack.scopes import SLACK_SCOPES
 from bots.slack.socket_handler import QuestionsFirstHandler
 from bots.slack.teams import TeamClient, TeamClients
@@ -152,6 +153,8 @@ class SlackBot:
         self.assistant = SlackAssistant(relay, self.adapter)  # the Messages tab as an agent: before admin's Home tab
         self.assistant.register(self.app, self.events.detached, self.events)
         self.admin.register(self.app, self.events.detached)
+        self.admin.private = SlackPrivate(relay, self.adapter)  # /uppzy ask and "Share with the channel"
+        self.admin.private.register(self.app, self.events.detached)
         # Registered now, before relay.start(), so answers recovered after a restart can be delivered.
         relay.register(self.adapter)
 

@@ -16,11 +16,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.slack import strings as text
 from bots.slack.assistant import LOADING_MESSAGES, AssistantStatus
 from bots.slack.format import ANSWER_EVENT_TYPE, SlackMessage, answer_messages, rated_blocks, to_mrkdwn
+from bots.slack.private import with_share
 from bots.slack.progress import ProgressBudget
 from bots.slack.teams import TeamClient, TeamClients
 from bots.slack.translate import escalation_ids
 from bots.slack.users import SlackUsers
-from core.models import Answer, Notice, NoticeKind, ReplyTarget
+from core.models import PRIVATE, Answer, Notice, NoticeKind, ReplyTarget
 
 __all__ = ["WORKING_REACTION", "SlackAdapter"]
 
@@ -148,6 +149,9 @@ class SlackAdapter:
         """
         messages = answer_messages(answer.text, delivery_key=answer.delivery_key,
                                    low_confidence_note=answer.low_confidence_note)
+        private = target.extra(PRIVATE)
+        if private:  # only the asker sees it (their DM): they may share it in the channel they asked in
+            messages = [with_share(message, private) for message in messages]
         place = self._moved.get(answer.delivery_key)
         if place is None:
             place = _Place(target.channel_id, target.thread_root)

@@ -67,6 +67,7 @@ HELP = (
     "• `/uppzy help`: this help\n"
     "• `/uppzy status`: settings, connection to the assistant, questions in progress\n"
     "• `/uppzy end`: end your conversation here (the next message starts a fresh one)\n"
+    "• `/uppzy ask <question>`: answered privately, in our direct messages (you can share it here afterwards)\n"
     "*Admins only*\n"
     "• `/uppzy set <key> <value>` / `/uppzy reset <key>`: change a workspace setting (see `/uppzy status`)\n"
     "• `/uppzy channel mention|all|off`: in this channel, answer mentions, every new message, or nothing\n"
