@@ -21,7 +21,8 @@ def conversation_key(target: ReplyTarget, strategy: str, scope: Sequence[str] = 
     of `scope` appended after a colon (`…:<workspace>:<site>`: see core.routing.conversation_scope).
 
     The channel is the conversation's channel (a thread's parent), so a conversation keeps its session as it
-    moves into its thread.
+    moves into its thread. A target's `session` extra appends `-<session>`: its own conversation beside the
+    channel's (Discord's `/ask` answered through the interaction).
     """
     p, user, channel = _part(target.platform), _part(target.user_id), _part(target.channel_id)
     if strategy == "thread":
@@ -30,6 +31,9 @@ def conversation_key(target: ReplyTarget, strategy: str, scope: Sequence[str] = 
         key = f"{p}-user-{user}"
     else:
         key = f"{p}-user-{user}-{channel}"
+    own = target.extra("session")  # a conversation kept apart from the channel's (e.g. Discord's `/ask`)
+    if own:
+        key += f"-{_part(own)}"
     return key + "".join(f":{_part(part)}" for part in scope)
 
 

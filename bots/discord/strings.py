@@ -218,3 +218,13 @@ def human_line(outcome: str, target: str | None) -> str:
     if outcome == "not_an_answer":
         return HUMAN_NOT_AN_ANSWER
     return HUMAN_FAILED
+
+
+DESCRIBE_ASK = "Ask Uppzy a question; the answer comes here (only you see it where the bot is not a member)"
+DESCRIBE_ASK_QUESTION = "Your question"
+ASK_OFF = "The bot is switched off in this channel, so /ask cannot answer here. Try another channel or a DM."
+
+
+def ask_answer_in_dm(question: str) -> str:
+    """First line of an `/ask` answer that came too late for the command (or after a restart): which question."""
+    return f"Here is my answer to your /ask question “{question}”:" if question else "Here is my answer to your /ask:"
