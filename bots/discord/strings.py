@@ -122,6 +122,8 @@ HELP = (
     "**Uppzy assistant**\n"
     "• Mention me in a channel and I answer in a thread; keep talking in that thread without mentioning me.\n"
     "• DM me to ask privately.\n"
+    "• `/ask <question>` answers right where you type it, in servers without me too once you add the app to your "
+    "account (only you see it where I am not a member).\n"
     "• Rate an answer with its 👍/👎 buttons or reactions.\n"
     "• `/uppzy end` closes your conversation here so the next question starts fresh.\n"
     "Server managers: `/uppzy-admin status`, `/uppzy-admin set`, `/uppzy-admin channel`, `/uppzy-admin sessions`."
