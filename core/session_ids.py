@@ -25,7 +25,8 @@ def conversation_key(target: ReplyTarget, strategy: str, scope: Sequence[str] = 
 
     A private question (the target's `private` extra names the channel it was asked in; the answer goes to the
     asker alone) has its own key whatever the strategy, `<platform>-user-<user>-<channel>-private`: never the
-    asker's public conversation in that channel, nor their DM's.
+    asker's public conversation in that channel, nor their DM's. A target's `session` extra appends `-<session>`:
+    its own conversation beside the channel's (Discord's `/ask` answered through the interaction).
     """
     p, user, channel = _part(target.platform), _part(target.user_id), _part(target.channel_id)
     private = target.extra(PRIVATE)
@@ -37,6 +38,9 @@ def conversation_key(target: ReplyTarget, strategy: str, scope: Sequence[str] = 
         key = f"{p}-user-{user}"
     else:
         key = f"{p}-user-{user}-{channel}"
+    own = target.extra("session")  # a conversation kept apart from the channel's (e.g. Discord's `/ask`)
+    if own:
+        key += f"-{_part(own)}"
     return key + "".join(f":{_part(part)}" for part in scope)
 
 

@@ -16,6 +16,7 @@ from discord.http import Route
 
 from bots.discord import strings as msgs
 from bots.discord.admin import install, sync_commands
+from bots.discord.ask import INTERACTION_LIFETIME, ask_command
 from bots.discord.events import BAD_ID, GOOD_ID, HUMAN_ID, DiscordEvents, FeedbackButtons
 from bots.discord.outbound import NO_PINGS, DiscordAdapter
 from bots.discord.shards import IdentifyPacer, ShardedClient, ShardPlan, plan_shards
@@ -77,6 +78,7 @@ class _Client(ShardedClient):
         """Persistent feedback buttons (clicks on old answers work after a restart), then command sync."""
         self.add_view(FeedbackButtons(self.bot.events))
         install(self.tree, self.bot.relay, self.bot.connector)
+        self.tree.add_command(ask_command(self.bot.relay, self.bot.adapter.ask))
         await sync_commands(self.tree, self.bot.settings.discord_guild_ids)
 
     async def on_ready(self) -> None:
@@ -120,7 +122,8 @@ class DiscordBot:
     def __init__(self, settings: Settings, relay: Inbound, *, guild_ready_timeout: float = 2.0,
                  ready_timeout: float = 60.0, typing_interval: float = 8.0, reconnect_delay: float = 1.0,
                  identify_window: float = 5.0, connector: WorkspaceConnector | None = None,
-                 forget: Callable[[str, str], Awaitable[None]] | None = None) -> None:
+                 forget: Callable[[str, str], Awaitable[None]] | None = None,
+                 ask_lifetime: float = INTERACTION_LIFETIME) -> None:
         self.settings = settings
         self.relay = relay
         self.connector = connector  # admins' `/uppzy-admin connect` (only with SECRETS_KEY)
@@ -131,7 +134,7 @@ class DiscordBot:
         self.identify_window = identify_window  # Discord's: max_concurrency IDENTIFYs per bucket per 5 s
         self.adapter = DiscordAdapter(feedback_view=FeedbackButtons.rendered, typing_interval=typing_interval,
                                       typing_limit=settings.uppzy_answer_timeout + 30, ready_timeout=ready_timeout,
-                                      settings_of=relay.settings)
+                                      settings_of=relay.settings, ask_lifetime=ask_lifetime)
         self.events = DiscordEvents(relay, self.adapter)
         relay.register(self.adapter)  # now, so answers the relay recovers at start wait for us to connect
         self.client: _Client | None = None

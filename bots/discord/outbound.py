@@ -12,6 +12,7 @@ from cachetools import LRUCache
 
 from bots.discord import format as fmt
 from bots.discord import strings as msgs
+from bots.discord.ask import INTERACTION_LIFETIME, AskReplies, is_ask
 from bots.discord.forum import ForumTags, SettingsOf
 from bots.discord.translate import PLATFORM
 from core.models import Answer, Notice, NoticeKind, ReplyTarget
@@ -65,8 +66,9 @@ class DiscordAdapter:
 
     def __init__(self, *, feedback_view: Callable[[], discord.ui.View] | None = None,
                  typing_interval: float = 8.0, typing_limit: float = 180.0, ready_timeout: float = 60.0,
-                 settings_of: SettingsOf | None = None) -> None:
+                 settings_of: SettingsOf | None = None, ask_lifetime: float = INTERACTION_LIFETIME) -> None:
         self._client: discord.Client | None = None
+        self.ask = AskReplies(self.client, feedback_view=feedback_view, lifetime=ask_lifetime)  # `/ask` answers
         self._forum = ForumTags(settings_of)
         self._ready = asyncio.Event()
         self._feedback_view = feedback_view
@@ -153,6 +155,8 @@ class DiscordAdapter:
 
     async def show_working(self, target: ReplyTarget) -> None:
         """Open the thread now (core calls this only once an answer is late) and keep typing alive until cleared."""
+        if is_ask(target):  # the deferred response already shows "thinking…"
+            return
         dest = await self.destination(target)
         client = await self.client()
         key = target.message_id
@@ -186,6 +190,8 @@ class DiscordAdapter:
         An archived thread is unarchived where the bot may; a thread that stays closed (locked, deleted, no
         permission) moves the answer to its channel as a reply to the question, else to the asker's DMs.
         """
+        if is_ask(target):
+            return await self.ask.post_answer(target, answer)
         self._stop_typing(target.message_id)  # a typing call after the answer would show typing again
         chunks = fmt.answer_chunks(answer.text, answer.low_confidence_note)
         moved = self._moved.get(answer.delivery_key)
@@ -274,6 +280,9 @@ class DiscordAdapter:
 
         Like answers, a notice the thread refuses for good goes to the channel, else to the asker's DMs.
         """
+        if is_ask(target):
+            await self.ask.post_notice(target, notice)
+            return
         rejected = notice.kind in (NoticeKind.EMPTY, NoticeKind.TOO_LONG, NoticeKind.TEXT_ONLY)
         dest: _Dest | _Moved = await self.destination(target, create=not rejected)
         self._stop_typing(target.message_id)
@@ -312,7 +321,8 @@ class DiscordAdapter:
         if kind == "id":  # a bare id: find out what it names
             guild = client.get_guild(int(target.workspace_id))
             kind = "channel" if client.get_channel(ident) else "role" if guild and guild.get_role(ident) else "user"
-        dest = _Dest((await self.destination(target)).channel_id)
+        ask = is_ask(target)  # an `/ask` answer sits in the channel itself (its message id is no thread)
+        dest = _Dest(int(target.message_channel_id)) if ask else _Dest((await self.destination(target)).channel_id)
         link = fmt.jump_link(target.workspace_id, dest.channel_id, int(answer_message_id))
         in_thread = msgs.human_in_thread if human else msgs.escalation_in_thread
         if kind == "channel":
@@ -324,5 +334,5 @@ class DiscordAdapter:
         else:
             allowed = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(ident)])
             await self._send(target, dest, in_thread(f"<@{ident}>", link), mentions=allowed)
-        if target.thread_id is not None:
+        if target.thread_id is not None and not ask:
             await self._forum.mark(client, target, "escalated", dest.channel_id)

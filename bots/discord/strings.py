@@ -122,6 +122,8 @@ HELP = (
     "**Uppzy assistant**\n"
     "• Mention me in a channel and I answer in a thread; keep talking in that thread without mentioning me.\n"
     "• DM me to ask privately.\n"
+    "• `/ask <question>` answers right where you type it, in servers without me too once you add the app to your "
+    "account (only you see it where I am not a member).\n"
     "• Rate an answer with its 👍/👎 buttons or reactions.\n"
     "• `/uppzy end` closes your conversation here so the next question starts fresh.\n"
     "Server managers: `/uppzy-admin status`, `/uppzy-admin set`, `/uppzy-admin channel`, `/uppzy-admin sessions`."
@@ -218,3 +220,13 @@ def human_line(outcome: str, target: str | None) -> str:
     if outcome == "not_an_answer":
         return HUMAN_NOT_AN_ANSWER
     return HUMAN_FAILED
+
+
+DESCRIBE_ASK = "Ask Uppzy a question; the answer comes here (only you see it where the bot is not a member)"
+DESCRIBE_ASK_QUESTION = "Your question"
+ASK_OFF = "The bot is switched off in this channel, so /ask cannot answer here. Try another channel or a DM."
+
+
+def ask_answer_in_dm(question: str) -> str:
+    """First line of an `/ask` answer that came too late for the command (or after a restart): which question."""
+    return f"Here is my answer to your /ask question “{question}”:" if question else "Here is my answer to your /ask:"

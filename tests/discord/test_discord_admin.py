@@ -24,11 +24,11 @@ async def command(h: DiscordHarness, name: str, sub: str, user_id: int, channel_
 
 
 async def test_commands_sync_globally_and_to_configured_guilds_with_admin_defaults(h: DiscordHarness) -> None:
-    """Both groups sync globally and to DISCORD_GUILD_IDS; only /uppzy-admin defaults to Manage Server, guild-only."""
+    """Both groups and /ask sync globally and to DISCORD_GUILD_IDS; /uppzy-admin alone defaults to Manage Server."""
     assert h.fake.calls("PUT", rf"/applications/{h.fake.application_id}/commands")
     for scope in (None, GUILD_ID):
         synced = {c["name"]: c for c in h.fake.commands[scope]}
-        assert set(synced) == {"uppzy", "uppzy-admin"}
+        assert set(synced) == {"uppzy", "uppzy-admin", "ask"}  # `/ask`: tests/discord/test_discord_ask.py
         assert synced["uppzy"]["default_member_permissions"] is None
         assert str(synced["uppzy-admin"]["default_member_permissions"]) == str(MANAGE_GUILD)
         assert synced["uppzy-admin"]["dm_permission"] is False

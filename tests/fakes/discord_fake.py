@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.fakes.discord_forums import DiscordForums, TagError
+from tests.fakes.discord_installs import DiscordUserInstalls
 
 DISCORD_EPOCH_MS = 1420070400000
 INTENT_GUILD_MEMBERS = 1 << 1
@@ -142,7 +143,7 @@ class _Conn:
     close_code: int | None = None
 
 
-class FakeDiscord(DiscordForums):
+class FakeDiscord(DiscordForums, DiscordUserInstalls):
     """Fake Discord server: a small world model, REST routes, a gateway, recordings and scripted faults."""
 
     def __init__(
@@ -994,8 +995,10 @@ class FakeDiscord(DiscordForums):
         guild_id: int | None,
         permissions: int | None = None,
         message: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> str:
-        """Register and dispatch an INTERACTION_CREATE carrying every key discord.py reads with []."""
+        """Register and dispatch an INTERACTION_CREATE carrying every key discord.py reads with []; `extra`
+        replaces top-level keys (user installs: context, authorizing_integration_owners, channel)."""
         iid = self.new_id()
         token = f"fake-interaction-token-{iid}-{uuid.uuid4().hex}"
         payload: dict[str, Any] = {
@@ -1025,6 +1028,7 @@ class FakeDiscord(DiscordForums):
                            authorizing_integration_owners={"1": str(user_id)})
         if message is not None:
             payload["message"] = message
+        payload.update(extra or {})
         self._interactions[iid] = {
             "id": iid, "token": token, "type": type_, "channel_id": channel_id, "guild_id": guild_id,
             "user_id": user_id, "acked": False, "original_id": None,
