@@ -270,16 +270,21 @@ class Relay:
         parts = self.parts
         assert turn.request_id is not None and turn.submitted_at is not None
         t = turn.target
-        for attempt in range(1, 6):  # the store may be briefly away at start: its connection is read there
+        attempt = 0
+        while True:  # the store may be away a while (at start, at a lease rejoin): its connection is read there
             try:
                 uppzy = await parts.connections.recorded(t.platform, t.workspace_id, turn.site_id)
                 break
             except Exception as exc:
+                attempt += 1
+                if parts.clock() >= deadline:  # never left pending (its session would wait behind it): one notice
+                    log.warning("resuming turn=%d: its Uppzy connection could not be read before its deadline (%s)",
+                                turn.id, type(exc).__name__)
+                    await parts.delivery.fail(turn, NoticeKind.TIMEOUT, messages.TIMED_OUT, kind="timeout")
+                    return
                 log.warning("resuming turn=%d: its Uppzy connection cannot be read yet (%s)", turn.id,
                             type(exc).__name__)
-                await asyncio.sleep(attempt)
-        else:
-            return  # still pending in the store: the next start (or an adopting replica) polls it
+                await asyncio.sleep(min(30.0, float(attempt)))
         if uppzy is None:  # its workspace was disconnected meanwhile and there is no deployment key
             await parts.delivery.fail(turn, NoticeKind.NOT_CONNECTED, messages.NOT_CONNECTED, kind="not_connected")
             return

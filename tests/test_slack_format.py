@@ -126,6 +126,19 @@ def test_events_become_reply_targets() -> None:
     assert workspace_of({"enterprise": {"id": "E9"}, "team": None}) == ("E9", (("enterprise_id", "E9"),))
 
 
+def test_a_shared_channel_event_belongs_to_the_installation_that_received_it() -> None:
+    """A Slack Connect channel: the envelope's team_id may be the other organisation's; the installation in
+    `authorizations` is the workspace the question belongs to (its token, settings and Uppzy key), as bolt reads it.
+    An org-wide install's authorization names no team: the event's own team keys the settings, as before."""
+    shared = {"team_id": "TOTHER", "authorizations": [{"team_id": "TOURS", "enterprise_id": None, "is_bot": True}]}
+    assert workspace_of(shared) == ("TOURS", (("team_id", "TOURS"),))
+    mention = to_inbound(shared, {"type": "app_mention", "channel": "CSHARED", "user": "UOTHER", "ts": "4.0",
+                                  "text": "<@UBOT> q"}, "UBOT")
+    assert mention.target.workspace_id == "TOURS"
+    org_wide = {"team_id": "T5", "enterprise_id": "E1", "authorizations": [{"team_id": None, "enterprise_id": "E1"}]}
+    assert workspace_of(org_wide) == ("T5", (("team_id", "T5"), ("enterprise_id", "E1")))
+
+
 def test_feedback_payloads() -> None:
     """Reactions carry their emoji; buttons carry their rating and the message they sit on."""
     reaction = reaction_feedback({"team_id": "T1"}, {"type": "reaction_added", "user": "U1", "reaction": "-1",

@@ -304,6 +304,8 @@ class SlackAdapter:
         """The asker's email from users.info (needs users:read.email), for workspaces that send it to Uppzy."""
         if self.users is None:
             return None
+        if self.teams.current().team_id == workspace_id:  # already bound (the question's path): an org-wide
+            return await self.users.email(user_id)  # install is found by its enterprise there, not by the team alone
         async with self.teams.using(workspace_id):
             return await self.users.email(user_id)
 

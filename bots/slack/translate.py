@@ -31,16 +31,33 @@ _SLACK_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 _ID = re.compile(r"\b([CGSUW](?=[A-Z0-9]*\d)[A-Z0-9]{2,})\b")
 
 def workspace_of(body: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """Settings key (team id; enterprise id for org-level payloads without one) and routing extras."""
-    team = body.get("team_id") or (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id") \
-        or (body.get("event") or {}).get("team")
-    enterprise = body.get("enterprise_id") or (body.get("enterprise") or {}).get("id")
+    """Settings key (team id; enterprise id for org-level payloads without one) and routing extras.
+
+    An Events API body names the installation that received it in `authorizations`, which wins over `team_id` as
+    it does in bolt: in a Slack Connect channel the envelope's team may be the other organisation's, while the
+    question belongs to (and is answered with the token of) the workspace whose installation got it.
+    """
+    installed = _installation_of(body)
+    team = installed[0] or body.get("team_id") or (body.get("team") or {}).get("id") \
+        or (body.get("user") or {}).get("team_id") or (body.get("event") or {}).get("team")
+    enterprise = installed[1] or body.get("enterprise_id") or (body.get("enterprise") or {}).get("id")
     extras: list[tuple[str, str]] = []
     if team:
         extras.append(("team_id", str(team)))
     if enterprise:
         extras.append(("enterprise_id", str(enterprise)))
     return str(team or enterprise or "unknown"), tuple(extras)
+
+
+def _installation_of(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(team, enterprise) of the first authorization of an Events API body, when it names a team (an org-wide
+    install's authorization has none: the event's own team then keys the workspace's settings)."""
+    found = body.get("authorizations")
+    first = found[0] if isinstance(found, list) and found and isinstance(found[0], Mapping) else None
+    if first is None or not isinstance(first.get("team_id"), str) or not first.get("team_id"):
+        return None, None
+    enterprise = first.get("enterprise_id")
+    return str(first["team_id"]), str(enterprise) if isinstance(enterprise, str) and enterprise else None
 
 
 def is_user_message(event: Mapping[str, Any], bot_user_id: str | None) -> bool:
