@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import signal
@@ -11,8 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from core.health import StoreUnavailable
+from core.messages import TIMED_OUT
+from core.sqlite_store import SqliteStore
 from simulator import Simulator
-from tests.relay_support import Build, close
+from tests.relay_support import FAST, Build, close
 
 
 async def test_pending_request_resumes_after_restart(harness: Build, tmp_path: Path, sim: Simulator) -> None:
@@ -172,3 +178,24 @@ async def test_a_stop_starts_no_new_submit_while_draining(harness: Build, sim: S
     await second.relay.wait_idle()
     assert sorted(q for q, _ in second.console.answers()) == sorted([q1, q2]), second.console.transcript
     assert second.console.notices() == []
+
+
+async def test_a_resumed_question_whose_connection_cannot_be_read_ends_with_the_timeout_notice(
+        harness: Build, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Injected at the store boundary: after a restart, the workspace's Uppzy connection cannot be read (the store
+    keeps failing that read). The resumed question is not left pending, holding its conversation, until the next
+    restart: past its deadline it gets the timeout notice, once."""
+    sim.script("returns", "too late", latency=30.0)
+    first = await harness()
+    await first.ask("how do returns work?")
+    await first.until(lambda: len(sim.calls("chat_async")) == 1)
+    await close(first)
+
+    async def unreadable(self: object, *args: object, **kwargs: object) -> object:
+        raise StoreUnavailable("the database cannot be read: disk I/O error")
+
+    monkeypatch.setattr(SqliteStore, "get_credentials", unreadable)
+    second = await harness(tuning=dataclasses.replace(FAST, recovery_grace=0.2), uppzy_answer_timeout=1.0)
+    await second.until(lambda: any(TIMED_OUT in line for line in second.console.transcript), timeout=6)
+    assert second.console.answers() == []
+    assert sum(TIMED_OUT in line for line in second.console.transcript) == 1
