@@ -166,7 +166,7 @@ async def _migrate_store(settings: Settings, args: argparse.Namespace) -> int:
     """`migrate-store`: check both URLs, copy (core/store_copy.py), print what was copied and what to do next."""
     from bots.runner import prepare_postgres
     from core.health import StoreUnavailable
-    from core.setting_specs import POSTGRES_SCHEMES, SettingError, postgres_url, sqlite_path
+    from core.setting_parsers import POSTGRES_SCHEMES, SettingError, postgres_url, sqlite_path
     from core.store_copy import CopyRefused, copy_sqlite_to_postgres
 
     def refuse(line: str, code: int = 2) -> int:

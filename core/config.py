@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from core.setting_specs import ENV_SPECS, GENERATE_FERNET_KEY, POSTGRES_SCHEMES, parse_duration, sqlite_path
+from core.setting_parsers import GENERATE_FERNET_KEY, POSTGRES_SCHEMES, parse_duration, sqlite_path
+from core.setting_specs import ENV_SPECS
 
 __all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "shown_url"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from core.config import ConfigError
-from core.setting_specs import GENERATE_FERNET_KEY, SettingError, fernet_keys
+from core.setting_parsers import GENERATE_FERNET_KEY, SettingError, fernet_keys
 
 __all__ = ["GENERATE_FERNET_KEY", "SecretBox", "SecretUnreadable"]
 

@@ -23,6 +23,7 @@ __all__ = [
     "RATERS",
     "SESSION_STRATEGIES",
     "WEBSOCKET",
+    "Parser",
     "SettingError",
     "choice",
     "credential",

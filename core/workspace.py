@@ -12,17 +12,15 @@ from cachetools import LRUCache
 
 from core import messages
 from core.config import Settings
-from core.setting_specs import (
+from core.setting_parsers import (
     CHANNEL_MODES,
     DEFAULT_SUGGESTED_PROMPTS,
     SESSION_STRATEGIES,
-    WORKSPACE_SPECS,
     SettingError,
-    SettingSpec,
     choice,
     normalize_emoji,
-    workspace_spec,
 )
+from core.setting_specs import WORKSPACE_SPECS, SettingSpec, workspace_spec
 from core.text import clean_text
 
 if TYPE_CHECKING:

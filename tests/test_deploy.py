@@ -17,7 +17,7 @@ import pytest
 
 from bots.web import WebServer
 from core.metrics import Metrics
-from core.setting_specs import sqlite_path
+from core.setting_parsers import sqlite_path
 from tests.deploy_support import (
     BOT_PORT,
     DEPLOY,

@@ -14,16 +14,13 @@ import pytest
 from core import workspace
 from core.config import ConfigError, Settings, load_settings
 from core.models import InboundMessage, ReplyTarget
-from core.setting_specs import (
+from core.setting_parsers import (
     CHANNEL_MODES,
-    ENV_SPECS,
     HTTP,
     WEBSOCKET,
-    WORKSPACE_SPECS,
     SettingError,
     choice,
     emoji_list,
-    env_spec,
     id_set,
     int_ids,
     parse_bool,
@@ -36,8 +33,8 @@ from core.setting_specs import (
     target,
     text,
     url,
-    workspace_spec,
 )
+from core.setting_specs import ENV_SPECS, WORKSPACE_SPECS, env_spec, workspace_spec
 from core.sqlite_store import SqliteStore
 from core.workspace import SETTING_KEYS, WorkspaceSettings, WorkspaceSettingsService
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.config import ConfigError, Secret, load_settings
-from core.setting_specs import SettingError, parse_site_id
+from core.setting_parsers import SettingError, parse_site_id
 from core.sqlite_store import SqliteStore
 from core.uppzy import UppzyClient
 from core.workspace import WorkspaceSettingsService

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bots.slack.assistant import LOADING_MESSAGES, prompts_of, thread_title
-from core.setting_specs import DEFAULT_SUGGESTED_PROMPTS, SettingError, prompt_list
+from core.setting_parsers import DEFAULT_SUGGESTED_PROMPTS, SettingError, prompt_list
 from tests.slack_support import parse_manifest
 
 if TYPE_CHECKING:
