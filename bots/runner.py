@@ -46,8 +46,9 @@ from core.sqlite_store import SqliteStore
 from core.submission import Submitter
 from core.supervisor import TaskSupervisor
 from core.tuning import Tuning
-from core.uppzy import Timeouts, UppzyClient
+from core.uppzy import UppzyClient
 from core.uppzy_pool import Connections, UppzyPool
+from core.uppzy_types import Timeouts
 from core.workspace import WorkspaceSettingsService
 
 if TYPE_CHECKING:

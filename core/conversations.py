@@ -10,8 +10,8 @@ from core.ports import EndResult, Store
 from core.reaper import IdleReaper
 from core.routing import Router
 from core.session_ids import belongs_to_user, user_prefix
-from core.uppzy import SessionInfo
 from core.uppzy_pool import Connections
+from core.uppzy_types import SessionInfo
 from core.workspace import WorkspaceSettingsService
 
 __all__ = ["Conversations", "Status"]

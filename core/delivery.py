@@ -19,7 +19,7 @@ from core.poller import PendingRequest
 from core.ports import Store
 from core.supervisor import TaskSupervisor
 from core.text import clean_text, shorten_answer
-from core.uppzy import Confidence, RequestStatus
+from core.uppzy_types import Confidence, RequestStatus
 from core.workspace import WorkspaceSettingsService
 
 __all__ = ["Delivery"]

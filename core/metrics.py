@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
-from core.uppzy import CallRecord
+from core.uppzy_types import CallRecord
 
 __all__ = ["METRIC_NAMES", "OTHER_WORKSPACES", "Metrics", "WorkspaceLabels"]
 

@@ -28,7 +28,8 @@ from core.latency import LatencyModel
 from core.ports import RateBudget
 from core.ratelimit import LocalBudget
 from core.supervisor import TaskSupervisor
-from core.uppzy import RequestStatus, UppzyClient
+from core.uppzy import UppzyClient
+from core.uppzy_types import RequestStatus
 
 __all__ = ["PendingRequest", "PollScheduler"]
 

@@ -31,7 +31,7 @@ from core.models import (
     Turn,
     TurnState,
 )
-from core.uppzy import SessionInfo
+from core.uppzy_types import SessionInfo
 from core.workspace import CHANNEL_MODES, SETTING_KEYS, SettingError, SettingSpec, WorkspaceSettings
 from core.workspace import WorkspaceSettingsService as _Workspaces
 

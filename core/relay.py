@@ -34,8 +34,8 @@ from core.ports import ChatPlatform, EndResult, Store
 from core.reaper import IdleReaper
 from core.submission import Submitter
 from core.supervisor import TaskSupervisor
-from core.uppzy import SessionInfo
 from core.uppzy_pool import Connections
+from core.uppzy_types import SessionInfo
 from core.workspace import GENERIC_EMOJI, WorkspaceSettings, WorkspaceSettingsService
 
 __all__ = ["Components", "EndResult", "Relay"]

@@ -17,10 +17,8 @@ from core.errors import UppzyError, UppzyTimeout, UppzyUnavailable, error_for_st
 from core.http_transport import AiohttpTransport
 from core.retry import Repeatable, RetryPolicy, backoff_hook, parse_retry_after
 from core.uppzy_types import (
-    TERMINAL_STATUSES,
     CallRecord,
     ChatAnswer,
-    Confidence,
     FeedbackReceipt,
     Rating,
     RequestStatus,
@@ -31,19 +29,7 @@ from core.uppzy_types import (
 from core.uppzy_types import confidence_of as _confidence
 from core.uppzy_types import text_of as _text
 
-__all__ = [  # the result types live in core.uppzy_types; imported from here as before
-    "TERMINAL_STATUSES",
-    "CallRecord",
-    "ChatAnswer",
-    "Confidence",
-    "FeedbackReceipt",
-    "Rating",
-    "RequestStatus",
-    "SessionInfo",
-    "Submission",
-    "Timeouts",
-    "UppzyClient",
-]
+__all__ = ["UppzyClient"]
 
 log = logging.getLogger(__name__)
 URL_CACHE = 4096  # parsed URLs kept: a status path is polled several times, the other paths are per site

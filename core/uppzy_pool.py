@@ -16,7 +16,8 @@ from typing import Any
 
 from core.config import Secret
 from core.credentials import UppzyCredentials, WorkspaceCredentials
-from core.uppzy import FeedbackReceipt, Rating, RequestStatus, SessionInfo, Submission, UppzyClient
+from core.uppzy import UppzyClient
+from core.uppzy_types import FeedbackReceipt, Rating, RequestStatus, SessionInfo, Submission
 
 __all__ = ["POOL_SIZE", "Connections", "KeyedUppzy", "UppzyPool"]
 

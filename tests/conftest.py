@@ -18,7 +18,8 @@ import pytest
 
 from core.config import Secret
 from core.retry import RetryPolicy
-from core.uppzy import Timeouts, UppzyClient
+from core.uppzy import UppzyClient
+from core.uppzy_types import Timeouts
 from simulator import Simulator, SimulatorConfig
 
 # Support modules hold shared fixtures and asserts (tests/slack and tests/discord load theirs in conftest.py).

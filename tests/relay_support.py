@@ -22,7 +22,8 @@ from core.relay import Relay
 from core.retry import RetryPolicy
 from core.sqlite_store import SqliteStore
 from core.tuning import Tuning
-from core.uppzy import Timeouts, UppzyClient
+from core.uppzy import UppzyClient
+from core.uppzy_types import Timeouts
 from simulator import Simulator
 
 

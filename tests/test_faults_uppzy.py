@@ -21,7 +21,8 @@ import pytest
 
 from bots.slack.format import to_mrkdwn
 from core import messages
-from core.uppzy import Timeouts, UppzyClient
+from core.uppzy import UppzyClient
+from core.uppzy_types import Timeouts
 from simulator import Simulator
 from tests.fault_support import (
     CuttingFront,

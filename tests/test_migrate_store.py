@@ -25,7 +25,8 @@ from core.postgres_store import PostgresStore
 from core.retry import RetryPolicy
 from core.sqlite_store import SqliteStore
 from core.store_copy import TABLES
-from core.uppzy import Timeouts, UppzyClient
+from core.uppzy import UppzyClient
+from core.uppzy_types import Timeouts
 from simulator import Simulator
 from tests.relay_support import FAST, Build, QuietConsole, close, fast_settings
 

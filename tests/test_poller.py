@@ -16,7 +16,8 @@ from core.metrics import Metrics
 from core.poller import PendingRequest, PollScheduler
 from core.ratelimit import LocalBudget
 from core.sqlite_store import SqliteStore
-from core.uppzy import RequestStatus, UppzyClient
+from core.uppzy import UppzyClient
+from core.uppzy_types import RequestStatus
 from simulator import Simulator
 
 

@@ -25,7 +25,8 @@ from core.errors import (
     UppzyUnavailable,
 )
 from core.retry import RetryPolicy
-from core.uppzy import CallRecord, Timeouts, UppzyClient
+from core.uppzy import UppzyClient
+from core.uppzy_types import CallRecord, Timeouts
 from simulator import Simulator
 from simulator.server import http_date
 from tests.fault_support import wait_until

@@ -16,8 +16,9 @@ from core.credentials import UppzyCredentials, WorkspaceCredentials
 from core.retry import RetryPolicy
 from core.secrets_box import SecretBox
 from core.sqlite_store import SqliteStore
-from core.uppzy import Timeouts, UppzyClient
+from core.uppzy import UppzyClient
 from core.uppzy_pool import UppzyPool
+from core.uppzy_types import Timeouts
 from simulator.keys import key_fingerprint
 
 KEYS = {"pool-key-aaaa-1111": ("site-a",), "pool-key-bbbb-2222": ("site-b",)}

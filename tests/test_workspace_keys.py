@@ -22,7 +22,8 @@ from core.relay import Relay
 from core.retry import RetryPolicy
 from core.secrets_box import SecretBox
 from core.sqlite_store import SqliteStore
-from core.uppzy import Timeouts, UppzyClient
+from core.uppzy import UppzyClient
+from core.uppzy_types import Timeouts
 from simulator import Simulator
 from simulator.keys import key_fingerprint
 from tests.relay_support import FAST, QuietConsole
