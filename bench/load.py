@@ -239,6 +239,8 @@ class Row:
     delays_matched: int = 0  # of those, how many were matched to a simulator request (should be all)
     e2e_p50: float = float("nan")  # seconds from the event sent to its first answer
     e2e_p95: float = float("nan")
+    submit_p50: float = float("nan")  # seconds from the event sent to its question reaching Uppzy
+    submit_p95: float = float("nan")
 
 
 async def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -409,9 +411,13 @@ async def _drive(args: argparse.Namespace, slack: FakeSlack, discord: FakeDiscor
 def _row(variant: Variant, convs: list[Conversation], ack_ms: list[float], record: dict[str, Any], cpu: float,
          rss: float, last_reply: float, exit_code: int) -> Row:
     ready: dict[str, list[float]] = {}
+    submitted: dict[str, float] = {}
     for chat in record["chats"]:
         if not chat["fail"]:
             ready.setdefault(chat["session_id"], []).append(chat["ready_at"])
+        at = chat.get("submitted_at")
+        if at:
+            submitted[chat["session_id"]] = min(at, submitted.get(chat["session_id"], at))
     delays = []
     for conv in convs:
         answers = conv.answers
@@ -420,6 +426,7 @@ def _row(variant: Variant, convs: list[Conversation], ack_ms: list[float], recor
             delays.append(answers[0] - min(ready_at))
     answered = sum(1 for c in convs if c.answers)
     e2e = [c.answers[0] - c.sent_at for c in convs if c.answers and c.sent_at]
+    to_submit = [submitted[c.session] - c.sent_at for c in convs if c.sent_at and c.session in submitted]
     calls = record["calls"]
     polls = sum(1 for c in calls if c["endpoint"] == "chat_status")
     return Row(
@@ -434,6 +441,7 @@ def _row(variant: Variant, convs: list[Conversation], ack_ms: list[float], recor
         polls_per_answer=polls / max(1, answered), cpu_ms=1000 * cpu / max(1, answered), rss_mb=rss,
         last_reply=last_reply, exit_code=exit_code, answered=answered, delays_matched=len(delays),
         e2e_p50=_quantile(e2e, 0.5), e2e_p95=_quantile(e2e, 0.95),
+        submit_p50=_quantile(to_submit, 0.5), submit_p95=_quantile(to_submit, 0.95),
     )
 
 

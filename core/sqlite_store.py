@@ -107,7 +107,20 @@ def _fetchall(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[An
 
 
 def _in_tx(c: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
-    """`work` in one IMMEDIATE transaction: committed, or rolled back whatever it raised."""
+    """`work` in one IMMEDIATE transaction: committed, or rolled back whatever it raised. Inside a group commit
+    (core.sqlite_thread) it is a savepoint of the group's transaction: all of `work` or none of it."""
+    if c.in_transaction:
+        c.execute("SAVEPOINT tx")
+        try:
+            result = work(c)
+        except BaseException:
+            if c.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("ROLLBACK TO tx")
+                    c.execute("RELEASE tx")
+            raise
+        c.execute("RELEASE tx")
+        return result
     c.execute("BEGIN IMMEDIATE")
     try:
         result = work(c)
@@ -278,10 +291,10 @@ class SqliteStore(SqliteSessions, SqliteSettings, SqliteSecrets):
                 raise _unwritable_at_start(path, str(exc)) from None
             raise
         try:
-            await db.run(_prepare)
+            await db.run(_prepare, alone=True)
             store = cls(db, lock_file, path=None if path == ":memory:" else path)
             await store.migrate()
-            await db.run(_prepare_probe)
+            await db.run(_prepare_probe, alone=True)
         except BaseException as exc:
             await db.close()
             if lock_file is not None:
@@ -293,7 +306,8 @@ class SqliteStore(SqliteSessions, SqliteSettings, SqliteSecrets):
 
     async def migrate(self, target: int | None = None) -> int:
         """Apply the migrations this file has not had yet; returns the resulting schema version."""
-        return await self._db.run(_migrate, len(MIGRATIONS) if target is None else target)  # type: ignore[no-any-return]
+        return await self._db.run(_migrate, len(MIGRATIONS) if target is None else target,  # type: ignore[no-any-return]
+                                 alone=True)
 
     async def close(self) -> None:
         """Close the connection (WAL contents stay durable) and let another process have the file.

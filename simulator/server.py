@@ -102,6 +102,7 @@ class _Request:
     feedback_at: str | None = None
     polls: int = 0
     ready_seen_at: float | None = None
+    submitted_at: float = 0.0  # monotonic: when the question arrived (benchmarks split mention → answer)
 
 
 @dataclass(slots=True)
@@ -350,7 +351,9 @@ class Simulator:
                 latency = script.latency if script.latency is not None else latency
                 fail = script.fail
                 break
-        chat = _Request("req_" + uuid.uuid4().hex, site, session_id, message, time.monotonic() + latency, reply, fail)
+        now = time.monotonic()
+        chat = _Request("req_" + uuid.uuid4().hex, site, session_id, message, now + latency, reply, fail,
+                        submitted_at=now)
         self.chats[chat.id] = chat
         return chat
 
@@ -462,7 +465,7 @@ class Simulator:
         """Benchmarks in another process read when each answer became ready (monotonic clock) and every call."""
         return _json(200, {
             "chats": [{"request_id": c.id, "session_id": c.session_id, "ready_at": c.ready_at, "polls": c.polls,
-                       "fail": c.fail} for c in self.chats.values()],
+                       "fail": c.fail, "submitted_at": c.submitted_at} for c in self.chats.values()],
             "calls": [{"endpoint": r.endpoint, "at": r.at, "status": r.status, "key_id": r.key_id}
                       for r in self.requests if r.endpoint != "record"],
         })
