@@ -54,10 +54,12 @@ from core.workspace import WorkspaceSettingsService
 if TYPE_CHECKING:
     from bots.web import WebServer
 
-__all__ = ["Core", "PlatformBot", "build_connector", "build_platforms", "build_relay", "build_slack_distribution",
-           "build_uppzy", "check_run_settings", "open_core", "open_store", "run_bot", "uppzy_key_check"]
+__all__ = ["GC_YOUNG", "Core", "PlatformBot", "build_connector", "build_platforms", "build_relay",
+           "build_slack_distribution", "build_uppzy", "check_run_settings", "open_core", "open_store", "run_bot",
+           "uppzy_key_check"]
 
 log = logging.getLogger(__name__)
+GC_YOUNG = 10_000  # allocations between young-generation collections while running (the default is 700)
 DATABASE_WAIT = 60.0  # how long `run` waits for a PostgreSQL server that cannot be reached yet
 DATABASE_BACKOFF = Backoff(attempts=0, initial=0.5, maximum=10.0)
 
@@ -409,6 +411,7 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
     web = WebServer(metrics=metrics, checks=checks, routes=routes)
     connector = Connector(bots, tasks=TaskSupervisor("platform-connect"), stop=stop,
                         **({"backoff": connect_backoff} if connect_backoff else {}))
+    thresholds = gc.get_threshold()
     try:
         await _listen(web, host, settings.port)
         await relay.start()
@@ -428,10 +431,14 @@ async def run_bot(settings: Settings, *, stop: asyncio.Event | None = None,
         # view, a full collection under a burst walks only what the burst made (it took ~20 ms, holding every ack).
         gc.collect()
         gc.freeze()
+        # A burst allocates fast and frees almost everything it allocates (requests, responses, events): at the
+        # default 700 allocations per young collection the collector ran hundreds of times a second for little.
+        gc.set_threshold(GC_YOUNG, *thresholds[1:])
         await stop.wait()
         log.info("shutting down: no new events; unfinished work stays in the store for the next start")
     finally:
         gc.unfreeze()  # back to the collector (several runs in one process: tests)
+        gc.set_threshold(*thresholds)
         await connector.aclose()
         await _shutdown(bots, core, web)
     if connector.fatal is not None:

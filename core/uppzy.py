@@ -84,6 +84,8 @@ class UppzyClient:
         self.retry = retry or RetryPolicy()
         self.observer = observer
         self._urls: dict[str, httpx.URL] = {}
+        self._headers: list[tuple[bytes, bytes]] | None = None  # the client's headers and the key, built once
+        self._timeouts: dict[float, dict[str, float | None]] = {}  # the timeout extension, per timeout value
         self._transport = transport if transport is not None else AiohttpTransport(max_connections=max_connections)
         headers = {"Accept": "application/json", "User-Agent": "uppzy-chat-bot/0.1"}
         base = httpx.URL(base_url)
@@ -239,6 +241,24 @@ class UppzyClient:
             url = self._urls[path] = httpx.URL(str(self._http.base_url) + path)
         return url
 
+    def _request_headers(self) -> list[tuple[bytes, bytes]]:
+        """What the client's build_request would merge (its headers and the key), merged once, not per call."""
+        if self._headers is None:
+            merged = httpx.Headers(self._http.headers)
+            merged["X-API-Key"] = self._api_key.reveal()
+            self._headers = merged.raw
+        return self._headers
+
+    def _timeout(self, timeout: float) -> dict[str, float | None]:
+        """httpx's timeout extension for `timeout` seconds (connect capped at the connect timeout)."""
+        found = self._timeouts.get(timeout)
+        if found is None:
+            if len(self._timeouts) >= URL_CACHE:
+                self._timeouts.clear()
+            found = self._timeouts[timeout] = httpx.Timeout(timeout, connect=min(self.timeouts.connect,
+                                                                                 timeout)).as_dict()
+        return found
+
     async def _call(
         self, method: str, path: str, endpoint: str, repeatable: Repeatable, *,
         json: Mapping[str, Any] | None = None, params: Mapping[str, str] | None = None,
@@ -269,11 +289,9 @@ class UppzyClient:
         try:
             try:
                 async with asyncio.timeout(timeout):
-                    request = self._http.build_request(
-                        method, self._url(path), json=json, params=params,
-                        headers={"X-API-Key": self._api_key.reveal()},
-                        timeout=httpx.Timeout(timeout, connect=min(self.timeouts.connect, timeout)),
-                    )
+                    request = httpx.Request(method, self._url(path), json=json, params=params,
+                                            headers=self._request_headers(),
+                                            extensions={"timeout": self._timeout(timeout)})
                     if self._http.is_closed:
                         raise RuntimeError("the Uppzy client is closed")
                     # Straight to the transport: the client's send() adds only what these calls never use (auth

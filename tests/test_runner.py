@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import time
 
 import aiohttp
 
-from bots.runner import run_bot
+from bots.runner import GC_YOUNG, run_bot
 from core.config import Secret, Settings
 from simulator import Simulator
 from tests.discord_support import GUILD_ID, TEXT_ID, USER_ID, build_world
@@ -42,14 +43,18 @@ async def test_both_platforms_in_one_process_with_health_and_metrics(tmp_path, s
             database_url=f"sqlite:///{tmp_path / 'bot.db'}", port=port,
         )
         stop, started = asyncio.Event(), asyncio.Event()
+        before = gc.get_threshold()
         runner = asyncio.create_task(run_bot(settings, stop=stop, started=started, host="127.0.0.1"))
         try:
             await _exercise(port, slack, discord_fake, started)
+            # While running: start-up's objects are out of the collector's view, young collections are rarer.
+            assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] == GC_YOUNG > before[0]
         finally:
             stopping = time.monotonic()
             stop.set()
             assert await asyncio.wait_for(runner, 10) == 0
             assert time.monotonic() - stopping < 10
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0  # as found (tests share the process)
 
 
 async def _exercise(port: int, slack: FakeSlack, discord_fake: FakeDiscord, started: asyncio.Event) -> None:

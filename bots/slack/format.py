@@ -59,6 +59,7 @@ _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _SENTINEL = re.compile(r"\x00(\d+)\x00")
 _BULLETS = ("•", "◦", "▪")
 _ZWSP = "\u200b"
+_MARKS = frozenset("#-*_+")  # what a heading, rule, task or bullet line starts with (after spaces)
 _SLACK_TOKEN = re.compile(r"<(?=[!@#])")  # <!channel>, <!here>, <!subteam^S…>, <@U…>, <#C…>
 
 
@@ -69,7 +70,8 @@ def escape(raw: str) -> str:
 
 def defuse(raw: str) -> str:
     """Escape, and break plain @channel/@here/@everyone with a zero-width space, so text can never ping."""
-    return _BROADCAST.sub("@" + _ZWSP, escape(raw))
+    safe = escape(raw)
+    return _BROADCAST.sub("@" + _ZWSP, safe) if "@" in safe else safe
 
 
 def defuse_markdown(raw: str) -> str:
@@ -81,13 +83,16 @@ def defuse_markdown(raw: str) -> str:
     for index, line in enumerate(lines):
         if _FENCE.match(line):
             in_fence = not in_fence
-        elif not in_fence:
+        elif not in_fence and "[" in line:  # (each pattern below needs its own character: cheap lines skip it)
             out, pos = [], 0
-            for span in _CODE_SPAN.finditer(line):  # code spans stay exactly as written
+            for span in _CODE_SPAN.finditer(line) if "`" in line else ():  # code spans stay exactly as written
                 out += [_LINK.sub(_honest_link, line[pos:span.start()]), span.group(0)]
                 pos = span.end()
             lines[index] = "".join([*out, _LINK.sub(_honest_link, line[pos:])])
-    return _BROADCAST.sub("@" + _ZWSP, _SLACK_TOKEN.sub("<" + _ZWSP, "\n".join(lines)))
+    joined = "\n".join(lines)
+    if "<" in joined:
+        joined = _SLACK_TOKEN.sub("<" + _ZWSP, joined)
+    return _BROADCAST.sub("@" + _ZWSP, joined) if "@" in joined else joined
 
 
 def _honest_link(match: re.Match[str]) -> str:
@@ -110,14 +115,19 @@ def _link(label: str, url: str) -> str:
 
 def _styles(segment: str) -> str:
     """Bold, italic and strike-through of escaped text (no code, no links inside)."""
-    segment = _BOLD.sub(lambda m: "\x01" + (m.group(1) or m.group(2)) + "\x01", segment)
-    segment = _ITALIC.sub(r"_\1_", segment)
-    segment = _STRIKE.sub(r"~\1~", segment)
-    return segment.replace("\x01", "*")
+    if "**" in segment or "__" in segment:
+        segment = _BOLD.sub(lambda m: "\x01" + (m.group(1) or m.group(2)) + "\x01", segment)
+    if "*" in segment:
+        segment = _ITALIC.sub(r"_\1_", segment)
+    if "~~" in segment:
+        segment = _STRIKE.sub(r"~\1~", segment)
+    return segment.replace("\x01", "*") if "\x01" in segment else segment
 
 
 def _inline(raw: str) -> str:
     """One line of prose: code spans kept verbatim (escaped), links rewritten, emphasis mapped, pings defused."""
+    if "`" not in raw:
+        return _prose(raw)
     out: list[str] = []
     pos = 0
     for match in _CODE_SPAN.finditer(raw):
@@ -136,12 +146,17 @@ def _prose(raw: str) -> str:
         return f"\x00{len(links) - 1}\x00"
 
     raw = raw.replace("\x00", "").replace("\x01", "")
-    raw = _LINK.sub(lambda m: keep(_link(_styles(defuse(m.group(1))), m.group(2))), raw)
-    raw = _AUTOLINK.sub(lambda m: keep(_link("", m.group(1))), raw)
-    return _SENTINEL.sub(lambda m: links[int(m.group(1))], _styles(defuse(raw)))
+    if "[" in raw:
+        raw = _LINK.sub(lambda m: keep(_link(_styles(defuse(m.group(1))), m.group(2))), raw)
+    if "<" in raw:
+        raw = _AUTOLINK.sub(lambda m: keep(_link("", m.group(1))), raw)
+    styled = _styles(defuse(raw))
+    return _SENTINEL.sub(lambda m: links[int(m.group(1))], styled) if links else styled
 
 
 def _line(raw: str) -> str:
+    if raw.lstrip()[:1] not in _MARKS:  # no heading, rule, task or bullet can start here
+        return _inline(raw)
     heading = _HEADING.match(raw)
     if heading:
         title = heading.group(1).replace("**", "").replace("__", "")
