@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,7 @@ class Row:
     e2e_p95: float = float("nan")
     submit_p50: float = float("nan")  # seconds from the event sent to its question reaching Uppzy
     submit_p95: float = float("nan")
+    server_cpu_ms: float = float("nan")  # a database server's CPU per answered message over the same window
 
 
 async def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -310,8 +312,10 @@ async def _send(conv: Conversation, slack: FakeSlack, discord: FakeDiscord, acks
         task.add_done_callback(later.discard)
 
 
-async def run_variant(variant: Variant, args: argparse.Namespace, procs: Processes) -> Row:
-    """Fresh simulator, fakes and bot; drive the load; measure; tear everything down."""
+async def run_variant(variant: Variant, args: argparse.Namespace, procs: Processes,
+                      server_cpu: Callable[[], float | None] | None = None) -> Row:
+    """Fresh simulator, fakes and bot; drive the load; measure; tear everything down. `server_cpu`: CPU seconds a
+    database server has used so far, read at both ends of the measured window."""
     half = args.failure_rate / 2
     with tempfile.TemporaryDirectory(prefix="uppzy-load-") as tmp:
         logs = Path(tmp)
@@ -344,8 +348,10 @@ async def run_variant(variant: Variant, args: argparse.Namespace, procs: Process
                       file=sys.stderr)
                 raise
             cpu0, _ = _proc_usage(bot.pid)
+            server0 = server_cpu() if server_cpu else None
             convs, acks, last_reply = await _drive(args, slack, discord, sim_port)
             cpu1, rss = _proc_usage(bot.pid)
+            server1 = server_cpu() if server_cpu else None
             code = await procs.stop(bot)
             if code != 0:
                 print(f"{variant.name}: bot exited with {code}; its log ends:\n{_tail(logs / 'bot.log')}",
@@ -357,8 +363,11 @@ async def run_variant(variant: Variant, args: argparse.Namespace, procs: Process
             await procs.stop(sim)
             await discord.stop()
             await slack.stop()
-    return _row(variant, convs, [(slack.acks[e]["at"] - slack.event_sent_at[e]) * 1000 for e in acks if e in
-                                 slack.acks], record, cpu1 - cpu0, rss, last_reply, code)
+    row = _row(variant, convs, [(slack.acks[e]["at"] - slack.event_sent_at[e]) * 1000 for e in acks if e in
+                                slack.acks], record, cpu1 - cpu0, rss, last_reply, code)
+    if server0 is not None and server1 is not None:
+        row.server_cpu_ms = 1000 * (server1 - server0) / max(1, row.answered)
+    return row
 
 
 async def _wait_ready(variant: Variant, bot: subprocess.Popen[bytes], slack: FakeSlack, discord: FakeDiscord,

@@ -3,8 +3,11 @@ so the HTTP client's own cost stays visible), side by side in one run.
 
 Run: `python -m bench.perf` (a 400-mention burst through Slack Socket Mode, answers ready 2-6 s after submit, the
 poll budget not binding; about 2 minutes) or `python -m bench.perf --big` (adds the 5,000-mention burst; about 5
-more minutes). Each variant runs in its own process against a fresh simulator and Slack fake (bench/load.py does
-the driving and measuring: CPU from "connected" to just before SIGTERM, divided by answered messages; delivery delay
+more minutes). `--postgres` runs the bot once more on PostgreSQL (TEST_DATABASE_URL, or a throwaway cluster as the
+tests start one) and compares its CPU per answer, the server's included, with SQLite's.
+
+Each variant runs in its own process against a fresh simulator and Slack fake (bench/load.py does the driving and
+measuring: CPU from "connected" to just before SIGTERM, divided by answered messages; delivery delay
 from the simulator's ready time to the answer reaching the fake; ack latency from the envelope sent to its ack).
 """
 
@@ -38,6 +41,7 @@ class Figure:
     scale: float
     target: float | None  # bot / loop(aiohttp) must be at most this (None: no ratio target)
     absolute: float | None = None  # or the bot's value must be at most this
+    big_plus: float | None = None  # in the 5,000 burst, the only targets: bot at most the loop's value plus this
 
 
 FIGURES = (
@@ -46,8 +50,8 @@ FIGURES = (
     Figure("delivery delay after ready, p50", "delay_p50", "s", 1.0, None),
     Figure("delivery delay after ready, p95", "delay_p95", "s", 1.0, 1.0),
     Figure("Slack ack p99", "ack_p99", "ms", 1.0, None, absolute=10.0),
-    Figure("mention → answer, p50", "e2e_p50", "s", 1.0, None),
-    Figure("mention → answer, p95", "e2e_p95", "s", 1.0, None),
+    Figure("mention → answer, p50", "e2e_p50", "s", 1.0, None, big_plus=1.0),
+    Figure("mention → answer, p95", "e2e_p95", "s", 1.0, None, big_plus=1.0),
     Figure("peak RSS", "rss_mb", "MB", 1.0, None),
 )
 
@@ -59,14 +63,18 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.{digits}f}{(' ' + unit) if unit else ''}"
 
 
-def table(ours: Row, loop: Row, loop_httpx: Row) -> str:
-    """Bot, loop on aiohttp, loop on httpx, the ratio bot/loop, the target and whether it is met."""
+def table(ours: Row, loop: Row, loop_httpx: Row, *, big: bool = False) -> str:
+    """Bot, loop on aiohttp, loop on httpx, the ratio bot/loop, the target and whether it is met. The issue's
+    targets are for a 300-500 burst; in the 5,000 burst (`big`) only mention → answer has one."""
     lines = ["| figure | bot | 1-s loop (aiohttp) | 1-s loop (httpx) | bot / loop (aiohttp) | target | met |",
              "|---|---|---|---|---|---|---|"]
     for f in FIGURES:
         a, b, c = (getattr(r, f.value) * f.scale for r in (ours, loop, loop_httpx))
         ratio = a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
-        if f.absolute is not None:
+        if big:
+            target, met = ("", None) if f.big_plus is None else (f"≤ the loop's + {f.big_plus:g} {f.unit}",
+                                                                 a <= b + f.big_plus)
+        elif f.absolute is not None:
             target, met = f"≤ {f.absolute:g} {f.unit}", a <= f.absolute
         elif f.target is not None:
             target, met = f"≤ {f.target:g}× the loop", ratio <= f.target
@@ -82,6 +90,45 @@ def table(ours: Row, loop: Row, loop_httpx: Row) -> str:
                  f"| {httpx_once} | | nothing lost or "
                  f"doubled | {'yes' if ours.lost == ours.duplicates == 0 else 'no'} |")
     return "\n".join(lines)
+
+
+def postgres_table(sqlite: Row, pg: Row) -> str:
+    """The bot on PostgreSQL against the bot on SQLite, the same burst: CPU per answer, the server's counted."""
+    total = pg.cpu_ms + pg.server_cpu_ms
+    ratio = total / sqlite.cpu_ms
+    lines = ["| figure | bot on SQLite | bot on PostgreSQL | PostgreSQL / SQLite | target | met |",
+             "|---|---|---|---|---|---|",
+             f"| bot process CPU per answer | {_fmt(sqlite.cpu_ms, 'ms')} | {_fmt(pg.cpu_ms, 'ms')} "
+             f"| {pg.cpu_ms / sqlite.cpu_ms:.2f}× | | |",
+             f"| PostgreSQL server CPU per answer | — | {_fmt(pg.server_cpu_ms, 'ms')} | | | |",
+             f"| CPU per answer, bot + database | {_fmt(sqlite.cpu_ms, 'ms')} | {_fmt(total, 'ms')} | {ratio:.2f}× "
+             f"| ≤ 1.3× SQLite's | {'yes' if ratio <= 1.3 else 'no'} |",
+             f"| delivery delay after ready, p95 | {_fmt(sqlite.delay_p95, 's')} | {_fmt(pg.delay_p95, 's')} "
+             f"| {pg.delay_p95 / sqlite.delay_p95:.2f}× | | |",
+             f"| answered once / lost / doubled | {sqlite.answered_once} / {sqlite.lost} / {sqlite.duplicates} "
+             f"| {pg.answered_once} / {pg.lost} / {pg.duplicates} | | nothing lost or doubled "
+             f"| {'yes' if pg.lost == pg.duplicates == 0 else 'no'} |"]
+    return "\n".join(lines)
+
+
+async def on_postgres(mentions: int, args: argparse.Namespace, procs: Processes) -> Row:
+    """The bot on a fresh PostgreSQL database, the same burst; the server's CPU measured over the same window."""
+    from bench.pg_driver import find_postmaster, server_cpu
+    from tests.pg_support import start_server
+
+    server = start_server()
+    url = await server.create_database()
+    try:
+        postmaster = await find_postmaster(url)
+        run = argparse.Namespace(conversations=mentions, duration=args.spread, failure_rate=0.0,
+                                 latency=args.latency, seed=args.seed, cap=args.cap, logs=args.logs,
+                                 slack_only=True, redeliver=False)
+        variant = Variant("bot (PostgreSQL)", "ours", env={"UPPZY_POLL_RATE": str(ceiling(mentions)),
+                                                           "DATABASE_URL": url})
+        print(f"{mentions} mentions: running {variant.name} …", file=sys.stderr, flush=True)
+        return await run_variant(variant, run, procs, server_cpu=lambda: server_cpu(postmaster))
+    finally:
+        await server.drop_database(url)
 
 
 async def burst(mentions: int, args: argparse.Namespace, procs: Processes) -> tuple[Row, Row, Row]:
@@ -106,9 +153,14 @@ def _skipped(like: Row) -> Row:
         f.value: nan for f in FIGURES})
 
 
-async def run_all(args: argparse.Namespace, procs: Processes) -> list[tuple[int, tuple[Row, Row, Row]]]:
+async def run_all(args: argparse.Namespace, procs: Processes
+                  ) -> list[tuple[int, tuple[Row, Row, Row], Row | None]]:
     sizes = [args.mentions] + ([5000] if args.big else [])
-    return [(n, await burst(n, args, procs)) for n in sizes]
+    results = []
+    for n in sizes:
+        rows = await burst(n, args, procs)
+        results.append((n, rows, await on_postgres(n, args, procs) if args.postgres and n == sizes[0] else None))
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big", action="store_true", help="also the 5,000-mention burst")
     parser.add_argument("--httpx-big", action="store_true", help="run the loop on httpx in the 5,000 burst too")
     parser.add_argument("--logs", metavar="DIR", help="keep every process's log under DIR")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also the bot on PostgreSQL (first burst size), CPU per answer against SQLite's")
     args = parser.parse_args(argv)
     procs = Processes()
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -136,12 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         procs.close()
     clean = True
-    for mentions, (ours, loop, loop_httpx) in results:
+    for mentions, (ours, loop, loop_httpx), pg in results:
         print(f"\n{mentions} mentions over {args.spread:g} s through Slack Socket Mode, answer latency "
               f"{args.latency} s, no faults, UPPZY_POLL_RATE={ceiling(mentions)} (not binding), seed {args.seed}, "
               f"{os.cpu_count()} CPUs; each variant a separate process on its own fresh simulator and fake.\n")
-        print(table(ours, loop, loop_httpx))
+        print(table(ours, loop, loop_httpx, big=mentions > 1000))
         clean = clean and ours.lost == 0 and ours.duplicates == 0
+        if pg is not None:
+            print(f"\nThe same {mentions} mentions, the bot on PostgreSQL 15 (one replica, a fresh database on this "
+                  "machine) against the bot on SQLite above; the server's CPU is its processes' over the same "
+                  "window.\n")
+            print(postgres_table(ours, pg))
+            clean = clean and pg.lost == 0 and pg.duplicates == 0
     return 0 if clean else 1
 
 

@@ -34,10 +34,12 @@ class PostgresBudget:
         self._clock = clock
         self._hint = 0.0
         self._hint_at = clock()
+        self._hint_rate = rate  # the rate the hint was worked out at
 
     async def _ask(self, want: int, pause: float | None) -> int:
-        row = await self._fetchrow(_GRANT, self.name, want, float(self.rate), VALID, pause)
-        self._hint, self._hint_at = float(row[1]), self._clock()
+        rate = float(self.rate)
+        row = await self._fetchrow(_GRANT, self.name, want, rate, VALID, pause)
+        self._hint, self._hint_at, self._hint_rate = float(row[1]), self._clock(), rate
         return int(row[0])
 
     async def grant(self, want: int) -> int:
@@ -45,7 +47,11 @@ class PostgresBudget:
         return await self._ask(max(0, int(want)), None)
 
     def wait_time(self) -> float:
-        """What the last grant said about when tokens come back, less the time since (0: ask now)."""
+        """What the last grant said about when tokens come back, less the time since (0: ask now). A rate raised
+        since (the adaptive budget growing through a burst) may have room now: ask again rather than wait out a hint
+        worked out at the old rate (it can be a whole window, 1.25 s, while the rate doubles every 0.25 s)."""
+        if self.rate > self._hint_rate:
+            return 0.0
         return max(0.0, self._hint - (self._clock() - self._hint_at))
 
     async def pause(self, seconds: float) -> None:

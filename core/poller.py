@@ -73,7 +73,7 @@ class PollScheduler:
         interval: float = 0.95,
         latency: LatencyModel | None = None,
         clock: Callable[[], float] = time.time,
-        concurrency: int = 64,
+        concurrency: int = 128,  # polls in flight at once (64 left a 5,000-burst's answers waiting: p95 +0.6 s)
         first_poll_floor: float = 0.25,
         error_backoff: Backoff | None = None,
         throttled_grace: float = 60.0,

@@ -208,6 +208,20 @@ async def test_an_idle_deployment_leaves_the_whole_budget_to_the_busy_replica(op
     assert await budget.grant(1) == 0 and 0 < budget.wait_time() <= 1 + VALID
 
 
+async def test_a_raised_rate_is_asked_at_once_not_waited_out(open_store: Opener) -> None:
+    """The adaptive budget raises the rate while polls wait (slow start doubles it every 0.25 s): the wait the
+    last grant reported was worked out at the old rate, so it no longer holds and the next grant gets the new room
+    at once (a 500-question burst on PostgreSQL waited out 1.25-s hints: 1.3 polls per answer, p95 3.4 s)."""
+    store = await open_store("r0")
+    budget = store.budget("status", 10)
+    assert await budget.grant(100) == 10
+    assert await budget.grant(1) == 0 and budget.wait_time() > 0.5
+    budget.rate = 40  # what AdaptiveBudget does before each grant
+    assert budget.wait_time() == 0
+    assert await budget.grant(100) == 30
+    assert budget.wait_time() > 0.5  # full again, at the new rate
+
+
 async def test_a_budget_below_one_per_second_spaces_its_calls(open_store: Opener) -> None:
     """rate 0.5: one call, then none for about two seconds, in every store."""
     a, b = await open_store("a"), await open_store("b")
