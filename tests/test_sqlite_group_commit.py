@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,16 @@ def _hold(store: SqliteStore) -> tuple[threading.Event, asyncio.Future[Any]]:
     return gate, asyncio.ensure_future(store._db.run(lambda c: gate.wait(5), alone=True))
 
 
+async def _queued_together(store: SqliteStore, *calls: Awaitable[Any]) -> list[Any]:
+    """Queue every call while the thread is held, release it, and return each outcome (errors as values)."""
+    gate, busy = _hold(store)
+    pending = asyncio.gather(*calls, return_exceptions=True)
+    await asyncio.sleep(0.05)
+    gate.set()
+    await busy
+    return await pending
+
+
 async def test_operations_queued_together_share_one_commit(store: SqliteStore) -> None:
     """Forty different writes queued while the thread is busy: one BEGIN and one COMMIT (forty of each before),
     and every caller gets its own result, readable afterwards."""
@@ -67,21 +77,14 @@ async def test_operations_queued_together_share_one_commit(store: SqliteStore) -
 async def test_an_operation_that_fails_in_a_group_is_undone_alone(store: SqliteStore) -> None:
     """A transaction that raises half-way inside a group leaves nothing behind and gets its own error; the writes
     queued before and after it are committed."""
-    gate, busy = _hold(store)
-
     def half_then_fail(c: sqlite3.Connection) -> None:
         c.execute("INSERT INTO channel_modes (platform, workspace_id, channel_id, mode, updated_by, updated_at) "
                   "VALUES ('slack','T1','CX','all','U9',1.0)")
         raise ValueError("a bug half-way through")
 
-    before = store.put_channel_mode("slack", "T1", "C1", "all", by="U9", now=2.0)
-    broken = store._tx(half_then_fail)
-    after = store.put_channel_mode("slack", "T1", "C2", "all", by="U9", now=2.0)
-    pending = asyncio.gather(before, broken, after, return_exceptions=True)
-    await asyncio.sleep(0.05)
-    gate.set()
-    await busy
-    first, error, last = await pending
+    first, error, last = await _queued_together(
+        store, store.put_channel_mode("slack", "T1", "C1", "all", by="U9", now=2.0), store._tx(half_then_fail),
+        store.put_channel_mode("slack", "T1", "C2", "all", by="U9", now=2.0))
     assert isinstance(error, ValueError) and first is None and last is None
     assert await store.channel_mode("slack", "T1", "C1") == "all"
     assert await store.channel_mode("slack", "T1", "C2") == "all"
@@ -93,19 +96,13 @@ async def test_a_group_whose_transaction_fails_runs_each_operation_alone(store: 
     """The database refuses one operation of a group (an OperationalError, as a full disk gives): the group is
     rolled back and each operation runs again alone, so the others are committed and only that one fails."""
     seen = await _traced(store)
-    gate, busy = _hold(store)
 
     def refused(c: sqlite3.Connection) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    before = store.put_channel_mode("slack", "T1", "C1", "all", by="U9", now=2.0)
-    failing = store._db.run(refused)
-    after = store.put_channel_mode("slack", "T1", "C2", "all", by="U9", now=2.0)
-    pending = asyncio.gather(before, failing, after, return_exceptions=True)
-    await asyncio.sleep(0.05)
-    gate.set()
-    await busy
-    first, error, last = await pending
+    first, error, last = await _queued_together(
+        store, store.put_channel_mode("slack", "T1", "C1", "all", by="U9", now=2.0), store._db.run(refused),
+        store.put_channel_mode("slack", "T1", "C2", "all", by="U9", now=2.0))
     assert isinstance(error, sqlite3.OperationalError) and first is None and last is None
     assert seen == ["BEGIN", "ROLLBACK"], seen  # the group rolled back; then each alone, in autocommit
     assert await store.channel_mode("slack", "T1", "C1") == "all"
@@ -115,12 +112,7 @@ async def test_a_group_whose_transaction_fails_runs_each_operation_alone(store: 
 async def test_jobs_that_run_alone_never_share_a_transaction(store: SqliteStore) -> None:
     """A job marked alone (connect, close, migrations) runs outside any transaction even when queued between
     grouped ones, and the grouped ones around it still run inside theirs."""
-    gate, busy = _hold(store)
     inside = [store._db.run(lambda c: c.in_transaction) for _ in range(3)]
     alone = store._db.run(lambda c: c.in_transaction, alone=True)
     later = [store._db.run(lambda c: c.in_transaction) for _ in range(2)]
-    pending = asyncio.gather(*inside, alone, *later)
-    await asyncio.sleep(0.05)
-    gate.set()
-    await busy
-    assert await pending == [True, True, True, False, True, True]
+    assert await _queued_together(store, *inside, alone, *later) == [True, True, True, False, True, True]
