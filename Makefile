@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Two test workers per core: the suite mostly waits on loopback I/O (about 25% CPU with one worker per core).
 WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 
-.PHONY: demo test lint bench bench-relay clean
+.PHONY: demo test lint bench perf bench-relay clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+perf: $(STAMP)
+	$(BIN)/python -m bench --performance
 
 clean:
 	rm -rf $(VENV) build *.egg-info

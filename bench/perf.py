@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from bench.load import Processes, Row, Variant, _interrupt, run_variant
 
+BIG = 5000  # the issue's large burst
+
 
 def ceiling(mentions: int) -> int:
     """UPPZY_POLL_RATE for the bot: a ceiling the burst does not reach (the issue's runs had no binding budget; a cold
@@ -131,9 +133,15 @@ async def on_postgres(mentions: int, args: argparse.Namespace, procs: Processes)
         await server.drop_database(url)
 
 
+def spread(mentions: int, args: argparse.Namespace) -> float:
+    """Seconds over which a burst is sent: `--spread`, and `--big-spread` for the 5,000 burst of `--big`."""
+    return args.big_spread if args.big and mentions == BIG and mentions != args.mentions else args.spread
+
+
 async def burst(mentions: int, args: argparse.Namespace, procs: Processes) -> tuple[Row, Row, Row]:
     """The three variants on the same burst, one after the other."""
-    run = argparse.Namespace(conversations=mentions, duration=args.spread, failure_rate=0.0, latency=args.latency,
+    run = argparse.Namespace(conversations=mentions, duration=spread(mentions, args), failure_rate=0.0,
+                             latency=args.latency,
                              seed=args.seed, cap=args.cap, logs=args.logs, slack_only=True, redeliver=False)
     rows = []
     variants = [Variant("bot", "ours", env={"UPPZY_POLL_RATE": str(ceiling(mentions))}),
@@ -155,7 +163,7 @@ def _skipped(like: Row) -> Row:
 
 async def run_all(args: argparse.Namespace, procs: Processes
                   ) -> list[tuple[int, tuple[Row, Row, Row], Row | None]]:
-    sizes = [args.mentions] + ([5000] if args.big else [])
+    sizes = [args.mentions] + ([BIG] if args.big else [])
     results = []
     for n in sizes:
         rows = await burst(n, args, procs)
@@ -171,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cap", type=float, default=180.0, help="seconds to wait for every answer")
     parser.add_argument("--big", action="store_true", help="also the 5,000-mention burst")
+    parser.add_argument("--big-spread", type=float, default=2.0, help="seconds over which --big's burst is sent")
     parser.add_argument("--httpx-big", action="store_true", help="run the loop on httpx in the 5,000 burst too")
     parser.add_argument("--logs", metavar="DIR", help="keep every process's log under DIR")
     parser.add_argument("--postgres", action="store_true",
@@ -191,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.close()
     clean = True
     for mentions, (ours, loop, loop_httpx), pg in results:
-        print(f"\n{mentions} mentions over {args.spread:g} s through Slack Socket Mode, answer latency "
+        print(f"\n{mentions} mentions over {spread(mentions, args):g} s through Slack Socket Mode, answer latency "
               f"{args.latency} s, no faults, UPPZY_POLL_RATE={ceiling(mentions)} (not binding), seed {args.seed}, "
               f"{os.cpu_count()} CPUs; each variant a separate process on its own fresh simulator and fake.\n")
         print(table(ours, loop, loop_httpx, big=mentions > 1000))
