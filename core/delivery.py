@@ -72,8 +72,8 @@ class Delivery:
         text = self._fit(clean_text(status.answer or ""), item.turn_id)  # storable, postable and of sane size
         score, level = status.confidence.score, status.confidence.level
         try:
-            # Stored and read back in one step: the question is posted from what was stored (claim_delivery still
-            # fences the post), never read a second time.
+            # Stored, claimed for posting and read back in one step: the question is posted from what was stored,
+            # never read a second time, and needs no separate claim (store_answer fenced it by holder).
             ready = await self._store.store_answer(item.turn_id, text, score, level, now=self._clock())
         except StoreUnavailable:  # the answer is in hand: post it now rather than lose it to a broken disk
             turn = await self._store.get_turn(item.turn_id)  # reads still work on a full disk
@@ -91,7 +91,7 @@ class Delivery:
             log.info("turn=%d not stored: no longer pending here (taken over by another replica, or finished)",
                      item.turn_id)
             return
-        self._tasks.spawn(self.deliver(ready.id, known=ready), name="deliver")
+        self._tasks.spawn(self.deliver(ready.id, known=ready, claimed=True), name="deliver")
 
     async def _kept(self, turn_id: int, text: str, score: float | None, level: str | None) -> None:
         await self._store.store_answer(turn_id, text, score, level, now=self._clock())
@@ -117,15 +117,15 @@ class Delivery:
         return shorten_answer(text, self._max_chars, messages.ANSWER_SHORTENED)
 
     async def deliver(self, turn_id: int, *, recovering: bool = False, backoff: Backoff | None = None,
-                      known: Turn | None = None) -> None:
-        """Post a READY (or interrupted DELIVERING) answer on the delivery schedule; if the platform still refuses,
-        postpone it for the sweep (or, a day after the question, end it with one notice). `known`: the turn as just
-        stored, so it need not be read again."""
+                      known: Turn | None = None, claimed: bool = False) -> None:
+        """Post a READY or DELIVERING answer on the delivery schedule; if the platform still refuses, postpone it
+        for the sweep (or, a day after the question, end it with one notice). `known`: the turn as just stored, so
+        it need not be read again; `claimed`: store_answer claimed it for this process just now."""
         if turn_id in self._posting or turn_id in self._held:
             return  # already on its way (the sweep or the backlog met a post in progress), or already posted
         self._posting.add(turn_id)
         try:
-            await self._deliver(turn_id, recovering, backoff or self._backoff, known)
+            await self._deliver(turn_id, recovering, backoff or self._backoff, known, claimed)
         finally:
             self._posting.discard(turn_id)
 
@@ -139,13 +139,15 @@ class Delivery:
         finally:
             self._posting.discard(turn.id)
 
-    async def _deliver(self, turn_id: int, recovering: bool, backoff: Backoff, known: Turn | None) -> None:
+    async def _deliver(self, turn_id: int, recovering: bool, backoff: Backoff, known: Turn | None,
+                       claimed: bool) -> None:
         turn = known or await self._store.get_turn(turn_id)
         if turn is None or turn.state not in (TurnState.READY, TurnState.DELIVERING):
             return
-        await self._post(turn, recovering, backoff)
+        await self._post(turn, recovering, backoff, claimed=claimed and known is not None)
 
-    async def _post(self, turn: Turn, recovering: bool, backoff: Backoff, *, stored: bool = True) -> None:
+    async def _post(self, turn: Turn, recovering: bool, backoff: Backoff, *, stored: bool = True,
+                    claimed: bool = False) -> None:
         platform = self._platforms.get(turn.target.platform)
         if platform is None:
             log.warning("turn=%d waits for its platform %s to be connected", turn.id, turn.target.platform)
@@ -160,7 +162,7 @@ class Delivery:
         )
         # Only a hint for recovery after a crash (an earlier copy may exist): not worth retrying if it cannot land,
         # and never written for an answer the store does not hold (the row must not look deliverable without it).
-        if stored and not await self._claim(turn):
+        if stored and not claimed and not await self._claim(turn):
             return
         attempts = 0
 

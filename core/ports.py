@@ -306,9 +306,11 @@ class Store(Protocol):
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
                            now: float) -> Turn | None:
-        """PENDING → READY with the answer and confidence, so a crash before posting never needs Uppzy again; returns
-        the question as now stored (so it need not be read again). None, changing nothing, when it is not waiting for
-        its answer (already READY, finished) or another process holds it now (it adopted it and posts the answer)."""
+        """PENDING → DELIVERING with the answer and confidence: kept, so a crash before posting never needs Uppzy
+        again, and claimed for posting by this process in the same write (no separate claim_delivery; a crash from
+        here on resumes the post as an interrupted one, looking for parts already posted). Returns the question as
+        now stored (so it need not be read again). None, changing nothing, when it is not waiting for its answer
+        (already stored, finished) or another process holds it now (it adopted it and posts the answer)."""
         ...
 
     async def begin_failure(self, turn_id: int, kind: str, notice_kind: str, notice: str) -> bool:

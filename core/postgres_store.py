@@ -354,10 +354,10 @@ class PostgresStore(PostgresSessions, PostgresSecrets):
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
                            now: float) -> Turn | None:
-        """pending → ready with the answer, only while this process holds the question (None: adopted by another, or
-        not pending); the row comes back in the same round trip."""
+        """pending → delivering with the answer (claimed for posting), only while this process holds the question
+        (None: adopted by another, or not pending); the row comes back in the same round trip."""
         row = await self._write_row(
-            "UPDATE turns SET state='ready', answer=$1, confidence_score=$2, confidence_level=$3, ready_at=$4, "
+            "UPDATE turns SET state='delivering', answer=$1, confidence_score=$2, confidence_level=$3, ready_at=$4, "
             f"text=NULL WHERE id=$5 AND holder=$6 AND state='pending' RETURNING {_COLUMNS}",
             answer, score, level, now, turn_id, self.holder,
         )

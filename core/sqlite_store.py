@@ -502,12 +502,12 @@ class SqliteStore(SqliteSessions, SqliteSettings, SqliteSecrets):
 
     async def store_answer(self, turn_id: int, answer: str, score: float | None, level: str | None, *,
                            now: float) -> Turn | None:
-        """Keep the fetched answer so a crash before posting never needs Uppzy again (one process: always its own);
-        the row is read back in the same hop."""
+        """Keep the fetched answer, claimed for posting, so a crash before posting never needs Uppzy again (one
+        process: always its own); the row is read back in the same hop."""
 
         def work(c: sqlite3.Connection) -> Turn | None:
             changed = c.execute(
-                "UPDATE turns SET state='ready', answer=?, confidence_score=?, confidence_level=?, ready_at=?, "
+                "UPDATE turns SET state='delivering', answer=?, confidence_score=?, confidence_level=?, ready_at=?, "
                 "text=NULL WHERE id=? AND state='pending'", (answer, score, level, now, turn_id),
             ).rowcount
             return _get_turn(c, turn_id) if changed else None

@@ -140,7 +140,8 @@ async def test_a_question_walks_the_states_and_its_answer_is_found_by_message(st
     assert pending.submitted_at == T0 + 1
     stored = await store.store_answer(turn.id, "Within 30 days.", 88.0, "high", now=T0 + 2)
     ready = await store.get_turn(turn.id)
-    assert ready is not None and ready.state is TurnState.READY and ready.answer == "Within 30 days."
+    # Kept and claimed for posting in one write: no separate claim_delivery on the way to the post.
+    assert ready is not None and ready.state is TurnState.DELIVERING and ready.answer == "Within 30 days."
     assert (ready.confidence_score, ready.confidence_level) == (88.0, "high")
     assert stored == ready  # returned as stored: the caller posts it without reading it again
     assert await store.store_answer(turn.id, "again", None, None, now=T0 + 2) is None  # not pending any more
