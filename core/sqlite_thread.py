@@ -95,9 +95,8 @@ class DbThread:
             self._jobs.put(None)
 
     def _serve(self) -> None:
-        next_job: _Job | None = self._jobs.get()
-        while next_job is not None:
-            job, next_job = next_job, None
+        held: list[_Job | None] = []  # taken from the queue while grouping but not part of the group: next
+        while (job := held.pop() if held else self._jobs.get()) is not None:
             group = [job]
             while not job[5] and len(group) < self.group_max:
                 try:
@@ -105,7 +104,7 @@ class DbThread:
                 except Empty:
                     break
                 if queued is None or queued[5]:  # the stop, or a job that runs alone: after this group
-                    next_job = queued
+                    held.append(queued)
                     break
                 group.append(queued)
             if len(group) == 1:
@@ -113,8 +112,6 @@ class DbThread:
             else:
                 self._run_group(group)
             del job, group
-            if next_job is None:
-                next_job = self._jobs.get()
 
     def _run_alone(self, job: _Job) -> None:
         loop, fut, fn, args, after, _ = job

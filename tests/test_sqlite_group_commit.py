@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from core.models import InboundMessage, ReplyTarget
 from core.sqlite_store import SqliteStore
+from core.sqlite_thread import DbThread
 
 
 def _question(event: str, user: str) -> InboundMessage:
@@ -116,3 +118,18 @@ async def test_jobs_that_run_alone_never_share_a_transaction(store: SqliteStore)
     alone = store._db.run(lambda c: c.in_transaction, alone=True)
     later = [store._db.run(lambda c: c.in_transaction) for _ in range(2)]
     assert await _queued_together(store, *inside, alone, *later) == [True, True, True, False, True, True]
+
+
+async def test_a_stop_queued_behind_a_group_still_ends_the_thread(tmp_path: Path) -> None:
+    """The stop taken from the queue while a group is gathered runs after the group: the group's jobs get their
+    outcomes and the thread ends (it used to wait for another job forever)."""
+    db = await DbThread.start(partial(sqlite3.connect, str(tmp_path / "stop.db"), isolation_level=None))
+    gate = threading.Event()
+    busy = db.submit(lambda c: gate.wait(5), alone=True)
+    grouped = [db.submit(lambda c: c.in_transaction) for _ in range(2)]
+    db._jobs.put(None)  # the stop, queued behind them
+    gate.set()
+    assert await busy  # type: ignore[misc]
+    assert await asyncio.gather(*grouped) == [True, True]  # type: ignore[arg-type]
+    await asyncio.to_thread(db._thread.join, 5)
+    assert not db._thread.is_alive()
