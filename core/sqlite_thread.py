@@ -137,7 +137,7 @@ class DbThread:
                     outcomes.append((fn(conn, *args), None))
                 except sqlite3.OperationalError:  # the database's trouble, not this job's
                     raise
-                except Exception as exc:
+                except BaseException as exc:  # handed to its caller, as a job run alone would
                     outcomes.append((None, exc))
                 if not conn.in_transaction:  # SQLite ended it on its own (a full disk, an I/O error)
                     raise sqlite3.OperationalError("the group's transaction was rolled back")
