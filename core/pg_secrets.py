@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from core.pg_schema import SETTINGS_CHANNEL
-from core.sqlite_secrets import NO_ID, SEALED_COLUMNS, installation_key
+from core.sqlite_secrets import NO_ID, Keys, installation_key, reseal_columns
 
 __all__ = ["PostgresSecrets"]
 
@@ -153,25 +153,20 @@ class PostgresSecrets:
 
     async def reseal_secrets(self, reseal: Callable[[str], str | None], *, batch: int = 200) -> int:
         """Every sealed column, `batch` rows at a time in key order, each batch one compare-and-set statement."""
-        rewritten = 0
-        for table, (k1, k2), column in SEALED_COLUMNS:
-            after: tuple[str, str] | None = None
-            while True:
-                if after is None:
-                    rows = await self._rows(f"SELECT {k1}, {k2}, {column} FROM {table} ORDER BY {k1}, {k2} "
-                                            "LIMIT $1", batch)
-                else:
-                    rows = await self._rows(f"SELECT {k1}, {k2}, {column} FROM {table} WHERE ({k1}, {k2}) > ($2, $3) "
-                                            f"ORDER BY {k1}, {k2} LIMIT $1", batch, *after)
-                changes = [(new, a, b, old) for a, b, old in rows if (new := reseal(old)) is not None]
-                if changes:
-                    new, first, second, old = (list(values) for values in zip(*changes, strict=True))
-                    rewritten += await self._exec(
-                        f"UPDATE {table} t SET {column}=v.new FROM unnest($1::text[], $2::text[], $3::text[], "
-                        f"$4::text[]) AS v(new, a, b, old) WHERE t.{k1}=v.a AND t.{k2}=v.b AND t.{column}=v.old",
-                        new, first, second, old,
-                    )
-                if len(rows) < batch:
-                    break
-                after = (rows[-1][0], rows[-1][1])
-        return rewritten
+        return await reseal_columns(self._sealed_page, self._swap_sealed, reseal, batch)
+
+    async def _sealed_page(self, table: str, keys: Keys, column: str, after: Keys | None,
+                           limit: int) -> list[Any]:
+        k1, k2 = keys
+        if after is None:
+            return await self._rows(f"SELECT {k1}, {k2}, {column} FROM {table} ORDER BY {k1}, {k2} LIMIT $1", limit)
+        return await self._rows(f"SELECT {k1}, {k2}, {column} FROM {table} WHERE ({k1}, {k2}) > ($2, $3) "
+                                f"ORDER BY {k1}, {k2} LIMIT $1", limit, *after)
+
+    async def _swap_sealed(self, table: str, keys: Keys, column: str,
+                           changes: list[tuple[str, str, str, str]]) -> int:
+        k1, k2 = keys
+        new, first, second, old = (list(values) for values in zip(*changes, strict=True))
+        return await self._exec(
+            f"UPDATE {table} t SET {column}=v.new FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
+            f"AS v(new, a, b, old) WHERE t.{k1}=v.a AND t.{k2}=v.b AND t.{column}=v.old", new, first, second, old)

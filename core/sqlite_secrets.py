@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["NO_ID", "SEALED_COLUMNS", "SqliteSecrets", "installation_key"]
+__all__ = ["NO_ID", "SEALED_COLUMNS", "SqliteSecrets", "installation_key", "reseal_columns"]
 
 NO_ID = ""  # how "no enterprise" / an org-wide install's "no team" is stored (key columns cannot be NULL)
 # Every sealed column: (table, its two key columns, the sealed column); secrets rotation walks each one.
@@ -17,6 +17,30 @@ SEALED_COLUMNS: tuple[tuple[str, tuple[str, str], str], ...] = (
     ("installations", ("enterprise_id", "team_id"), "sealed"),
     ("workspace_credentials", ("platform", "workspace_id"), "sealed_key"),
 )
+
+
+Keys = tuple[str, str]
+# (table, key columns, sealed column, after this key or None, page size) -> [(key 1, key 2, sealed value)]
+Page = Callable[[str, Keys, str, Keys | None, int], Awaitable[Sequence[Sequence[str]]]]
+# (table, key columns, sealed column, [(new, key 1, key 2, old)]) -> rows rewritten (compare-and-set on old)
+Swap = Callable[[str, Keys, str, list[tuple[str, str, str, str]]], Awaitable[int]]
+
+
+async def reseal_columns(page: Page, swap: Swap, reseal: Callable[[str], str | None], batch: int) -> int:
+    """The rotation walk both stores share: every sealed column, `batch` rows at a time in key order, the values
+    `reseal` changes written back by `swap` only where they are still the value read; returns rows rewritten."""
+    rewritten = 0
+    for table, keys, column in SEALED_COLUMNS:
+        after: Keys | None = None
+        while True:
+            rows = await page(table, keys, column, after, batch)
+            changes = [(new, a, b, old) for a, b, old in rows if (new := reseal(old)) is not None]
+            if changes:
+                rewritten += await swap(table, keys, column, changes)
+            if len(rows) < batch:
+                break
+            after = (rows[-1][0], rows[-1][1])
+    return rewritten
 
 
 def installation_key(enterprise_id: str | None, team_id: str | None) -> tuple[str, str]:
@@ -158,18 +182,14 @@ class SqliteSecrets:
 
     async def reseal_secrets(self, reseal: Callable[[str], str | None], *, batch: int = 200) -> int:
         """Every sealed column, `batch` rows at a time in key order, each batch one compare-and-set transaction."""
-        rewritten = 0
-        for table, (k1, k2), column in SEALED_COLUMNS:
-            after: tuple[str, str] | None = None
-            while True:
-                where = f"WHERE ({k1}, {k2}) > (?, ?) " if after else ""
-                rows = await self._all(f"SELECT {k1}, {k2}, {column} FROM {table} {where}ORDER BY {k1}, {k2} "
-                                       "LIMIT ?", (*(after or ()), batch))
-                changes = [(new, a, b, old) for a, b, old in rows if (new := reseal(old)) is not None]
-                if changes:
-                    rewritten += await self._tx(
-                        lambda c, t=table, k=(k1, k2), col=column, ch=changes: _compare_and_set(c, t, k, col, ch))
-                if len(rows) < batch:
-                    break
-                after = (rows[-1][0], rows[-1][1])
-        return rewritten
+        return await reseal_columns(self._sealed_page, self._swap_sealed, reseal, batch)
+
+    async def _sealed_page(self, table: str, keys: Keys, column: str, after: Keys | None,
+                           limit: int) -> list[Any]:
+        where = f"WHERE ({keys[0]}, {keys[1]}) > (?, ?) " if after else ""
+        return await self._all(f"SELECT {keys[0]}, {keys[1]}, {column} FROM {table} {where}"
+                               f"ORDER BY {keys[0]}, {keys[1]} LIMIT ?", (*(after or ()), limit))
+
+    async def _swap_sealed(self, table: str, keys: Keys, column: str,
+                           changes: list[tuple[str, str, str, str]]) -> int:
+        return await self._tx(lambda c: _compare_and_set(c, table, keys, column, changes))  # type: ignore[no-any-return]
