@@ -3,7 +3,6 @@ the console adapter, a real relay on SQLite and the simulator with several keys.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +25,7 @@ from core.uppzy import UppzyClient
 from core.uppzy_types import Timeouts
 from simulator import Simulator
 from simulator.keys import key_fingerprint
+from tests.fault_support import wait_until
 from tests.relay_support import FAST, QuietConsole
 from tests.test_secrets_rotate import assert_nothing_in_clear
 
@@ -55,11 +55,8 @@ class Rig:
         return any(qid == mid for qid, _ in self.console.answers())
 
     async def until(self, check: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; transcript: {self.console.transcript}")
-            await asyncio.sleep(0.01)
+        await wait_until(check, timeout=timeout, interval=0.01,
+                         what=lambda: f"the condition; transcript: {self.console.transcript}")
 
     async def close(self) -> None:
         if self.closed:
