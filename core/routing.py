@@ -37,7 +37,6 @@ class Route:
 
     settings: WorkspaceSettings
     key: str
-    creds: UppzyCredentials | None = None
     connected: bool = True
 
 
@@ -80,10 +79,10 @@ class Router:
         # on the workspace's site setting (or UPPZY_SITE_ID); else it is not connected.
         conn = await self._connections.workspace(t.platform, t.workspace_id, ws.site_id)
         if conn is None:
-            return Route(ws, self._key(t, ws, None), None, connected=False)
+            return Route(ws, self._key(t, ws, None), connected=False)
         if conn.creds.site_id != ws.site_id:
             ws = replace(ws, site_id=conn.creds.site_id)
-        return Route(ws, self._key(t, ws, conn.creds), conn.creds)
+        return Route(ws, self._key(t, ws, conn.creds))
 
     async def key(self, target: ReplyTarget) -> str:
         """The conversation key a question from `target` would be recorded under now (`/uppzy end` closes it)."""

@@ -36,30 +36,6 @@ URL_CACHE = 4096  # parsed URLs kept: a status path is polled several times, the
 
 
 
-class _NoCookieJar(httpx.Cookies):
-    """What `cookies` hands httpx after a response: nothing is extracted."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
-_NO_COOKIES = _NoCookieJar()
-
-
-class _Client(httpx.AsyncClient):
-    """httpx.AsyncClient without cookies: Uppzy authenticates by key, never by cookie, and httpx otherwise wraps every
-    response and request for the standard library's cookie jar (a urllib Request, its URL parsed again) even when
-    the jar keeps nothing."""
-
-    @property  # type: ignore[override]
-    def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES  # empty (so nothing is merged into requests), and it extracts nothing
-
-    @cookies.setter
-    def cookies(self, cookies: Any) -> None:
-        raise TypeError("the Uppzy client keeps no cookies")
-
-
 class UppzyClient:
     """Async Uppzy M2M client: the httpx API on aiohttp's connection pool (core.http_transport), the key only in
     request headers. `transport` replaces the pool (tests pass httpx.MockTransport)."""
@@ -92,9 +68,10 @@ class UppzyClient:
         if base.username or base.password:  # as httpx's own auth flow would: user:password in the URL is Basic auth
             pair = f"{base.username}:{base.password}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        self._http = _Client(
+        # Only its base URL, headers and open/closed state are used: requests are built here and go straight to the
+        # transport (no cookies, auth flows or redirects), with their own timeouts.
+        self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
-            timeout=httpx.Timeout(self.timeouts.default, connect=self.timeouts.connect),
             headers=headers,
             transport=self._transport,
             trust_env=False,

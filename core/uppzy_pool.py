@@ -38,7 +38,6 @@ class UppzyPool:
         self._users: dict[int, int] = {}  # id(client) -> calls using it now
         self._retired: dict[int, UppzyClient] = {}  # evicted while in use: closed when the last call returns
         self._closing: set[asyncio.Task[None]] = set()
-        self.opened = 0
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -54,7 +53,6 @@ class UppzyPool:
             self._clients.move_to_end(kid)
             return found
         made = self._clients[kid] = self._factory(creds.api_key, creds.site_id)
-        self.opened += 1
         while len(self._clients) > self.size:
             _, old = self._clients.popitem(last=False)
             self.evicted += 1
