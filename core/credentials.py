@@ -6,7 +6,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import TTLCache
 
@@ -34,11 +34,11 @@ class UppzyCredentials:
     site_id: str
     api_key: Secret
     own: bool = False
+    # The key's fingerprint (never the key), worked out once: it is read on every Uppzy call to pick the client.
+    key_id: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key_id(self) -> str:
-        """The key's fingerprint (never the key)."""
-        return key_id(self.api_key)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key_id", key_id(self.api_key))
 
     def __repr__(self) -> str:
         return f"UppzyCredentials(site_id={self.site_id!r}, key={self.key_id}, own={self.own})"

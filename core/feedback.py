@@ -48,7 +48,8 @@ class Feedback:
         self._clock = clock
         self._humans_asked: LRUCache[int, bool] = LRUCache(maxsize=10_000)  # answers escalated on request
 
-    async def _turn_of(self, event: FeedbackEvent) -> Turn | None:
+    async def _turn_of(self, event: FeedbackEvent | HumanRequest) -> Turn | None:
+        """The question whose answer the clicked or reacted-to message is."""
         turn = await self._store.turn_for_message(event.platform, event.message_id, event.channel_id)
         if turn is None and event.channel_id is not None:
             # An answer the adapter had to post elsewhere (the asker's DM, the parent channel) is stored under the
@@ -104,9 +105,7 @@ class Feedback:
         return result
 
     async def _human(self, request: HumanRequest) -> HumanResult:
-        turn = await self._store.turn_for_message(request.platform, request.message_id, request.channel_id)
-        if turn is None and request.channel_id is not None:
-            turn = await self._store.turn_for_message(request.platform, request.message_id)
+        turn = await self._turn_of(request)
         if turn is None:
             return HumanResult(HumanOutcome.NOT_AN_ANSWER)
         ws = await self._workspaces.get(request.platform, turn.target.workspace_id)
