@@ -22,6 +22,7 @@ __all__ = [
     "answer_messages",
     "defuse",
     "defuse_markdown",
+    "defuse_tokens",
     "escape",
     "rated_blocks",
     "rating_of",
@@ -89,10 +90,15 @@ def defuse_markdown(raw: str) -> str:
                 out += [_LINK.sub(_honest_link, line[pos:span.start()]), span.group(0)]
                 pos = span.end()
             lines[index] = "".join([*out, _LINK.sub(_honest_link, line[pos:])])
-    joined = "\n".join(lines)
-    if "<" in joined:
-        joined = _SLACK_TOKEN.sub("<" + _ZWSP, joined)
-    return _BROADCAST.sub("@" + _ZWSP, joined) if "@" in joined else joined
+    return defuse_tokens("\n".join(lines))
+
+
+def defuse_tokens(raw: str) -> str:
+    """Text as written, except that it cannot ping: Slack's <!…>, <@…>, <#…> and <!subteam^…> tokens and plain
+    @channel/@here/@everyone are broken with a zero-width space."""
+    if "<" in raw:
+        raw = _SLACK_TOKEN.sub("<" + _ZWSP, raw)
+    return _BROADCAST.sub("@" + _ZWSP, raw) if "@" in raw else raw
 
 
 def _honest_link(match: re.Match[str]) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import LRUCache
 from slack_sdk.errors import SlackApiError
 
-from bots.slack.format import SlackMessage, defuse, defuse_markdown
+from bots.slack.format import SlackMessage, defuse, defuse_markdown, defuse_tokens
 from bots.slack.translate import plain_text, workspace_of
 from core.models import PRIVATE, Accepted, InboundMessage, MessagePlace, ReplyTarget
 from core.ports import Inbound
@@ -44,8 +44,6 @@ _ALREADY = "This answer has already been shared."
 _SHARED_LINE = "Shared in <#{channel}>."
 _CANT_SHARE = "I couldn't post in <#{channel}> (invite me there first: `/invite @Uppzy`)."
 _ATTRIBUTION = "<@{user}> shared an answer"
-_SLACK_TOKEN = re.compile(r"<(?=[!@#])")  # <!channel>, <@U…>, <#C…>, <!subteam^…>: broken with a zero-width space
-_BROADCAST = re.compile(r"(?<![\w.+-])@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
 
 Handler = Callable[..., Awaitable[None]]
 
@@ -64,8 +62,8 @@ def with_share(message: SlackMessage, channel: str) -> SlackMessage:
 
 
 def _mrkdwn_safe(raw: str) -> str:
-    """mrkdwn from a payload that cannot ping: Slack's <!…>, <@…>, <#…> tokens and @channel/@here broken."""
-    return _BROADCAST.sub("@\u200b", _SLACK_TOKEN.sub("<\u200b", raw))
+    """mrkdwn from a payload that cannot ping (format.defuse_tokens, shared with the answers' own defusing)."""
+    return defuse_tokens(raw)
 
 
 def shared_message(message: Mapping[str, Any], user: str) -> tuple[str, list[dict[str, Any]]] | None:
