@@ -27,26 +27,56 @@ _HEADER_SHAPES = re.compile(
 )
 MASK = "[REDACTED]"
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-_registered: tuple[str, ...] = ()  # secrets read at run time (register_secret), longest first
+_HEAD = 4  # secrets are at least this long; registered ones are found by their first characters
+_REPLACE_UP_TO = 256  # up to this many registered secrets, one str.replace each is faster than scanning the line
+_registered: set[str] = set()  # secrets read at run time (register_secret)
+_in_order: tuple[str, ...] = ()  # the same, longest first, while there are at most _REPLACE_UP_TO
+_by_head: dict[str, tuple[str, ...]] = {}  # the same by their first _HEAD characters, longest first
 _registering = threading.Lock()
 
 
 def register_secret(value: str) -> None:
     """Blank `value` in every log line from now on, like a configured secret: for secrets opened at run time (a
     workspace's Uppzy key, an installed team's token). Values shorter than 4 characters are ignored."""
-    global _registered
-    if not value or len(value) < 4 or value in _registered:
+    global _in_order
+    if not value or len(value) < _HEAD or value in _registered:
         return
     with _registering:
-        if value not in _registered:
-            _registered = tuple(sorted({*_registered, value}, key=len, reverse=True))
+        if value in _registered:
+            return
+        head = value[:_HEAD]
+        _by_head[head] = tuple(sorted((*_by_head.get(head, ()), value), key=len, reverse=True))
+        _registered.add(value)
+        _in_order = tuple(sorted(_registered, key=len, reverse=True)) if len(_registered) <= _REPLACE_UP_TO else ()
+
+
+def _blank_registered(text: str) -> str:
+    """Every registered secret in `text` blanked. With thousands registered (a workspace's key each), the line is
+    scanned once and each place looked up by its first characters: one replace per secret cost 0.7 ms a line at
+    10,000 secrets."""
+    in_order = _in_order
+    if in_order or not _registered:
+        for secret in in_order:
+            text = text.replace(secret, MASK)
+        return text
+    heads, parts, start, at, end = _by_head, [], 0, 0, len(text) - _HEAD
+    while at <= end:
+        for secret in heads.get(text[at:at + _HEAD], ()):  # longest first
+            if text.startswith(secret, at):
+                parts += [text[start:at], MASK]
+                at = start = at + len(secret)
+                break
+        else:
+            at += 1
+    return "".join([*parts, text[start:]]) if parts else text
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Replace every known secret (given, or registered) and anything shaped like a token or auth header value."""
-    for secret in (*secrets, *_registered):
-        if secret and len(secret) >= 4:
+    for secret in secrets:
+        if secret and len(secret) >= _HEAD:
             text = text.replace(secret, MASK)
+    text = _blank_registered(text)
     text = _TOKEN_SHAPES.sub(MASK, text)
     return _HEADER_SHAPES.sub(lambda m: m.group(1) + MASK, text)
 

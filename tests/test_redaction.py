@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import sys
 from collections.abc import Iterator
 
@@ -210,6 +211,36 @@ def test_a_registered_secret_is_blanked_by_the_filter_from_then_on(logger: tuple
     after = stream.getvalue().split("before", 1)[1].split("\n", 1)[1]
     assert workspace_key not in after and after.count(MASK) == 2 and "abc stays" in after
     assert redact(f"plain {workspace_key}") == f"plain {MASK}"
+
+
+def test_thousands_of_registered_secrets_are_all_blanked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past a few hundred registered secrets (a key per workspace) a line is scanned once instead of one replace per
+    secret: every one is still blanked, wherever it stands, the longest when two begin alike, and a line with none
+    comes back as it was. Compared with the replace-each way on 300 random lines."""
+    from core import redaction
+
+    monkeypatch.setattr(redaction, "_registered", set())
+    monkeypatch.setattr(redaction, "_in_order", ())
+    monkeypatch.setattr(redaction, "_by_head", {})
+    rng = random.Random(5)
+    keys = [f"uk-{rng.randrange(16**6):06x}-{rng.randrange(16**12):012x}"[: rng.randrange(12, 24)] for _ in range(3000)]
+    keys += ["same-head-key-1", "same-head-key-1-longer"]  # one a prefix of the other
+    for key in keys:
+        register_secret(key)
+    assert redaction._in_order == ()  # the scanning path is the one under test
+    a, b = keys[7], keys[2999]
+    assert redact(f"{a} at the start, {b} inside, and at the end {a}") == \
+        f"{MASK} at the start, {MASK} inside, and at the end {MASK}"
+    assert redact(f"https://x/?key={a}&next={b}{a}") == f"https://x/?key={MASK}&next={MASK}{MASK}"
+    assert redact("use same-head-key-1-longer or same-head-key-1.") == f"use {MASK} or {MASK}."
+    assert redact("nothing secret here, uk-0 is too short") == "nothing secret here, uk-0 is too short"
+    by_length = sorted(set(keys), key=len, reverse=True)
+    for _ in range(300):
+        line = " ".join(rng.choice(keys) if rng.random() < 0.3 else f"word{rng.randrange(99)}" for _ in range(12))
+        expected = line
+        for key in by_length:
+            expected = expected.replace(key, MASK)
+        assert redact(line) == expected, line
 
 
 @pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
