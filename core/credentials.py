@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from cachetools import TTLCache
 
 from core.config import Secret
+from core.inflight import InFlight
 from core.ports import Store
 from core.redaction import register_secret
 from core.secrets_box import SecretBox, SecretUnreadable
@@ -59,16 +60,21 @@ class WorkspaceCredentials:
         self._cache: TTLCache[tuple[str, str], UppzyCredentials | None] = TTLCache(maxsize=size, ttl=ttl,
                                                                                     timer=timer)
         self._version = 0  # bumped by invalidate: a read that raced it is not cached
+        self._loading: InFlight[tuple[str, str], UppzyCredentials | None] = InFlight()
 
     async def own(self, platform: str, workspace_id: str) -> UppzyCredentials | None:
-        """The workspace's own connection, if it has one this deployment can open."""
+        """The workspace's own connection, if it has one this deployment can open (a burst of first messages, or a
+        restart resuming many questions, shares one read and one decryption)."""
         key = (platform, workspace_id)
         try:
             return self._cache[key]
         except KeyError:
             pass
+        return await self._loading.load(key, lambda: self._cached_read(key))
+
+    async def _cached_read(self, key: tuple[str, str]) -> UppzyCredentials | None:
         version = self._version
-        found = await self._read(platform, workspace_id)
+        found = await self._read(*key)
         if version == self._version:
             self._cache[key] = found
         return found

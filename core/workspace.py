@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -12,6 +11,7 @@ from cachetools import LRUCache
 
 from core import messages
 from core.config import Settings
+from core.inflight import InFlight
 from core.setting_parsers import (
     CHANNEL_MODES,
     DEFAULT_SUGGESTED_PROMPTS,
@@ -83,7 +83,7 @@ class WorkspaceSettingsService:
         self._clock = clock
         self._cache: dict[tuple[str, str], WorkspaceSettings] = {}
         self._modes: LRUCache[tuple[str, str, str], str | None] = LRUCache(maxsize=MODE_CACHE_SIZE)
-        self._loading: dict[tuple[str, str], asyncio.Future[WorkspaceSettings]] = {}
+        self._loading: InFlight[tuple[str, str], WorkspaceSettings] = InFlight()
         self._version = 0  # bumped by every write, so a read that raced a write is not cached
         self._mode_version = 0  # the same for channel modes
         self._emoji: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -121,29 +121,8 @@ class WorkspaceSettingsService:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        loading = self._loading.get(key)
-        if loading is not None:  # a burst of first messages shares one read
-            try:
-                return await asyncio.shield(loading)
-            except asyncio.CancelledError:
-                if loading.cancelled():  # the reader was cancelled, not us: read for ourselves
-                    return await self.get(platform, workspace_id)
-                raise
-        future: asyncio.Future[WorkspaceSettings] = asyncio.get_running_loop().create_future()
-        self._loading[key] = future
-        try:
-            effective = await self._load(platform, workspace_id)
-            future.set_result(effective)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here so an unawaited failure is not reported twice
-            raise
-        finally:
-            self._loading.pop(key, None)
-        return effective
+        # A burst of first messages shares one read.
+        return await self._loading.load(key, lambda: self._load(platform, workspace_id))
 
     async def _load(self, platform: str, workspace_id: str) -> WorkspaceSettings:
         key = (platform, workspace_id)

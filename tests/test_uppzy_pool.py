@@ -95,3 +95,27 @@ async def test_credentials_own_over_default_cached_and_invalidated(tmp_path: Pat
         assert await WorkspaceCredentials(store, box, None).lookup("slack", "T3") is None
     finally:
         await store.close()
+
+
+async def test_a_burst_of_first_lookups_reads_and_opens_a_workspace_key_once(tmp_path: Path) -> None:
+    """Fifty questions of a workspace at once (a burst, or a restart resuming them): one store read and one
+    decryption for all, every caller the same credentials."""
+    box = SecretBox([Fernet.generate_key().decode()])
+    store = await SqliteStore.open(str(tmp_path / "burst.db"))
+    try:
+        await store.set_credentials("slack", "T1", site_id="site-1", sealed_key=box.seal("own-key-T1-burst"),
+                                    now=time.time())
+        reads: list[str] = []
+        real = store.get_credentials
+
+        async def counted(platform: str, workspace_id: str) -> object:
+            reads.append(workspace_id)
+            return await real(platform, workspace_id)
+
+        store.get_credentials = counted  # type: ignore[method-assign]
+        creds = WorkspaceCredentials(store, box, None)
+        found = await asyncio.gather(*(creds.own("slack", "T1") for _ in range(50)))
+        assert reads == ["T1"]
+        assert all(c is found[0] for c in found) and found[0] is not None and found[0].site_id == "site-1"
+    finally:
+        await store.close()
