@@ -328,7 +328,7 @@ def build_platforms(settings: Settings, relay: Relay, store: Store | None = None
         slack.admin.connector = connector
         bots.append(slack)
     elif settings.slack_oauth and store is not None:
-        slack = build_slack_distribution(settings, relay, store)
+        slack = build_slack_distribution(settings, relay, store, forget=forget)
         slack.admin.connector = connector  # type: ignore[attr-defined]
         bots.append(slack)
     if settings.discord_bot_token:
@@ -338,8 +338,10 @@ def build_platforms(settings: Settings, relay: Relay, store: Store | None = None
     return bots
 
 
-def build_slack_distribution(settings: Settings, relay: Relay, store: Store) -> PlatformBot:
-    """The Slack app for "Add to Slack" distribution: installations on `store`, sealed with SECRETS_KEY."""
+def build_slack_distribution(settings: Settings, relay: Relay, store: Store,
+                             forget: Callable[[str, str], Awaitable[None]] | None = None) -> PlatformBot:
+    """The Slack app for "Add to Slack" distribution: installations on `store`, sealed with SECRETS_KEY; an
+    uninstall is forgotten with `forget` (run_bot's connector, as for Discord; by default one built here)."""
     from bots.slack.app import SlackBot
     from bots.slack.installations import StoreInstallations
     from core.redaction import register_secret
@@ -350,8 +352,11 @@ def build_slack_distribution(settings: Settings, relay: Relay, store: Store) -> 
     box = SecretBox.from_setting(settings.secrets_key.reveal())
     # An uninstalled workspace's own Uppzy key and settings are dropped from the caches at once here (other
     # replicas: the settings notice on PostgreSQL, the credentials cache's 30 s).
+    if forget is None:
+        forget = build_connector(settings, store, on_change=lambda platform, workspace: _reread(relay, platform,
+                                                                                                workspace)).forget
     return SlackBot(settings, relay, installations=StoreInstallations(store, box, on_secret=register_secret),
-                    on_forget=lambda platform, workspace: _reread(relay, platform, workspace))
+                    forget=forget)
 
 
 def _reread(relay: Relay, platform: str, workspace: str) -> None:

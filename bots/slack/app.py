@@ -90,10 +90,10 @@ class SlackBot:
     def __init__(self, settings: Settings, relay: Inbound, *, ping_interval: float = 10.0,
                  cosmetic_timeout: float = 3.0, connect_timeout: float = 30.0,
                  installations: StoreInstallations | None = None,
-                 on_forget: Callable[[str, str], Any] | None = None) -> None:
+                 forget: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         """Single workspace with SLACK_BOT_TOKEN; with the OAuth settings instead ("Add to Slack"), every installed
         team's token comes from `installations` (the composition root builds it on the store and SECRETS_KEY) and
-        `on_forget(platform, workspace)` is told of an uninstall."""
+        an uninstalled workspace is forgotten with `forget(platform, workspace)`."""
         self.oauth = settings.slack_oauth
         if not settings.slack_bot_token and not self.oauth:
             raise ConfigError("SLACK_BOT_TOKEN", "is required to run the Slack app")
@@ -132,7 +132,7 @@ class SlackBot:
             # The store is given to the app too: only then does bolt's own token refresh use our client.
             self.app = AsyncApp(**common, installation_store=installations, oauth_settings=oauth_settings(
                 settings, installations, StoreStates(installations.store), SLACK_SCOPES))
-            self.distribution = Distribution(self.app, installations, self.teams, on_forget=on_forget)
+            self.distribution = Distribution(self.app, installations, self.teams, forget=forget)
             self.distribution.register()
         else:
             self.teams = TeamClients(default)

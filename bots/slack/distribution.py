@@ -4,7 +4,7 @@ request bound to its team's token, and uninstall (app_uninstalled, tokens_revoke
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -60,11 +60,11 @@ class Distribution:
     """The OAuth mode's parts of the Slack app: pages, per-request team binding, and uninstall."""
 
     def __init__(self, app: AsyncApp, installations: StoreInstallations, teams: TeamClients, *,
-                 on_forget: Callable[[str, str], Any] | None = None) -> None:
+                 forget: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         self.app = app
         self.installations = installations
         self.teams = teams
-        self.on_forget = on_forget
+        self.forget = forget  # the composition root's "forget a workspace" (core.connect.Connector.forget)
 
     def register(self) -> None:
         """Bind each bolt request to its team; listen for uninstall and revoked bot tokens."""
@@ -115,13 +115,12 @@ class Distribution:
         team_id, enterprise_id = context.team_id, context.enterprise_id
         org_wide = bool(context.is_enterprise_install)
         gone = await self.installations.delete(enterprise_id, team_id, org_wide=org_wide)
-        if org_wide and not team_id and enterprise_id:
-            gone = await self.installations.store.delete_installation(enterprise_id, None) or gone
         workspace = team_id or enterprise_id
         if workspace:
-            await self.installations.store.forget_workspace("slack", workspace)
-            if self.on_forget is not None:
-                self.on_forget("slack", workspace)
+            if self.forget is not None:
+                await self.forget("slack", workspace)
+            else:
+                await self.installations.store.forget_workspace("slack", workspace)
         self.teams.forget(team_id, enterprise_id, org_wide=org_wide)
         log.info("Slack %s team=%s enterprise=%s: installation %s, workspace data removed", why, team_id,
                  enterprise_id, "removed" if gone else "already gone")
