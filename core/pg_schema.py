@@ -3,10 +3,12 @@ replicas opening an empty database at the same moment wait for one of them inste
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "MIGRATION_LOCK", "SETTINGS_CHANNEL"]
+__all__ = ["MIGRATIONS", "MIGRATION_LOCK", "SETTINGS_CHANNEL", "SETTINGS_NOTIFY"]
 
 MIGRATION_LOCK = 0x5570_707A  # pg_advisory_lock key held while migrating ("Uppz")
 SETTINGS_CHANNEL = "uppzy_settings"  # LISTEN/NOTIFY channel: "platform\tworkspace_id" when settings change
+# Appended to a workspace write: the other replicas drop their cached copy of that workspace ($1 platform, $2 id).
+SETTINGS_NOTIFY = f"SELECT pg_notify('{SETTINGS_CHANNEL}', $1::text || E'\\t' || $2::text)"
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the SQLite schema in PostgreSQL types, plus holders, replicas' leases and singleton-job leases.

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from core.pg_schema import SETTINGS_CHANNEL
+from core.pg_schema import SETTINGS_NOTIFY
 from core.sqlite_secrets import NO_ID, Keys, installation_key, reseal_columns
 
 __all__ = ["PostgresSecrets"]
@@ -112,11 +112,12 @@ class PostgresSecrets:
 
     async def set_credentials(self, platform: str, workspace_id: str, *, site_id: str, sealed_key: str,
                               now: float) -> None:
-        """Insert or replace a workspace's Uppzy site and sealed key."""
+        """Insert or replace a workspace's Uppzy site and sealed key; other replicas drop their cached connection of
+        it (NOTIFY), as for settings."""
         await self._exec(
-            "INSERT INTO workspace_credentials (platform, workspace_id, site_id, sealed_key, updated_at) "
+            "WITH w AS (INSERT INTO workspace_credentials (platform, workspace_id, site_id, sealed_key, updated_at) "
             "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (platform, workspace_id) DO UPDATE SET site_id=excluded.site_id, "
-            "sealed_key=excluded.sealed_key, updated_at=excluded.updated_at",
+            f"sealed_key=excluded.sealed_key, updated_at=excluded.updated_at) {SETTINGS_NOTIFY}",
             platform, workspace_id, site_id, sealed_key, now,
         )
 
@@ -132,8 +133,8 @@ class PostgresSecrets:
         await self._exec(
             "WITH c AS (DELETE FROM workspace_credentials WHERE platform=$1 AND workspace_id=$2), "
             "s AS (DELETE FROM workspace_settings WHERE platform=$1 AND workspace_id=$2), "
-            "m AS (DELETE FROM channel_modes WHERE platform=$1 AND workspace_id=$2) "
-            f"SELECT pg_notify('{SETTINGS_CHANNEL}', $1::text || E'\\t' || $2::text)", platform, workspace_id,
+            f"m AS (DELETE FROM channel_modes WHERE platform=$1 AND workspace_id=$2) {SETTINGS_NOTIFY}",
+            platform, workspace_id,
         )
 
     async def workspace_connections(self, *, after: tuple[str, str] | None = None,

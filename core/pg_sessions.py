@@ -7,15 +7,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from core.models import SessionRow
-from core.pg_schema import SETTINGS_CHANNEL
+from core.pg_schema import SETTINGS_NOTIFY
 from core.turn_rows import TURN_COLUMNS
 from core.turn_rows import turn_from_row as _turn
 
 __all__ = ["PostgresSessions"]
 
 _T_COLUMNS = ", ".join("t." + c.strip() for c in TURN_COLUMNS.split(","))  # a session's last question, joined
-# Appended to a settings write: the other replicas drop their cached copy of that workspace.
-_NOTIFY = f"SELECT pg_notify('{SETTINGS_CHANNEL}', $1::text || E'\\t' || $2::text)"
+_NOTIFY = SETTINGS_NOTIFY
 
 
 class PostgresSessions:

@@ -246,6 +246,8 @@ async def test_settings_changes_reach_other_replicas_and_a_lost_listener_says_so
     assert await asyncio.wait_for(heard.get(), 5) == ("discord", "G1")
     await b.set_idle_timeout("slack", "T2", 30.0)
     assert await asyncio.wait_for(heard.get(), 5) == ("slack", "T2")
+    await b.set_credentials("slack", "T4", site_id="site-4", sealed_key="sealed", now=T0)  # a workspace's own key
+    assert await asyncio.wait_for(heard.get(), 5) == ("slack", "T4")
     await _kill_others(pg_url)
     assert await asyncio.wait_for(heard.get(), 5) == (None, None)
     for _ in range(50):  # a reconnects with backoff (0.2 s first); b's pool reconnects on use
