@@ -351,7 +351,7 @@ def build_slack_distribution(settings: Settings, relay: Relay, store: Store,
         raise ConfigError("SECRETS_KEY", "is required for \"Add to Slack\" distribution")
     box = SecretBox.from_setting(settings.secrets_key.reveal())
     # An uninstalled workspace's own Uppzy key and settings are dropped from the caches at once here (other
-    # replicas: the settings notice on PostgreSQL, the credentials cache's 30 s).
+    # replicas: the same notice on PostgreSQL; the credentials cache expires after 30 s in any case).
     if forget is None:
         forget = build_connector(settings, store, on_change=lambda platform, workspace: _reread(relay, platform,
                                                                                                 workspace)).forget
