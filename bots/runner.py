@@ -82,16 +82,20 @@ class PlatformBot(Protocol):
 
 
 def build_uppzy(settings: Settings, *, metrics: Metrics | None = None, retry: RetryPolicy | None = None,
-                timeouts: Timeouts | None = None) -> UppzyClient:
-    """The one Uppzy client of the process, from settings (its calls observed by `metrics`)."""
-    assert settings.uppzy_api_key is not None and settings.uppzy_site_id
+                timeouts: Timeouts | None = None, key: tuple[Secret, str] | None = None,
+                max_connections: int = 100) -> UppzyClient:
+    """An Uppzy client from settings (its calls observed by `metrics`): the deployment's key and site, or `key`'s
+    (a workspace's own key and site, or one being checked; no tenant id then)."""
+    tenant_id = settings.uppzy_tenant_id if key is None else None
+    if key is None:
+        assert settings.uppzy_api_key is not None and settings.uppzy_site_id
+        key = settings.uppzy_api_key, settings.uppzy_site_id
     return UppzyClient(
-        base_url=settings.uppzy_base_url, api_key=settings.uppzy_api_key, site_id=settings.uppzy_site_id,
-        tenant_id=settings.uppzy_tenant_id,
+        base_url=settings.uppzy_base_url, api_key=key[0], site_id=key[1], tenant_id=tenant_id,
         timeouts=timeouts or Timeouts(settings.uppzy_connect_timeout, settings.uppzy_timeout,
                                       settings.uppzy_chat_timeout),
         retry=retry or RetryPolicy(attempts=settings.uppzy_max_attempts, budget=settings.uppzy_retry_budget),
-        observer=metrics.observe_call if metrics is not None else None,
+        observer=metrics.observe_call if metrics is not None else None, max_connections=max_connections,
     )
 
 
@@ -104,8 +108,8 @@ def uppzy_key_check(settings: Settings, *, timeouts: Timeouts | None = None,
     retry = retry or RetryPolicy(attempts=1, budget=timeouts.default)
 
     async def check(site_id: str, key: Secret) -> None:
-        async with UppzyClient(base_url=settings.uppzy_base_url, api_key=key, site_id=site_id, timeouts=timeouts,
-                               retry=retry, max_connections=2) as client:
+        async with build_uppzy(settings, timeouts=timeouts, retry=retry, key=(key, site_id),
+                               max_connections=2) as client:
             await client.site(site_id)
 
     return check
@@ -302,14 +306,9 @@ def _connections(settings: Settings, store: Store, uppzy: UppzyClient | None, me
         box = SecretBox.from_setting(settings.secrets_key.reveal())
 
     def factory(api_key: Secret, site_id: str) -> UppzyClient:
-        return UppzyClient(
-            base_url=settings.uppzy_base_url, api_key=api_key, site_id=site_id,
-            timeouts=uppzy.timeouts if uppzy is not None else Timeouts(
-                settings.uppzy_connect_timeout, settings.uppzy_timeout, settings.uppzy_chat_timeout),
-            retry=uppzy.retry if uppzy is not None else RetryPolicy(attempts=settings.uppzy_max_attempts,
-                                                                    budget=settings.uppzy_retry_budget),
-            observer=metrics.observe_call,
-        )
+        return build_uppzy(settings, metrics=metrics, key=(api_key, site_id),
+                           timeouts=uppzy.timeouts if uppzy is not None else None,
+                           retry=uppzy.retry if uppzy is not None else None)
 
     pool = UppzyPool(factory, default=uppzy, default_key=default.key_id if default is not None else None)
     return Connections(WorkspaceCredentials(store, box, default), pool)
