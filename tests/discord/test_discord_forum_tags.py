@@ -53,6 +53,22 @@ async def test_new_post_is_answered_and_tagged_answered_keeping_its_tags(desk: D
                              what="the answered tag")
 
 
+async def test_a_follow_up_in_a_tagged_post_makes_no_tag_calls(desk: DiscordHarness) -> None:
+    """Once this process has put the answered tag on a post, the answers to follow-ups there read nothing and
+    patch nothing for it (the tagging used to read the post, and maybe its forum, on every answer)."""
+    post_id = await new_post(desk, "I forgot my password", ["Billing"])
+    await desk.wait_posts(post_id)
+    await desk.fake.wait_for(lambda: desk.fake.applied_tag_names(post_id) == ["Billing", "Answered"],
+                             what="the answered tag")
+    reads, patches = len(desk.fake.calls("GET", rf"/channels/{post_id}")), len(desk.fake.calls("PATCH", PATCH_TAGS))
+    await desk.say("and how do returns work?", channel_id=post_id)
+    await desk.wait_posts(post_id, 2)  # the follow-up's answer
+    await desk.wait_idle(2)
+    assert len(desk.fake.calls("GET", rf"/channels/{post_id}")) == reads
+    assert len(desk.fake.calls("PATCH", PATCH_TAGS)) == patches
+    assert desk.fake.applied_tag_names(post_id) == ["Billing", "Answered"]
+
+
 async def test_thumbs_down_tags_the_post_escalated(desk: DiscordHarness) -> None:
     """👎 with an escalation target: the link goes to the escalation channel and the post gets the escalated tag."""
     await desk.relay.workspaces.set("discord", str(GUILD_ID), "escalation_target", f"<#{ESCALATION_ID}>", by="test")
