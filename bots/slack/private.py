@@ -158,7 +158,8 @@ class SlackPrivate:
         thread = message.get("thread_ts")
         async with self.adapter.teams.using(ids.get("team_id"), ids.get("enterprise_id")):
             shared = shared_message(message, user)
-            if (dm, ts) in self._shared or _shared_blocks(message.get("blocks"), origin) is None or shared is None:
+            updated = _shared_blocks(message.get("blocks"), origin)  # the DM's answer, marked shared
+            if (dm, ts) in self._shared or updated is None or shared is None:
                 await self.adapter.ephemeral(dm, user, _ALREADY, thread_ts=thread)
                 return
             self._shared[(dm, ts)] = None  # before the post: a second click while it is in flight shares nothing
@@ -172,7 +173,6 @@ class SlackPrivate:
                 await self.adapter.ephemeral(dm, user, _CANT_SHARE.format(channel=origin), thread_ts=thread)
                 return
             log.info("private answer shared user=%s channel=%s", user, origin)
-            updated = _shared_blocks(message.get("blocks"), origin)
             try:
                 await self.adapter.client.chat_update(channel=dm, ts=ts, blocks=updated,
                                                       text=str(message.get("text") or ""))
