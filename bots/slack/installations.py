@@ -72,10 +72,9 @@ class StoreInstallations(AsyncInstallationStore):
         except ValueError as exc:  # SecretUnreadable (a wrong SECRETS_KEY) or damaged JSON: never the value itself
             log.error("Slack installation of %s cannot be opened: %s", where, exc)
             return None
-        for name in _TOKENS:
-            if data.get(name):
-                self.on_secret(str(data[name]))
-        return Installation(**data)
+        installation = Installation(**data)
+        self._redact(installation)
+        return installation
 
     # ---- AsyncInstallationStore ---------------------------------------------------------------------------
 
@@ -84,6 +83,10 @@ class StoreInstallations(AsyncInstallationStore):
         team = _team_key(installation.enterprise_id, installation.team_id, installation.is_enterprise_install)
         await self.store.save_installation(installation.enterprise_id, team, self._seal(installation),
                                            now=self.clock())
+        self._redact(installation)
+
+    def _redact(self, installation: Installation) -> None:
+        """Hand its tokens to `on_secret`: blanked in every log line from now on."""
         for name in _TOKENS:
             value = getattr(installation, name, None)
             if value:
@@ -168,10 +171,7 @@ class StoreInstallations(AsyncInstallationStore):
             if fresh is None:
                 return None
             log.info("Slack bot token rotated for %s", where)
-            for name in _TOKENS:
-                value = getattr(fresh, name, None)
-                if value:
-                    self.on_secret(str(value))
+            self._redact(fresh)
             return self._seal(fresh)
 
         return refresh
